@@ -1,0 +1,165 @@
+"""S3 as remote storage: one object per pending chunk, quarantined records, failed files.
+
+A chunk's key carries its partition count and sha256 (``pending/<file-id>/<partition>.<count>.
+<sha256>``), so one LIST tells which partitions are durable and whether a newcomer conflicts,
+without reading any bytes, and two writers of the same chunk write the same key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from boto3.s3.transfer import TransferConfig
+
+from application.body import ByteStream
+from application.ports import Body
+from application.records import StreamRecord
+from domain import AssembledFile, Chunk, ChunkRef, FileId, PartitionSet, RejectionReason, redact
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+PENDING = "pending/"
+QUARANTINE = "quarantine/"
+FAILED = "failed/"
+_CHUNK_KEY = re.compile(r"^(\d+)\.(\d+)\.([0-9a-f]{64})$")
+_DELETE_BATCH = 1000
+
+
+def chunk_key(file_id: FileId, partition: int, partition_count: int, digest: str) -> str:
+    return f"{PENDING}{file_id}/{partition:05d}.{partition_count}.{digest}"
+
+
+class S3ChunkStore:
+    def __init__(self, client: S3Client, bucket: str) -> None:
+        self._s3 = client
+        self._bucket = bucket
+
+    def put(self, chunks: Iterable[Chunk]) -> None:
+        for chunk in chunks:
+            self._s3.put_object(
+                Bucket=self._bucket,
+                Key=chunk_key(
+                    chunk.file_id, chunk.partition, chunk.partition_count, chunk.ref.digest
+                ),
+                Body=chunk.content,
+            )
+
+    def get(self, file_id: FileId) -> PartitionSet | None:
+        """The earliest object of a partition stands, as the first bytes do."""
+        found: list[tuple[datetime, int, int, ChunkRef]] = []
+        paginator = self._s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self._bucket, Prefix=f"{PENDING}{file_id}/"):
+            for item in page.get("Contents", []):
+                name = item["Key"].rsplit("/", 1)[-1]
+                match = _CHUNK_KEY.match(name)
+                if match is None:
+                    continue
+                partition, count, digest = match.groups()
+                found.append(
+                    (
+                        item["LastModified"],
+                        int(partition),
+                        int(count),
+                        ChunkRef(digest, item["Size"]),
+                    )
+                )
+        if not found:
+            return None
+        found.sort(key=lambda entry: entry[0])
+        count = found[0][2]
+        parts: dict[int, ChunkRef] = {}
+        for _, partition, partition_count, ref in found:
+            if partition_count == count and partition < count:
+                parts.setdefault(partition, ref)
+        return PartitionSet(count, parts)
+
+    def open(
+        self, file_id: FileId, partition: int, partition_count: int, ref: ChunkRef
+    ) -> ByteStream:
+        response = self._s3.get_object(
+            Bucket=self._bucket, Key=chunk_key(file_id, partition, partition_count, ref.digest)
+        )
+        return response["Body"]
+
+    def delete(self, file_id: FileId, partitions: PartitionSet) -> None:
+        keys = [
+            chunk_key(file_id, partition, partitions.partition_count, ref.digest)
+            for partition, ref in sorted(partitions.parts.items())
+        ]
+        for start in range(0, len(keys), _DELETE_BATCH):
+            response = self._s3.delete_objects(
+                Bucket=self._bucket,
+                Delete={
+                    "Objects": [{"Key": key} for key in keys[start : start + _DELETE_BATCH]],
+                    "Quiet": True,
+                },
+            )
+            errors = response.get("Errors", [])
+            if errors:
+                first = errors[0]
+                raise OSError(
+                    f"S3 refused to delete {len(errors)} chunk objects: "
+                    f"{first.get('Code')} {first.get('Message')}"
+                )
+
+
+class S3RecordArchive:
+    """quarantine/ keeps a rejected record's data as received; failed/ keeps whole files."""
+
+    def __init__(
+        self, client: S3Client, bucket: str, transfer: TransferConfig | None = None
+    ) -> None:
+        self._s3 = client
+        self._bucket = bucket
+        self._transfer = transfer or TransferConfig(max_concurrency=2)
+
+    def quarantine(
+        self, record: StreamRecord, reason: RejectionReason, detail: str, file_id: FileId | None
+    ) -> str:
+        day = datetime.now(UTC).strftime("%Y/%m/%d")
+        key = f"{QUARANTINE}{day}/{_safe(record.sequence_number)}"
+        metadata = {
+            "reason": reason.value,
+            "detail": _ascii(detail),
+            "sequence-number": _ascii(record.sequence_number),
+            "event-id": _ascii(record.source),
+        }
+        if file_id is not None:
+            metadata["file-id"] = str(file_id)
+        self._s3.put_object(
+            Bucket=self._bucket, Key=key, Body=record.data.encode("utf-8"), Metadata=metadata
+        )
+        return key
+
+    def keep_failed(self, assembled: AssembledFile, body: Body) -> str:
+        key = f"{FAILED}{assembled.file_id}"
+        reader = body.open()
+        try:
+            self._s3.upload_fileobj(
+                reader,  # type: ignore[arg-type]  # boto3 reads it by duck typing, as a file
+                self._bucket,
+                key,
+                ExtraArgs={
+                    "Metadata": {
+                        "file-id": str(assembled.file_id),
+                        "endpoint": _ascii(redact(assembled.put_endpoint)),
+                        "size": str(assembled.size),
+                    }
+                },
+                Config=self._transfer,
+            )
+        finally:
+            reader.close()
+        return key
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text)[:200] or "unknown"
+
+
+def _ascii(text: str) -> str:
+    return text.encode("ascii", "replace").decode("ascii")[:512]

@@ -1,0 +1,150 @@
+"""Settings from the environment (and Parameter Store when asked): checked once, at start.
+
+Every invalid value fails with one message naming its variable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from enum import StrEnum
+from pathlib import Path
+
+from attrs import field, frozen
+
+from domain import Limits
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class StateBackend(StrEnum):
+    LOCAL = "local"
+    DYNAMODB = "dynamodb"
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+SETTING_NAMES = (
+    "S3_BUCKET",
+    "LOG_LEVEL",
+    "STATE_BACKEND",
+    "STATE_TABLE",
+    "TMP_DIR",
+    "UPLOAD_ALLOWED_HOSTS",
+    "MAX_PARTITION_COUNT",
+    "MAX_FILE_BYTES",
+    "UPLOAD_MAX_ATTEMPTS",
+    "UPLOAD_CONNECT_TIMEOUT",
+    "UPLOAD_READ_TIMEOUT",
+)
+
+
+@frozen
+class Settings:
+    s3_bucket: str
+    log_level: str = "INFO"
+    state_backend: StateBackend = StateBackend.LOCAL
+    state_table: str | None = None
+    tmp_dir: Path = Path("/tmp")  # noqa: S108  # Lambda's only writable disk
+    upload_allowed_hosts: tuple[str, ...] | None = None
+    limits: Limits = field(factory=Limits)
+    upload_max_attempts: int = 4
+    upload_connect_timeout: float = 5.0
+    upload_read_timeout: float = 60.0
+    ssm_parameter_path: str | None = None
+
+    @classmethod
+    def from_environ(
+        cls,
+        environ: Mapping[str, str],
+        parameters: Callable[[str], Mapping[str, str]] | None = None,
+    ) -> Settings:
+        """Read the settings; with SSM_PARAMETER_PATH, ``parameters(path)`` fills the gaps."""
+        values = {
+            k: v for k, v in environ.items() if k in SETTING_NAMES or k == "SSM_PARAMETER_PATH"
+        }
+        ssm_path = _optional(values, "SSM_PARAMETER_PATH")
+        if ssm_path is not None:
+            if parameters is None:
+                raise SettingsError(
+                    "SSM_PARAMETER_PATH is set but Parameter Store is not reachable"
+                )
+            try:
+                stored = parameters(ssm_path)
+            except Exception as error:
+                raise SettingsError(
+                    f"SSM_PARAMETER_PATH {ssm_path!r} could not be read: {type(error).__name__}"
+                ) from error
+            values = {**{k: v for k, v in stored.items() if k in SETTING_NAMES}, **values}
+
+        bucket = _optional(values, "S3_BUCKET")
+        if bucket is None:
+            raise SettingsError("S3_BUCKET is required: the bucket for pending chunks")
+        level = (_optional(values, "LOG_LEVEL") or "INFO").upper()
+        if level not in LOG_LEVELS:
+            raise SettingsError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
+        backend_name = (_optional(values, "STATE_BACKEND") or "local").lower()
+        try:
+            backend = StateBackend(backend_name)
+        except ValueError:
+            raise SettingsError(
+                f"STATE_BACKEND must be 'local' or 'dynamodb', not {backend_name!r}"
+            ) from None
+        table = _optional(values, "STATE_TABLE")
+        if backend is StateBackend.DYNAMODB and table is None:
+            raise SettingsError("STATE_TABLE is required when STATE_BACKEND is dynamodb")
+        hosts = _optional(values, "UPLOAD_ALLOWED_HOSTS")
+        return cls(
+            s3_bucket=bucket,
+            log_level=level,
+            state_backend=backend,
+            state_table=table,
+            tmp_dir=Path(_optional(values, "TMP_DIR") or "/tmp"),  # noqa: S108
+            upload_allowed_hosts=_host_list(hosts) if hosts is not None else None,
+            limits=Limits(
+                max_partition_count=_integer(values, "MAX_PARTITION_COUNT", 10_000),
+                max_file_bytes=_integer(values, "MAX_FILE_BYTES", Limits().max_file_bytes),
+            ),
+            upload_max_attempts=_integer(values, "UPLOAD_MAX_ATTEMPTS", 4),
+            upload_connect_timeout=_number(values, "UPLOAD_CONNECT_TIMEOUT", 5.0),
+            upload_read_timeout=_number(values, "UPLOAD_READ_TIMEOUT", 60.0),
+            ssm_parameter_path=ssm_path,
+        )
+
+
+def _optional(values: Mapping[str, str], name: str) -> str | None:
+    value = values.get(name, "").strip()
+    return value or None
+
+
+def _integer(values: Mapping[str, str], name: str, default: int) -> int:
+    text = _optional(values, name)
+    if text is None:
+        return default
+    try:
+        number = int(text)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, not {text!r}") from None
+    if number < 1:
+        raise SettingsError(f"{name} must be at least 1, not {number}")
+    return number
+
+
+def _number(values: Mapping[str, str], name: str, default: float) -> float:
+    text = _optional(values, name)
+    if text is None:
+        return default
+    try:
+        number = float(text)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, not {text!r}") from None
+    if not number > 0:
+        raise SettingsError(f"{name} must be above 0, not {text!r}")
+    return number
+
+
+def _host_list(text: str) -> tuple[str, ...]:
+    hosts = tuple(h.strip().lower() for h in text.split(",") if h.strip())
+    if not hosts:
+        raise SettingsError("UPLOAD_ALLOWED_HOSTS is set but names no host")
+    return hosts

@@ -1,0 +1,84 @@
+"""AssembleAndUpload: stream a complete file from wherever its chunks are to its endpoint."""
+
+from __future__ import annotations
+
+import logging
+from enum import Enum
+from functools import partial
+
+from application.body import AssembledBody, ChunkCorrupted, Part
+from application.pending import PendingFile
+from application.ports import (
+    LocalChunkStore,
+    PermanentUploadError,
+    RecordArchive,
+    RemoteChunkStore,
+    TransientUploadError,
+    Uploader,
+)
+from domain import AssembledFile, redact
+
+log = logging.getLogger("sfb")
+
+
+class UploadResult(Enum):
+    UPLOADED = "uploaded"
+    KEPT_AS_FAILED = "kept-as-failed"
+    RETRY_LATER = "retry-later"
+
+
+class AssembleAndUpload:
+    def __init__(
+        self,
+        local: LocalChunkStore,
+        remote: RemoteChunkStore,
+        uploader: Uploader,
+        archive: RecordArchive,
+    ) -> None:
+        self._local = local
+        self._remote = remote
+        self._uploader = uploader
+        self._archive = archive
+
+    def __call__(self, entry: PendingFile) -> UploadResult:
+        assembled = AssembledFile.from_partitions(
+            entry.file_id, entry.put_endpoint, entry.partitions
+        )
+        body = self.body(entry, assembled)
+        fields = {
+            "file_id": str(entry.file_id),
+            "endpoint": redact(entry.put_endpoint),
+            "bytes": assembled.size,
+        }
+        try:
+            self._uploader.upload(entry.put_endpoint, body)
+        except (TransientUploadError, ChunkCorrupted) as error:
+            log.warning(
+                "upload failed; the file stays complete and is retried on redelivery",
+                extra={**fields, "reason": str(error)},
+            )
+            return UploadResult.RETRY_LATER
+        except PermanentUploadError as error:
+            key = self._archive.keep_failed(assembled, body)
+            log.error(
+                "upload refused for good; the assembled file is kept",
+                extra={**fields, "reason": str(error), "kept_as": key},
+            )
+            return UploadResult.KEPT_AS_FAILED
+        log.info("file uploaded", extra=fields)
+        return UploadResult.UPLOADED
+
+    def body(self, entry: PendingFile, assembled: AssembledFile) -> AssembledBody:
+        """Each part is read from this container's disk when it is there, else from remote."""
+        count = entry.partitions.partition_count
+        return AssembledBody(
+            tuple(
+                Part(
+                    ref,
+                    partial(self._local.open, entry.file_id, partition)
+                    if partition in entry.local
+                    else partial(self._remote.open, entry.file_id, partition, count, ref),
+                )
+                for partition, ref in enumerate(assembled.parts)
+            )
+        )

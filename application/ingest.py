@@ -1,0 +1,46 @@
+"""IngestChunk: admit one chunk, keep its bytes, and finish its file when it is complete."""
+
+from __future__ import annotations
+
+from application.batch_state import BatchState
+from application.lifecycle import FileLifecycle
+from application.pending import PendingFile
+from application.ports import LocalChunkStore, PartitionCache
+from domain import Admission, Chunk, Limits
+
+
+class IngestChunk:
+    """Costs no remote request while a file's chunks all arrive in the batch at hand."""
+
+    def __init__(
+        self,
+        cache: PartitionCache,
+        local: LocalChunkStore,
+        files: FileLifecycle,
+        limits: Limits,
+    ) -> None:
+        self._cache = cache
+        self._local = local
+        self._files = files
+        self._limits = limits
+
+    def __call__(self, chunk: Chunk, batch: BatchState) -> Admission:
+        """Raises a domain.ChunkRejected when the chunk contradicts what is held."""
+        self._limits.check_partition_count(chunk.partition_count)
+        entry = self._cache.get(chunk.file_id) or PendingFile.new(
+            chunk.file_id, chunk.put_endpoint, chunk.partition_count, batch.number
+        )
+        admission = entry.partitions.admit(
+            chunk.partition, chunk.partition_count, chunk.ref, self._limits
+        )
+        if not entry.is_open:
+            return admission
+        if admission is Admission.NEW:
+            self._local.put(chunk.file_id, chunk.partition, chunk.content)
+            entry = entry.with_local_part(chunk.partition, chunk.ref, batch.number)
+        else:
+            entry = entry.touched(batch.number)
+        self._cache.push(entry)
+        if entry.partitions.is_complete and chunk.file_id not in batch.deferred:
+            self._files.complete(entry, batch)
+        return admission

@@ -1,0 +1,97 @@
+"""Steps shared by IngestChunk and FlushPending: refresh from remote, finish, make durable."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from attrs import evolve
+
+from application.assemble import AssembleAndUpload, UploadResult
+from application.batch_state import BatchState, LateRejection
+from application.pending import FileStatus, PendingFile, reconcile
+from application.ports import LocalChunkStore, PartitionCache, RemoteChunkStore
+from domain import Chunk
+
+
+class Completion(Enum):
+    INCOMPLETE = "incomplete"
+    UPLOADED = "uploaded"
+    FAILED = "failed"
+    DEFERRED = "deferred"
+
+
+class FileLifecycle:
+    """Moves one file's state between cache, local store and remote store."""
+
+    def __init__(
+        self,
+        cache: PartitionCache,
+        local: LocalChunkStore,
+        remote: RemoteChunkStore,
+        assemble: AssembleAndUpload,
+    ) -> None:
+        self._cache = cache
+        self._local = local
+        self._remote = remote
+        self._assemble = assemble
+
+    def refresh(self, entry: PendingFile, batch: BatchState) -> PendingFile:
+        """Read remote storage's listing for the file and merge it in (one request)."""
+        fresh, rejected = reconcile(entry, self._remote.get(entry.file_id), batch.number)
+        for partition in entry.local - fresh.local:
+            self._local.delete(entry.file_id, partition)
+        for partition, error in rejected:
+            batch.late_rejections.append(LateRejection(entry.file_id, partition, error))
+        self._cache.push(fresh)
+        return fresh
+
+    def complete(self, entry: PendingFile, batch: BatchState) -> tuple[PendingFile, Completion]:
+        """Upload a file whose every partition is held; close it on a final answer."""
+        if entry.remote_only and not entry.is_fresh(batch.number):
+            entry = self.refresh(entry, batch)
+        if not entry.partitions.is_complete:
+            return entry, Completion.INCOMPLETE
+        result = self._assemble(entry)
+        if result is UploadResult.RETRY_LATER:
+            batch.deferred.add(entry.file_id)
+            return entry, Completion.DEFERRED
+        closed = self._close(
+            entry,
+            FileStatus.UPLOADED if result is UploadResult.UPLOADED else FileStatus.FAILED,
+            batch,
+        )
+        batch.finished.add(entry.file_id)
+        return closed, (
+            Completion.UPLOADED if result is UploadResult.UPLOADED else Completion.FAILED
+        )
+
+    def make_durable(self, entry: PendingFile, batch: BatchState) -> PendingFile:
+        """Write every chunk only this container holds to remote storage."""
+        unflushed = sorted(entry.unflushed)
+        self._remote.put(
+            Chunk(
+                entry.put_endpoint,
+                partition,
+                entry.partitions.partition_count,
+                self._local.get(entry.file_id, partition),
+            )
+            for partition in unflushed
+        )
+        durable = evolve(entry, durable=entry.durable | frozenset(unflushed))
+        self._cache.push(durable)
+        return durable
+
+    def forget(self, entry: PendingFile) -> None:
+        """Drop this container's copy; what is durable stays durable."""
+        for partition in entry.local:
+            self._local.delete(entry.file_id, partition)
+        self._cache.delete(entry.file_id)
+
+    def _close(self, entry: PendingFile, status: FileStatus, batch: BatchState) -> PendingFile:
+        if entry.durable:
+            self._remote.delete(entry.file_id, entry.partitions.only(entry.durable))
+        for partition in entry.local:
+            self._local.delete(entry.file_id, partition)
+        closed = entry.closed(status, batch.number)
+        self._cache.push(closed)
+        return closed

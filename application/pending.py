@@ -1,0 +1,146 @@
+"""What one container knows of a file it is collecting, and where each chunk's bytes are."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from attrs import evolve, field, frozen
+
+from domain import (
+    ChunkContentConflict,
+    ChunkRef,
+    ChunkRejected,
+    FileId,
+    PartitionCountConflict,
+    PartitionSet,
+    redact,
+)
+
+
+class FileStatus(Enum):
+    COLLECTING = "collecting"
+    UPLOADED = "uploaded"
+    FAILED = "failed"
+
+
+@frozen
+class PendingFile:
+    """A cache entry: the seed's Set of partitions, plus where their bytes live.
+
+    ``local`` partitions have bytes in this container's local store; ``durable`` ones are in
+    remote storage as far as this container last saw, which is trusted only when
+    ``checked_in`` is the current batch: another container may have changed it since.
+    """
+
+    file_id: FileId
+    put_endpoint: str = field(repr=redact)
+    partitions: PartitionSet
+    local: frozenset[int] = frozenset()
+    durable: frozenset[int] = frozenset()
+    checked_in: int | None = None
+    touched_in: int = 0
+    status: FileStatus = FileStatus.COLLECTING
+
+    @classmethod
+    def new(
+        cls, file_id: FileId, put_endpoint: str, partition_count: int, batch: int
+    ) -> PendingFile:
+        return cls(file_id, put_endpoint, PartitionSet(partition_count), touched_in=batch)
+
+    def with_local_part(self, partition: int, ref: ChunkRef, batch: int) -> PendingFile:
+        return evolve(
+            self,
+            partitions=self.partitions.with_part(partition, ref),
+            local=self.local | {partition},
+            touched_in=batch,
+        )
+
+    def touched(self, batch: int) -> PendingFile:
+        return evolve(self, touched_in=batch)
+
+    @property
+    def unflushed(self) -> frozenset[int]:
+        """Partitions whose bytes exist only in this container: lost if it dies."""
+        return self.local - self.durable
+
+    @property
+    def remote_only(self) -> frozenset[int]:
+        return frozenset(self.partitions.parts) - self.local
+
+    def is_fresh(self, batch: int) -> bool:
+        return self.checked_in == batch
+
+    @property
+    def is_open(self) -> bool:
+        return self.status is FileStatus.COLLECTING
+
+    def closed(self, status: FileStatus, batch: int) -> PendingFile:
+        """A tombstone: keeps the digests so late duplicates are recognised, drops locations."""
+        return evolve(self, status=status, local=frozenset(), durable=frozenset(), touched_in=batch)
+
+
+def reconcile(
+    entry: PendingFile, listing: PartitionSet | None, batch: int
+) -> tuple[PendingFile, list[tuple[int, ChunkRejected]]]:
+    """Merge what remote storage holds with what this container holds; remote stands.
+
+    Remote storage is the truth between batches: chunks this container holds from earlier
+    batches but remote storage no longer lists were finished (or expired) elsewhere and are
+    dropped. Chunks received in this batch and not yet flushed join the remote ones unless
+    they contradict them: the first count and the first bytes stand, so those are returned
+    as rejections.
+    """
+    count = entry.partitions.partition_count
+    if listing is not None and listing.partition_count != count:
+        rejected: list[tuple[int, ChunkRejected]] = [
+            (
+                p,
+                PartitionCountConflict(
+                    f"partitionCount {count} contradicts the earlier {listing.partition_count}"
+                ),
+            )
+            for p in sorted(entry.unflushed)
+        ]
+        fresh = PendingFile(
+            entry.file_id,
+            entry.put_endpoint,
+            listing,
+            durable=frozenset(listing.parts),
+            checked_in=batch,
+            touched_in=batch,
+        )
+        return fresh, rejected
+
+    remote = listing.parts if listing is not None else {}
+    parts: dict[int, ChunkRef] = dict(remote)
+    local: set[int] = set()
+    rejected = []
+    unflushed = entry.unflushed
+    for p in sorted(entry.local):
+        ref = entry.partitions.parts[p]
+        held = remote.get(p)
+        if held == ref:
+            local.add(p)
+        elif held is not None:
+            if p in unflushed:
+                rejected.append(
+                    (
+                        p,
+                        ChunkContentConflict(
+                            f"partition {p} was already received with other bytes"
+                        ),
+                    )
+                )
+        elif p in unflushed:
+            parts[p] = ref
+            local.add(p)
+    fresh = PendingFile(
+        entry.file_id,
+        entry.put_endpoint,
+        PartitionSet(count, parts),
+        local=frozenset(local),
+        durable=frozenset(remote),
+        checked_in=batch,
+        touched_in=batch,
+    )
+    return fresh, rejected

@@ -1,0 +1,161 @@
+"""The ports: what the use cases need from the outside world, as structural types.
+
+Adapters satisfy these by shape (no inheritance); mypy --strict checks the fit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+from application.body import ByteStream
+from application.pending import PendingFile
+from application.records import StreamRecord
+from domain import AssembledFile, Chunk, ChunkRef, FileId, Limits, PartitionSet, RejectionReason
+
+
+class PartitionCache(Protocol):
+    """In-container memory of files being collected (the seed's Cache component)."""
+
+    def push(self, pending: PendingFile) -> None:
+        """Store or replace the entry for ``pending.file_id``."""
+
+    def get(self, file_id: FileId) -> PendingFile | None:
+        """Return the entry, or None when this container knows nothing of the file."""
+
+    def delete(self, file_id: FileId) -> bool:
+        """Forget the file; return whether there was an entry."""
+
+    def all_keys(self) -> list[FileId]:
+        """Every file id with an entry, in insertion order."""
+
+
+class LocalChunkStore(Protocol):
+    """Chunk bytes kept on this container's disk between invocations (the seed's /tmp)."""
+
+    def put(self, file_id: FileId, partition: int, content: bytes) -> None:
+        """Store a chunk atomically: a reader never sees a partial file.
+
+        Raises
+        ------
+        OSError
+            When the disk refuses the write.
+        """
+
+    def get(self, file_id: FileId, partition: int) -> bytes:
+        """Return the chunk's bytes.
+
+        Raises
+        ------
+        FileNotFoundError
+            When the chunk is not stored here.
+        """
+
+    def open(self, file_id: FileId, partition: int) -> ByteStream:
+        """Open the chunk for streaming reads."""
+
+    def delete(self, file_id: FileId, partition: int) -> None:
+        """Remove the chunk; a missing chunk is not an error."""
+
+
+class RemoteChunkStore(Protocol):
+    """Durable chunk storage shared by every container (the seed's Remote storage, in S3).
+
+    Each chunk is its own object, so two writers never overwrite each other's chunks.
+    """
+
+    def put(self, chunks: Iterable[Chunk]) -> None:
+        """Make each chunk durable; idempotent for the same bytes."""
+
+    def get(self, file_id: FileId) -> PartitionSet | None:
+        """List the chunks held for a file (digests and sizes, no bytes), or None."""
+
+    def open(
+        self, file_id: FileId, partition: int, partition_count: int, ref: ChunkRef
+    ) -> ByteStream:
+        """Open one stored chunk for streaming reads."""
+
+    def delete(self, file_id: FileId, partitions: PartitionSet) -> None:
+        """Remove the listed chunks; missing ones are not an error."""
+
+
+class RecordArchive(Protocol):
+    """Where records and files that cannot be delivered are kept for inspection."""
+
+    def quarantine(
+        self, record: StreamRecord, reason: RejectionReason, detail: str, file_id: FileId | None
+    ) -> str:
+        """Keep a rejected record's raw data; return the key it was stored under."""
+
+    def keep_failed(self, assembled: AssembledFile, body: Body) -> str:
+        """Keep a file whose upload failed for good; return its key."""
+
+
+class Body(Protocol):
+    """A request body of known length that can be read again from the start."""
+
+    @property
+    def size(self) -> int: ...
+
+    def open(self) -> ByteStream:
+        """A fresh reader positioned at the first byte."""
+
+
+class Uploader(Protocol):
+    def upload(self, put_endpoint: str, body: Body) -> None:
+        """PUT the body with Content-Length and no Content-Type.
+
+        Raises
+        ------
+        TransientUploadError
+            When the endpoint may accept the same request later (5xx, 429, network).
+        PermanentUploadError
+            When it never will (other 4xx, redirects).
+        """
+
+
+class RecordDecoder(Protocol):
+    def decode(self, data: str) -> Chunk:
+        """Turn a record's base64 data into a validated chunk.
+
+        Raises
+        ------
+        domain.ChunkRejected
+            With the reason: not base64, not JSON, schema, partition range, content.
+        """
+
+
+class EndpointPolicy(Protocol):
+    def check(self, put_endpoint: str) -> None:
+        """Refuse endpoints the service must never send to.
+
+        Raises
+        ------
+        domain.EndpointRefused
+            With a reason that names the redacted endpoint only.
+        """
+
+
+class Config(Protocol):
+    """The settings the use cases read (the seed's Config component)."""
+
+    @property
+    def s3_bucket(self) -> str: ...
+
+    @property
+    def log_level(self) -> str: ...
+
+    @property
+    def limits(self) -> Limits: ...
+
+
+class UploadError(Exception):
+    """An upload did not succeed; the message never holds the endpoint's query string."""
+
+
+class TransientUploadError(UploadError):
+    pass
+
+
+class PermanentUploadError(UploadError):
+    pass

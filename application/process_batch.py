@@ -1,0 +1,126 @@
+"""ProcessBatch: one Kinesis batch in, the sequence numbers to redeliver out.
+
+A record counts as processed only once its chunk is durable, its file is finished, or it was
+rejected and quarantined. Lambda restarts a shard from the lowest reported sequence number,
+so the first record that is not processed and every record after it are reported.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from attrs import define
+
+from application.batch_state import BatchState
+from application.flush import FlushPending
+from application.ingest import IngestChunk
+from application.ports import EndpointPolicy, RecordArchive, RecordDecoder
+from application.records import StreamRecord
+from domain import ChunkRejected, FileId, redact
+
+log = logging.getLogger("sfb")
+
+
+@define
+class _Tracked:
+    record: StreamRecord
+    file_id: FileId
+    partition: int
+    endpoint: str
+
+
+class ProcessBatch:
+    def __init__(
+        self,
+        decoder: RecordDecoder,
+        policy: EndpointPolicy,
+        ingest: IngestChunk,
+        flush: FlushPending,
+        archive: RecordArchive,
+    ) -> None:
+        self._decoder = decoder
+        self._policy = policy
+        self._ingest = ingest
+        self._flush = flush
+        self._archive = archive
+        self._batches = 0
+
+    def __call__(self, records: Sequence[StreamRecord]) -> list[str]:
+        """Return the sequence numbers Kinesis must deliver again, in batch order."""
+        self._batches += 1
+        batch = BatchState(self._batches)
+        failed: set[str] = set()
+        tracked: list[_Tracked] = []
+        for record in records:
+            file_id: FileId | None = None
+            endpoint = ""
+            try:
+                chunk = self._decoder.decode(record.data)
+                file_id, endpoint = chunk.file_id, chunk.put_endpoint
+                self._policy.check(chunk.put_endpoint)
+                self._ingest(chunk, batch)
+                tracked.append(_Tracked(record, chunk.file_id, chunk.partition, endpoint))
+            except ChunkRejected as rejection:
+                if not self._reject(record, rejection, file_id, endpoint):
+                    failed.add(record.sequence_number)
+            except Exception as error:
+                log.error(
+                    "record could not be processed; it will be delivered again",
+                    extra={
+                        "sequence_number": record.sequence_number,
+                        "file_id": str(file_id) if file_id else None,
+                        "endpoint": redact(endpoint) if endpoint else None,
+                        "reason": f"{type(error).__name__}: {error}",
+                    },
+                )
+                failed.add(record.sequence_number)
+
+        self._flush(batch)
+        failed |= self._settle(batch, tracked)
+        first = next(
+            (i for i, record in enumerate(records) if record.sequence_number in failed), None
+        )
+        if first is None:
+            return []
+        return [record.sequence_number for record in records[first:]]
+
+    def _settle(self, batch: BatchState, tracked: list[_Tracked]) -> set[str]:
+        """Sequence numbers of accepted records whose work is not durable after the flush."""
+        late = {(r.file_id, r.partition): r.error for r in batch.late_rejections}
+        failed: set[str] = set()
+        last_of_file: dict[FileId, str] = {}
+        for item in tracked:
+            error = late.get((item.file_id, item.partition))
+            if error is not None:
+                if not self._reject(item.record, error, item.file_id, item.endpoint):
+                    failed.add(item.record.sequence_number)
+                continue
+            if item.file_id in batch.not_durable:
+                failed.add(item.record.sequence_number)
+            last_of_file[item.file_id] = item.record.sequence_number
+        # A complete file whose upload must be retried: its last record brings it back.
+        failed.update(last_of_file[f] for f in batch.deferred - batch.finished if f in last_of_file)
+        return failed
+
+    def _reject(
+        self, record: StreamRecord, rejection: ChunkRejected, file_id: FileId | None, endpoint: str
+    ) -> bool:
+        """Log and quarantine; return False when the quarantine could not be written."""
+        fields = {
+            "sequence_number": record.sequence_number,
+            "reason": rejection.reason.value,
+            "detail": rejection.detail,
+            "file_id": str(file_id) if file_id else None,
+            "endpoint": redact(endpoint) if endpoint else None,
+        }
+        try:
+            key = self._archive.quarantine(record, rejection.reason, rejection.detail, file_id)
+        except Exception as error:
+            log.error(
+                "record rejected but could not be quarantined; it will be delivered again",
+                extra={**fields, "error": f"{type(error).__name__}: {error}"},
+            )
+            return False
+        log.warning("record rejected", extra={**fields, "quarantined_as": key})
+        return True

@@ -1,0 +1,62 @@
+"""Why a record is rejected: each error names its reason, never the secret endpoint."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RejectionReason(StrEnum):
+    NOT_BASE64 = "data-not-base64"
+    NOT_JSON = "data-not-json"
+    SCHEMA = "schema-violation"
+    CONTENT_NOT_BASE64 = "content-not-base64"
+    PARTITION_OUT_OF_RANGE = "partition-out-of-range"
+    PARTITION_COUNT_TOO_LARGE = "partition-count-too-large"
+    PARTITION_COUNT_CONFLICT = "partition-count-conflict"
+    CONTENT_CONFLICT = "content-conflict"
+    FILE_TOO_LARGE = "file-too-large"
+    ENDPOINT_REFUSED = "endpoint-refused"
+
+
+class ChunkRejected(Exception):
+    """A record that can never be processed: logged, quarantined, and checkpointed."""
+
+    reason: RejectionReason = RejectionReason.SCHEMA
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidRecord(ChunkRejected):
+    def __init__(self, reason: RejectionReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class PartitionOutOfRange(ChunkRejected):
+    reason = RejectionReason.PARTITION_OUT_OF_RANGE
+
+
+class PartitionCountTooLarge(ChunkRejected):
+    reason = RejectionReason.PARTITION_COUNT_TOO_LARGE
+
+
+class PartitionCountConflict(ChunkRejected):
+    reason = RejectionReason.PARTITION_COUNT_CONFLICT
+
+
+class ChunkContentConflict(ChunkRejected):
+    reason = RejectionReason.CONTENT_CONFLICT
+
+
+class FileTooLarge(ChunkRejected):
+    reason = RejectionReason.FILE_TOO_LARGE
+
+
+class EndpointRefused(ChunkRejected):
+    reason = RejectionReason.ENDPOINT_REFUSED
+
+
+class FileIncomplete(Exception):
+    """Assembly was asked of a file that still misses partitions: a programming error."""

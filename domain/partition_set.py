@@ -1,0 +1,89 @@
+"""Which partitions of a file are held, with their digests: the rules of admission."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from enum import Enum
+from types import MappingProxyType
+
+from attrs import field, frozen
+from attrs.validators import ge
+
+from domain.chunk import ChunkRef
+from domain.errors import (
+    ChunkContentConflict,
+    FileTooLarge,
+    PartitionCountConflict,
+    PartitionOutOfRange,
+)
+from domain.limits import Limits
+
+
+class Admission(Enum):
+    NEW = "new"
+    DUPLICATE = "duplicate"
+
+
+def _freeze(parts: Mapping[int, ChunkRef]) -> Mapping[int, ChunkRef]:
+    return MappingProxyType(dict(parts))
+
+
+@frozen
+class PartitionSet:
+    partition_count: int = field(validator=ge(1))
+    parts: Mapping[int, ChunkRef] = field(factory=dict, converter=_freeze)
+    size: int = field(init=False)
+
+    @size.default
+    def _total_size(self) -> int:
+        return sum(ref.size for ref in self.parts.values())
+
+    def admit(
+        self, partition: int, partition_count: int, ref: ChunkRef, limits: Limits
+    ) -> Admission:
+        """Decide whether a chunk is new or a duplicate; raise if it contradicts what is held.
+
+        The first partitionCount and the first bytes of a partition stand.
+        """
+        if partition_count != self.partition_count:
+            raise PartitionCountConflict(
+                f"partitionCount {partition_count} contradicts the earlier {self.partition_count}"
+            )
+        if not 0 <= partition < self.partition_count:
+            raise PartitionOutOfRange(
+                f"partition {partition} is outside 0..{self.partition_count - 1}"
+            )
+        held = self.parts.get(partition)
+        if held is not None:
+            if held != ref:
+                raise ChunkContentConflict(
+                    f"partition {partition} was already received with other bytes"
+                )
+            return Admission.DUPLICATE
+        if self.size + ref.size > limits.max_file_bytes:
+            raise FileTooLarge(
+                f"file would grow to {self.size + ref.size} bytes, over MAX_FILE_BYTES "
+                f"{limits.max_file_bytes}"
+            )
+        return Admission.NEW
+
+    def with_part(self, partition: int, ref: ChunkRef) -> PartitionSet:
+        return PartitionSet(self.partition_count, {**self.parts, partition: ref})
+
+    def only(self, partitions: frozenset[int]) -> PartitionSet:
+        return PartitionSet(
+            self.partition_count, {p: r for p, r in self.parts.items() if p in partitions}
+        )
+
+    @property
+    def is_complete(self) -> bool:
+        return len(self.parts) == self.partition_count
+
+    def missing(self) -> Iterator[int]:
+        return (p for p in range(self.partition_count) if p not in self.parts)
+
+    def __contains__(self, partition: object) -> bool:
+        return partition in self.parts
+
+    def __len__(self) -> int:
+        return len(self.parts)

@@ -1,0 +1,48 @@
+"""The ``sfb`` command line: one clear line and a non-zero exit on any error."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="sfb", description="streaming-file-builder: reassemble files from Kinesis chunks"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="run the main job end to end on embedded services")
+    demo.add_argument("--size", type=int, default=6 * 1024 * 1024 + 12345, help="file bytes")
+    demo.add_argument("--chunk-size", type=int, default=256 * 1024, help="bytes per chunk")
+
+    split = commands.add_parser("split", help="print a file's chunk payloads as JSON lines")
+    split.add_argument("file", type=Path)
+    split.add_argument("--put-endpoint", required=True, help="where the file will be PUT")
+    split.add_argument("--chunk-size", type=int, default=512 * 1024, help="bytes per chunk")
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "demo":
+            from entrypoints.demo import run_demo
+
+            return 0 if run_demo(size=args.size, chunk_size=args.chunk_size) else 1
+        if args.command == "split":  # pragma: no branch
+            from entrypoints.events import split_payloads
+
+            for payload in split_payloads(
+                args.file.read_bytes(), args.put_endpoint, args.chunk_size
+            ):
+                sys.stdout.write(json.dumps(payload) + "\n")
+            return 0
+    except (OSError, ValueError) as error:
+        print(f"sfb {args.command}: {error}", file=sys.stderr)
+        return 2
+    parser.error(f"unknown command {args.command}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

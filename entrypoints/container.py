@@ -1,0 +1,74 @@
+"""The one place where ports meet adapters, built once per Lambda container."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import boto3
+import requests
+from dependency_injector import containers, providers
+
+from adapters.endpoint_policy import HostPolicy
+from adapters.http_uploader import RequestsUploader, RetryPolicy
+from adapters.json_logging import configure_logging
+from adapters.kinesis import records_from_event
+from adapters.memory_cache import InMemoryPartitionCache
+from adapters.s3_storage import S3ChunkStore, S3RecordArchive
+from adapters.settings import Settings, SettingsError, StateBackend
+from adapters.ssm_parameters import read_parameters
+from adapters.tmp_storage import TmpChunkStore
+from adapters.validation import JsonSchemaRecordDecoder
+from application.assemble import AssembleAndUpload
+from application.flush import FlushPending
+from application.ingest import IngestChunk
+from application.lifecycle import FileLifecycle
+from application.process_batch import ProcessBatch
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Parameter Store is only contacted when SSM_PARAMETER_PATH asks for it."""
+    settings = Settings.from_environ(
+        environ, parameters=lambda path: read_parameters(boto3.client("ssm"), path)
+    )
+    if settings.state_backend is StateBackend.DYNAMODB:
+        raise SettingsError("STATE_BACKEND 'dynamodb' is not available in this version yet")
+    return settings
+
+
+class Container(containers.DeclarativeContainer):
+    environ = providers.Dependency(instance_of=dict)
+    settings = providers.Singleton(load_settings, environ)
+
+    s3_client = providers.Singleton(boto3.client, "s3")
+    http_session = providers.Singleton(requests.Session)
+
+    cache = providers.Singleton(InMemoryPartitionCache)
+    local_store = providers.Singleton(TmpChunkStore, settings.provided.tmp_dir)
+    remote_store = providers.Singleton(S3ChunkStore, s3_client, settings.provided.s3_bucket)
+    archive = providers.Singleton(S3RecordArchive, s3_client, settings.provided.s3_bucket)
+    uploader = providers.Singleton(
+        RequestsUploader,
+        http_session,
+        connect_timeout=settings.provided.upload_connect_timeout,
+        read_timeout=settings.provided.upload_read_timeout,
+        retry=providers.Factory(RetryPolicy, attempts=settings.provided.upload_max_attempts),
+    )
+    decoder = providers.Singleton(JsonSchemaRecordDecoder)
+    policy = providers.Singleton(HostPolicy, settings.provided.upload_allowed_hosts)
+
+    assemble = providers.Factory(AssembleAndUpload, local_store, remote_store, uploader, archive)
+    lifecycle = providers.Factory(FileLifecycle, cache, local_store, remote_store, assemble)
+    ingest = providers.Factory(IngestChunk, cache, local_store, lifecycle, settings.provided.limits)
+    flush = providers.Factory(FlushPending, cache, lifecycle)
+    # A singleton, unlike the other use cases: it numbers this container's batches.
+    process_batch = providers.Singleton(ProcessBatch, decoder, policy, ingest, flush, archive)
+
+    decode_event = providers.Object(records_from_event)
+
+
+def build_container(environ: Mapping[str, str]) -> Container:
+    """Validate the settings and set up logging now, so a bad setting fails the cold start."""
+    container = Container(environ=dict(environ))
+    settings = container.settings()
+    configure_logging(settings.log_level)
+    return container

@@ -1,0 +1,140 @@
+"""A local HTTP endpoint that receives PUTs the way S3 does, for the demo and the tests.
+
+Like S3 it refuses chunked transfer encoding (411) and needs Content-Length. It listens on
+127.0.0.1 only and records each request's path, headers, size and sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+
+from attrs import frozen
+
+
+@frozen
+class ReceivedPut:
+    path: str
+    headers: dict[str, str]
+    size: int
+    sha256: str
+    body: bytes | None
+
+
+class LocalReceiver:
+    """Start with ``with LocalReceiver() as receiver``; ``receiver.url(path)`` is an endpoint.
+
+    ``fail_next(status, times)`` makes the next requests answer ``status`` instead.
+    """
+
+    def __init__(self, keep_bodies: bool = True) -> None:
+        self.keep_bodies = keep_bodies
+        self.received: list[ReceivedPut] = []
+        self.refused: list[str] = []
+        self._failures: deque[int] = deque()
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
+
+    def fail_next(self, status: int, times: int = 1) -> None:
+        with self._lock:
+            self._failures.extend([status] * times)
+
+    def _next_failure(self) -> int | None:
+        with self._lock:
+            return self._failures.popleft() if self._failures else None
+
+    def _record(self, put: ReceivedPut) -> None:
+        with self._lock:
+            self.received.append(put)
+
+    def start(self) -> LocalReceiver:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+    def __enter__(self) -> LocalReceiver:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _handler_for(receiver: LocalReceiver) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_PUT(self) -> None:
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                receiver.refused.append(self.path)
+                self._answer(411, b"MissingContentLength: chunked encoding is refused")
+                self.close_connection = True
+                return
+            length_header = self.headers.get("Content-Length")
+            if length_header is None:
+                receiver.refused.append(self.path)
+                self._answer(411, b"MissingContentLength")
+                self.close_connection = True
+                return
+            remaining = int(length_header)
+            digest = hashlib.sha256()
+            kept = bytearray() if receiver.keep_bodies else None
+            size = 0
+            while remaining > 0:
+                block = self.rfile.read(min(remaining, 1 << 20))
+                if not block:
+                    break
+                remaining -= len(block)
+                size += len(block)
+                digest.update(block)
+                if kept is not None:
+                    kept.extend(block)
+            if remaining > 0:
+                receiver.refused.append(self.path)
+                self.close_connection = True
+                return
+            status = receiver._next_failure()
+            if status is not None:
+                self._answer(status, b"injected failure")
+                return
+            receiver._record(
+                ReceivedPut(
+                    path=self.path,
+                    headers={k.lower(): v for k, v in self.headers.items()},
+                    size=size,
+                    sha256=digest.hexdigest(),
+                    body=bytes(kept) if kept is not None else None,
+                )
+            )
+            self._answer(200, b"")
+
+        def _answer(self, status: int, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Quiet: the tests read what was received, not the access log."""
+
+    return Handler
