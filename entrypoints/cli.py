@@ -30,18 +30,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from entrypoints.demo import run_demo
 
             return 0 if run_demo(size=args.size, chunk_size=args.chunk_size) else 1
-        if args.command == "split":  # pragma: no branch
-            from entrypoints.events import split_payloads
+        from entrypoints.events import split_payloads
 
-            for payload in split_payloads(
-                args.file.read_bytes(), args.put_endpoint, args.chunk_size
-            ):
-                sys.stdout.write(json.dumps(payload) + "\n")
-            return 0
+        for payload in split_payloads(args.file.read_bytes(), args.put_endpoint, args.chunk_size):
+            sys.stdout.write(json.dumps(payload) + "\n")
+        return 0
     except (OSError, ValueError) as error:
         print(f"sfb {args.command}: {error}", file=sys.stderr)
         return 2
-    parser.error(f"unknown command {args.command}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ Two warm containers alternate on the shard, batches carry duplicates and arrive 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import random
 import tempfile
@@ -37,6 +38,7 @@ def local_aws() -> Iterator[str]:
     """moto's server on 127.0.0.1, with this process's AWS settings pointing at it."""
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

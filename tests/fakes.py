@@ -1,0 +1,257 @@
+"""In-memory fakes of every port: they hold state, so tests assert on outcomes, not calls."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from attrs import define, field
+
+from application.assemble import AssembleAndUpload
+from application.body import ByteStream
+from application.flush import FlushPending
+from application.ingest import IngestChunk
+from application.lifecycle import FileLifecycle
+from application.pending import PendingFile
+from application.ports import Body, PermanentUploadError, TransientUploadError
+from application.process_batch import ProcessBatch
+from application.records import StreamRecord
+from domain import (
+    AssembledFile,
+    Chunk,
+    ChunkRef,
+    EndpointRefused,
+    FileId,
+    InvalidRecord,
+    Limits,
+    PartitionSet,
+    RejectionReason,
+)
+
+
+class FakeCache:
+    def __init__(self) -> None:
+        self.entries: dict[FileId, PendingFile] = {}
+
+    def push(self, pending: PendingFile) -> None:
+        self.entries[pending.file_id] = pending
+
+    def get(self, file_id: FileId) -> PendingFile | None:
+        return self.entries.get(file_id)
+
+    def delete(self, file_id: FileId) -> bool:
+        return self.entries.pop(file_id, None) is not None
+
+    def all_keys(self) -> list[FileId]:
+        return list(self.entries)
+
+
+class FakeLocalStore:
+    def __init__(self) -> None:
+        self.files: dict[tuple[FileId, int], bytes] = {}
+
+    def put(self, file_id: FileId, partition: int, content: bytes) -> None:
+        self.files[(file_id, partition)] = content
+
+    def get(self, file_id: FileId, partition: int) -> bytes:
+        try:
+            return self.files[(file_id, partition)]
+        except KeyError:
+            raise FileNotFoundError(f"{file_id}/{partition}") from None
+
+    def open(self, file_id: FileId, partition: int) -> ByteStream:
+        return io.BytesIO(self.get(file_id, partition))
+
+    def delete(self, file_id: FileId, partition: int) -> None:
+        self.files.pop((file_id, partition), None)
+
+
+class StorageUnavailable(OSError):
+    pass
+
+
+@define
+class _Stored:
+    order: int
+    partition_count: int
+    ref: ChunkRef
+    content: bytes
+
+
+class FakeRemoteStore:
+    """One store shared by every fake container, like S3; counts requests as S3 would bill."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[FileId, int, str], _Stored] = {}
+        self.requests = 0
+        self.failing = False
+        self._order = 0
+
+    def _request(self) -> None:
+        self.requests += 1
+        if self.failing:
+            raise StorageUnavailable("remote storage is down")
+
+    def put(self, chunks: Iterable[Chunk]) -> None:
+        for chunk in chunks:
+            self._request()
+            self._order += 1
+            key = (chunk.file_id, chunk.partition, chunk.ref.digest)
+            self.objects.setdefault(
+                key, _Stored(self._order, chunk.partition_count, chunk.ref, chunk.content)
+            )
+
+    def get(self, file_id: FileId) -> PartitionSet | None:
+        self._request()
+        found = sorted(
+            (
+                (stored, partition)
+                for (f, partition, _), stored in self.objects.items()
+                if f == file_id
+            ),
+            key=lambda item: item[0].order,
+        )
+        if not found:
+            return None
+        count = found[0][0].partition_count
+        parts: dict[int, ChunkRef] = {}
+        for stored, partition in found:
+            if stored.partition_count == count:
+                parts.setdefault(partition, stored.ref)
+        return PartitionSet(count, parts)
+
+    def open(
+        self, file_id: FileId, partition: int, partition_count: int, ref: ChunkRef
+    ) -> ByteStream:
+        self._request()
+        return io.BytesIO(self.objects[(file_id, partition, ref.digest)].content)
+
+    def delete(self, file_id: FileId, partitions: PartitionSet) -> None:
+        self._request()
+        for partition, ref in partitions.parts.items():
+            self.objects.pop((file_id, partition, ref.digest), None)
+
+    def partitions_of(self, file_id: FileId) -> set[int]:
+        return {p for (f, p, _) in self.objects if f == file_id}
+
+
+@define
+class Quarantined:
+    record: StreamRecord
+    reason: RejectionReason
+    detail: str
+
+
+class FakeArchive:
+    def __init__(self) -> None:
+        self.quarantined: list[Quarantined] = []
+        self.failed: dict[FileId, bytes] = {}
+
+    def quarantine(
+        self, record: StreamRecord, reason: RejectionReason, detail: str, file_id: FileId | None
+    ) -> str:
+        self.quarantined.append(Quarantined(record, reason, detail))
+        return f"quarantine/{record.sequence_number}"
+
+    def keep_failed(self, assembled: AssembledFile, body: Body) -> str:
+        self.failed[assembled.file_id] = read_all(body)
+        return f"failed/{assembled.file_id}"
+
+    def reasons(self) -> list[RejectionReason]:
+        return [q.reason for q in self.quarantined]
+
+
+def read_all(body: Body) -> bytes:
+    reader = body.open()
+    out = bytearray()
+    while block := reader.read(7919):  # an odd block size crosses part boundaries
+        out.extend(block)
+    reader.close()
+    return bytes(out)
+
+
+class FakeUploader:
+    """Answers from a script: each entry is an exception to raise for one attempt."""
+
+    def __init__(self) -> None:
+        self.uploads: list[tuple[str, bytes]] = []
+        self.script: list[Exception] = []
+        self.attempts = 0
+
+    def upload(self, put_endpoint: str, body: Body) -> None:
+        self.attempts += 1
+        data = read_all(body)
+        if len(data) != body.size:
+            raise AssertionError("body length differs from its declared size")
+        if self.script:
+            raise self.script.pop(0)
+        self.uploads.append((put_endpoint, data))
+
+    def fail_transiently(self, times: int) -> None:
+        self.script.extend(TransientUploadError("HTTP 503") for _ in range(times))
+
+    def fail_permanently(self) -> None:
+        self.script.append(PermanentUploadError("HTTP 403"))
+
+    def bodies_for(self, put_endpoint: str) -> list[bytes]:
+        return [data for endpoint, data in self.uploads if endpoint == put_endpoint]
+
+
+class FakeDecoder:
+    """The decoder's contract without jsonschema: base64 JSON with the four fields."""
+
+    def decode(self, data: str) -> Chunk:
+        try:
+            document: Any = json.loads(base64.b64decode(data, validate=True))
+        except ValueError as error:
+            raise InvalidRecord(RejectionReason.NOT_JSON, "not base64 JSON") from error
+        try:
+            return Chunk(
+                document["putEndpoint"],
+                int(document["partition"]),
+                int(document["partitionCount"]),
+                base64.b64decode(document["content"], validate=True),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise InvalidRecord(RejectionReason.SCHEMA, "missing or malformed field") from error
+
+
+class FakePolicy:
+    def __init__(self, refused_hosts: Iterable[str] = ()) -> None:
+        self.refused_hosts = set(refused_hosts)
+
+    def check(self, put_endpoint: str) -> None:
+        if any(f"//{host}" in put_endpoint for host in self.refused_hosts):
+            raise EndpointRefused("host refused")
+
+
+@define
+class FakeContainer:
+    """One warm Lambda container made of fakes: its own cache and disk, shared remote store."""
+
+    remote: FakeRemoteStore
+    uploader: FakeUploader
+    archive: FakeArchive
+    limits: Limits = field(factory=Limits)
+    policy: FakePolicy = field(factory=FakePolicy)
+    cache: FakeCache = field(factory=FakeCache)
+    local: FakeLocalStore = field(factory=FakeLocalStore)
+    process: ProcessBatch = field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        assemble = AssembleAndUpload(self.local, self.remote, self.uploader, self.archive)
+        files = FileLifecycle(self.cache, self.local, self.remote, assemble)
+        self.process = ProcessBatch(
+            FakeDecoder(),
+            self.policy,
+            IngestChunk(self.cache, self.local, files, self.limits),
+            FlushPending(self.cache, files),
+            self.archive,
+        )
+
+    def recycled(self) -> FakeContainer:
+        """A new container on the same shard: nothing local survives."""
+        return FakeContainer(self.remote, self.uploader, self.archive, self.limits, self.policy)

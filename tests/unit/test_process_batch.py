@@ -1,0 +1,244 @@
+"""The local backend's flow on fakes: what is uploaded, kept, reported and quarantined."""
+
+from __future__ import annotations
+
+import random
+
+from application.ports import TransientUploadError
+from domain import FileId, Limits, RejectionReason
+from tests.factories import file_records, payload, raw_record, record
+from tests.fakes import FakeArchive, FakeContainer, FakeRemoteStore, FakeUploader
+
+URL = "https://bucket.example.com/files/photo.jpg?X-Amz-Signature=SECRET"
+CONTENT = bytes(range(256)) * 40 + b"tail"
+
+
+def test_a_file_completing_inside_one_batch_is_uploaded_once_with_no_remote_request(
+    container: FakeContainer, remote: FakeRemoteStore, uploader: FakeUploader
+) -> None:
+    records = file_records(URL, CONTENT, 1000)
+    random.Random(1).shuffle(records)
+
+    assert container.process(records + records[:3]) == []
+
+    assert uploader.bodies_for(URL) == [CONTENT]
+    assert remote.requests == 0
+    assert container.local.files == {}
+
+
+def test_a_file_spread_over_batches_waits_in_remote_storage_and_is_then_cleared(
+    container: FakeContainer, remote: FakeRemoteStore, uploader: FakeUploader
+) -> None:
+    records = file_records(URL, CONTENT, 1000)
+
+    assert container.process(records[:4]) == []
+    assert remote.partitions_of(FileId.for_endpoint(URL)) == {0, 1, 2, 3}
+    assert uploader.uploads == []
+
+    assert container.process(records[4:]) == []
+    assert uploader.bodies_for(URL) == [CONTENT]
+    assert remote.objects == {}
+
+
+def test_alternating_warm_containers_upload_the_file_whole_and_exactly_once(
+    container: FakeContainer, other_container: FakeContainer, uploader: FakeUploader
+) -> None:
+    records = file_records(URL, CONTENT[:5000], 1000)
+    assert len(records) == 5
+
+    assert container.process(records[0:2]) == []
+    assert other_container.process(records[2:4]) == []
+    assert container.process(records[4:5]) == []  # its cache still says {0, 1}: stale
+
+    assert uploader.bodies_for(URL) == [CONTENT[:5000]]
+
+
+def test_a_stale_container_never_uploads_again_what_another_finished(
+    container: FakeContainer, other_container: FakeContainer, uploader: FakeUploader
+) -> None:
+    records = file_records(URL, CONTENT[:5000], 1000)
+    container.process(records[0:2])
+    other_container.process(records[2:5])
+    assert uploader.bodies_for(URL) == [CONTENT[:5000]]
+
+    assert container.process([records[4], records[0]]) == []  # late duplicates
+
+    assert uploader.bodies_for(URL) == [CONTENT[:5000]]
+
+
+def test_a_recycled_container_resumes_from_remote_storage(
+    container: FakeContainer, uploader: FakeUploader
+) -> None:
+    records = file_records(URL, CONTENT, 1000)
+    container.process(records[:7])
+
+    assert container.recycled().process(records[7:] + records[:2]) == []
+
+    assert uploader.bodies_for(URL) == [CONTENT]
+
+
+def test_other_bytes_for_a_held_partition_are_quarantined_and_the_first_bytes_stand(
+    container: FakeContainer, archive: FakeArchive, uploader: FakeUploader
+) -> None:
+    records = file_records(URL, b"aaaabbbb", 4)
+    forged = record(payload(URL, 0, 2, b"XXXX"))
+
+    assert container.process([records[0], forged, records[1]]) == []
+
+    assert archive.reasons() == [RejectionReason.CONTENT_CONFLICT]
+    assert archive.quarantined[0].record == forged
+    assert uploader.bodies_for(URL) == [b"aaaabbbb"]
+
+
+def test_a_conflict_with_chunks_another_container_stored_is_found_at_flush(
+    container: FakeContainer,
+    other_container: FakeContainer,
+    archive: FakeArchive,
+    uploader: FakeUploader,
+) -> None:
+    records = file_records(URL, b"aaaabbbbcccc", 4)
+    container.process([records[0]])
+    forged = record(payload(URL, 0, 3, b"XXXX"))
+
+    assert other_container.process([forged, records[1]]) == []
+    assert archive.reasons() == [RejectionReason.CONTENT_CONFLICT]
+
+    assert other_container.process([records[2]]) == []
+    assert uploader.bodies_for(URL) == [b"aaaabbbbcccc"]
+
+
+def test_a_partition_count_conflict_is_quarantined_and_the_first_count_stands(
+    container: FakeContainer, archive: FakeArchive, uploader: FakeUploader
+) -> None:
+    records = file_records(URL, b"aaaabbbb", 4)
+    wrong = record(payload(URL, 1, 3, b"bbbb"))
+
+    assert container.process([records[0], wrong, records[1]]) == []
+
+    assert archive.reasons() == [RejectionReason.PARTITION_COUNT_CONFLICT]
+    assert uploader.bodies_for(URL) == [b"aaaabbbb"]
+
+
+def test_poison_records_are_quarantined_without_failing_the_batch(
+    container: FakeContainer, archive: FakeArchive, uploader: FakeUploader
+) -> None:
+    records = file_records(URL, CONTENT, 2000)
+    poison = [raw_record("%%% not base64"), record(b"{not json"), record({"putEndpoint": URL})]
+    batch = [records[0], poison[0], records[1], poison[1], poison[2], *records[2:]]
+
+    assert container.process(batch) == []
+
+    assert len(archive.quarantined) == 3
+    assert [q.record for q in archive.quarantined] == poison
+    assert uploader.bodies_for(URL) == [CONTENT]
+
+
+def test_a_refused_endpoint_is_quarantined_and_never_contacted(
+    remote: FakeRemoteStore, uploader: FakeUploader, archive: FakeArchive
+) -> None:
+    from tests.fakes import FakePolicy
+
+    guarded = FakeContainer(remote, uploader, archive, policy=FakePolicy({"169.254.169.254"}))
+    records = file_records("http://169.254.169.254/latest/meta-data", b"x", 10)
+
+    assert guarded.process(records) == []
+
+    assert archive.reasons() == [RejectionReason.ENDPOINT_REFUSED]
+    assert uploader.attempts == 0
+
+
+def test_limits_reject_oversized_counts_and_files(
+    remote: FakeRemoteStore, uploader: FakeUploader, archive: FakeArchive
+) -> None:
+    limited = FakeContainer(
+        remote, uploader, archive, Limits(max_partition_count=3, max_file_bytes=10)
+    )
+    too_many = record(payload(URL, 0, 4, b"a"))
+    big = file_records("https://example.com/big", b"123456789012", 6)
+
+    assert limited.process([too_many, *big]) == []
+
+    assert archive.reasons() == [
+        RejectionReason.PARTITION_COUNT_TOO_LARGE,
+        RejectionReason.FILE_TOO_LARGE,
+    ]
+    assert uploader.uploads == []
+
+
+def test_when_remote_storage_fails_the_first_record_not_durable_and_all_after_are_reported(
+    container: FakeContainer, remote: FakeRemoteStore, uploader: FakeUploader
+) -> None:
+    done = file_records("https://example.com/small", b"done", 10)
+    pending = file_records(URL, CONTENT, 1000)
+    batch = [*done, pending[0], pending[1]]
+    remote.failing = True
+
+    failed = container.process(batch)
+
+    assert failed == [r.sequence_number for r in batch[1:]]
+    assert uploader.bodies_for("https://example.com/small") == [b"done"]
+
+    remote.failing = False
+    assert container.recycled().process(batch[1:] + pending[2:]) == []
+    assert uploader.bodies_for(URL) == [CONTENT]
+
+
+def test_a_transient_upload_failure_reports_the_completing_record_and_redelivery_uploads(
+    container: FakeContainer, other_container: FakeContainer, uploader: FakeUploader
+) -> None:
+    records = file_records(URL, CONTENT, 2000)
+    uploader.fail_transiently(1)
+
+    assert container.process(records) == [records[-1].sequence_number]
+    assert uploader.uploads == []
+
+    assert other_container.process([records[-1]]) == []
+    assert uploader.bodies_for(URL) == [CONTENT]
+
+
+def test_a_transient_failure_redelivered_to_the_same_container_uploads_from_its_disk(
+    container: FakeContainer, remote: FakeRemoteStore, uploader: FakeUploader
+) -> None:
+    records = file_records(URL, CONTENT, 2000)
+    uploader.script.append(TransientUploadError("timeout"))
+    container.process(records)
+
+    assert container.process([records[-1]]) == []
+    assert uploader.bodies_for(URL) == [CONTENT]
+    assert remote.objects == {}
+
+
+def test_a_permanent_upload_failure_keeps_the_file_and_does_not_block_the_shard(
+    container: FakeContainer, archive: FakeArchive, uploader: FakeUploader
+) -> None:
+    records = file_records(URL, CONTENT, 2000)
+    uploader.fail_permanently()
+
+    assert container.process(records) == []
+    assert archive.failed == {FileId.for_endpoint(URL): CONTENT}
+
+    assert container.process([records[0]]) == []  # a late duplicate does not start it again
+    assert uploader.attempts == 1
+
+
+def test_an_unexpected_error_reports_that_record_onward_and_keeps_the_others_work(
+    container: FakeContainer, uploader: FakeUploader
+) -> None:
+    good = file_records("https://example.com/a", b"aaaa", 2)
+    broken = file_records(URL, b"bbbb", 2)
+
+    def refuse(*_: object) -> None:
+        raise OSError("disk full")
+
+    original = container.local.put
+
+    def put(file_id: FileId, partition: int, content: bytes) -> None:
+        if file_id == FileId.for_endpoint(URL):
+            refuse()
+        original(file_id, partition, content)
+
+    container.local.put = put  # type: ignore[method-assign]  # a disk that fails for one file
+    batch = [good[0], broken[0], good[1]]
+
+    assert container.process(batch) == [r.sequence_number for r in batch[1:]]
+    assert uploader.bodies_for("https://example.com/a") == [b"aaaa"]
