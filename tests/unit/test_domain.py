@@ -31,7 +31,8 @@ def ref(content: bytes) -> ChunkRef:
 def test_file_id_is_stable_and_safe_as_a_name() -> None:
     first = FileId.for_endpoint("https://example.com/x?sig=1")
     assert first == FileId.for_endpoint("https://example.com/x?sig=1")
-    assert first.value.isalnum() and len(first.value) == 32
+    assert first.value.isalnum()
+    assert len(first.value) == 32
     assert first != FileId.for_endpoint("https://example.com/x?sig=2")
 
 
@@ -52,7 +53,9 @@ def test_redaction_of_ipv6_and_garbage() -> None:
 def test_chunk_repr_shows_neither_secret_nor_content() -> None:
     chunk = Chunk(SECRET_URL, 0, 1, b"payload-bytes")
     text = repr(chunk)
-    assert "SECRET" not in text and "pw" not in text and "payload-bytes" not in text
+    assert "SECRET" not in text
+    assert "pw" not in text
+    assert "payload-bytes" not in text
 
 
 @pytest.mark.parametrize(("partition", "count"), [(-1, 3), (3, 3), (0, 0)])
@@ -67,7 +70,9 @@ def test_a_new_partition_is_admitted_and_the_same_bytes_again_are_a_duplicate() 
     assert empty.admit(0, 2, ref(b"a"), limits) is Admission.NEW
     held = empty.with_part(0, ref(b"a"))
     assert held.admit(0, 2, ref(b"a"), limits) is Admission.DUPLICATE
-    assert held.size == 1 and not held.is_complete and list(held.missing()) == [1]
+    assert held.size == 1
+    assert not held.is_complete
+    assert list(held.missing()) == [1]
 
 
 def test_other_bytes_for_a_held_partition_conflict_and_the_first_stand() -> None:
