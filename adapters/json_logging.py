@@ -12,7 +12,7 @@ request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 # Defence in depth: a URL's query string is cut from any text that reaches a log line.
-_QUERY = re.compile(r"(https?://[^\s?#\"']*)\?[^\s\"']*")
+_QUERY = re.compile(r"(https?://[^\s?#\"']*)\?[^\s\"']*", re.IGNORECASE)
 
 
 def scrub(text: str) -> str:
@@ -35,7 +35,7 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = scrub(value) if isinstance(value, str) else value
         if record.exc_info:
             entry["exception"] = scrub(self.formatException(record.exc_info))
-        return json.dumps(entry, default=str)
+        return scrub(json.dumps(entry, default=str))
 
 
 def configure_logging(level: str) -> None:

@@ -54,7 +54,7 @@ class S3ChunkStore:
         paginator = self._s3.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self._bucket, Prefix=f"{PENDING}{file_id}/"):
             for item in page.get("Contents", []):
-                name = item["Key"].rsplit("/", 1)[-1]
+                name = item["Key"][len(PENDING) + len(str(file_id)) + 1 :]
                 match = _CHUNK_KEY.match(name)
                 if match is None:
                     continue
@@ -140,7 +140,7 @@ class S3RecordArchive:
         reader = body.open()
         try:
             self._s3.upload_fileobj(
-                reader,  # type: ignore[arg-type]  # boto3 reads it by duck typing, as a file
+                _FullReads(reader),  # type: ignore[arg-type]  # boto3 duck-types a file
                 self._bucket,
                 key,
                 ExtraArgs={
@@ -155,6 +155,24 @@ class S3RecordArchive:
         finally:
             reader.close()
         return key
+
+
+class _FullReads:
+    """boto3 reads a non-seekable body as a file: read(n) is short only at the end."""
+
+    def __init__(self, stream: ByteStream) -> None:
+        self._stream = stream
+
+    def read(self, size: int = -1, /) -> bytes:
+        pieces: list[bytes] = []
+        remaining = size
+        while size < 0 or remaining > 0:
+            data = self._stream.read(remaining if size >= 0 else 1 << 20)
+            if not data:
+                break
+            pieces.append(data)
+            remaining -= len(data)
+        return b"".join(pieces)
 
 
 def _safe(text: str) -> str:

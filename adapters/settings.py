@@ -61,7 +61,9 @@ class Settings:
     ) -> Settings:
         """Read the settings; with SSM_PARAMETER_PATH, ``parameters(path)`` fills the gaps."""
         values = {
-            k: v for k, v in environ.items() if k in SETTING_NAMES or k == "SSM_PARAMETER_PATH"
+            k: v
+            for k, v in environ.items()
+            if (k in SETTING_NAMES or k == "SSM_PARAMETER_PATH") and v.strip()
         }
         ssm_path = _optional(values, "SSM_PARAMETER_PATH")
         if ssm_path is not None:

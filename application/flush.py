@@ -26,7 +26,10 @@ class FlushPending:
             entry = self._cache.get(file_id)
             if entry is None:
                 continue
-            if not entry.unflushed:
+            # A duplicate seen through a stale entry may be the redelivery meant to finish a
+            # file that another container completed in remote storage: look again.
+            stale_touch = entry.touched_in == batch.number and not entry.is_fresh(batch.number)
+            if not entry.unflushed and not (entry.is_open and stale_touch):
                 if entry.touched_in < batch.number - RETAIN_BATCHES:
                     self._files.forget(entry)
                 continue

@@ -46,8 +46,12 @@ class FileLifecycle:
         return fresh
 
     def complete(self, entry: PendingFile, batch: BatchState) -> tuple[PendingFile, Completion]:
-        """Upload a file whose every partition is held; close it on a final answer."""
-        if entry.remote_only and not entry.is_fresh(batch.number):
+        """Upload a file whose every partition is held; close it on a final answer.
+
+        Chunks made durable in an earlier batch may since have been finished by another
+        container, so such an entry is listed again before anything is uploaded.
+        """
+        if entry.durable and not entry.is_fresh(batch.number):
             entry = self.refresh(entry, batch)
         if not entry.partitions.is_complete:
             return entry, Completion.INCOMPLETE

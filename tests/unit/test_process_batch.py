@@ -242,3 +242,16 @@ def test_an_unexpected_error_reports_that_record_onward_and_keeps_the_others_wor
 
     assert container.process(batch) == [r.sequence_number for r in batch[1:]]
     assert uploader.bodies_for("https://example.com/a") == [b"aaaa"]
+
+
+def test_a_stale_container_holding_every_chunk_locally_checks_before_uploading_again(
+    container: FakeContainer, other_container: FakeContainer, uploader: FakeUploader
+) -> None:
+    records = file_records(URL, CONTENT[:3000], 1000)
+    container.process([records[0]])
+    other_container.process([records[1], records[2]])
+    assert uploader.bodies_for(URL) == [CONTENT[:3000]]
+
+    assert container.process([records[2], records[1]]) == []
+
+    assert uploader.bodies_for(URL) == [CONTENT[:3000]]

@@ -1,0 +1,233 @@
+"""RequestsUploader against real HTTP servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+from collections.abc import Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+from adapters.http_uploader import RequestsUploader, RetryPolicy
+from application.body import AssembledBody, ByteStream
+from application.ports import PermanentUploadError, TransientUploadError
+from entrypoints.local_receiver import LocalReceiver
+from tests.integration.builders import SECRET, SIGNED_QUERY, body_of, signed
+
+PIECES = [bytes(range(256)) * 400, b"", b"\x00middle\r\n" * 1000, b"tail"]
+CONTENT = b"".join(PIECES)
+
+
+class CountingBody:
+    """An AssembledBody that counts how often it is opened: one open per attempt."""
+
+    def __init__(self, pieces: Sequence[bytes]) -> None:
+        self._body: AssembledBody = body_of(pieces)
+        self.opened = 0
+
+    @property
+    def size(self) -> int:
+        return self._body.size
+
+    def open(self) -> ByteStream:
+        self.opened += 1
+        return self._body.open()
+
+
+class RecordingSleep:
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+
+
+@pytest.fixture
+def sleep() -> RecordingSleep:
+    return RecordingSleep()
+
+
+def uploader(
+    session: requests.Session, sleep: RecordingSleep, attempts: int = 4
+) -> RequestsUploader:
+    return RequestsUploader(
+        session,
+        connect_timeout=2.0,
+        read_timeout=10.0,
+        retry=RetryPolicy(attempts=attempts, base_delay=0.2, max_delay=5.0),
+        sleep=sleep,
+        rng=random.Random(7),
+    )
+
+
+def test_the_body_arrives_byte_identical_with_content_length_and_no_content_type(
+    receiver: LocalReceiver, session: requests.Session, sleep: RecordingSleep
+) -> None:
+    uploader(session, sleep).upload(signed(receiver.url("files/report.csv")), body_of(PIECES))
+
+    (put,) = receiver.received
+    assert put.body == CONTENT
+    assert put.sha256 == hashlib.sha256(CONTENT).hexdigest()
+    assert put.headers["content-length"] == str(len(CONTENT))
+    assert "content-type" not in put.headers
+    assert "transfer-encoding" not in put.headers
+    assert receiver.refused == []
+    assert sleep.pauses == []
+
+
+def test_the_query_string_reaches_the_endpoint_unchanged(
+    receiver: LocalReceiver, session: requests.Session, sleep: RecordingSleep
+) -> None:
+    uploader(session, sleep).upload(signed(receiver.url("files/report.csv")), body_of([b"x"]))
+
+    assert receiver.received[0].path == "/files/report.csv" + SIGNED_QUERY
+
+
+def test_a_zero_byte_body_is_sent_with_content_length_zero(
+    receiver: LocalReceiver, session: requests.Session, sleep: RecordingSleep
+) -> None:
+    uploader(session, sleep).upload(receiver.url("empty"), body_of([b""]))
+
+    (put,) = receiver.received
+    assert put.size == 0
+    assert put.headers["content-length"] == "0"
+    assert "content-type" not in put.headers
+    assert "transfer-encoding" not in put.headers
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+def test_a_transient_answer_is_retried_with_the_same_bytes(
+    receiver: LocalReceiver, session: requests.Session, sleep: RecordingSleep, status: int
+) -> None:
+    receiver.fail_next(status)
+    body = CountingBody(PIECES)
+
+    uploader(session, sleep).upload(receiver.url("retried"), body)
+
+    assert body.opened == 2
+    (put,) = receiver.received
+    assert put.body == CONTENT
+    assert put.headers["content-length"] == str(len(CONTENT))
+    assert len(sleep.pauses) == 1
+    assert 0 <= sleep.pauses[0] <= 0.2
+
+
+def test_backoff_pauses_stay_under_a_growing_cap(
+    receiver: LocalReceiver, session: requests.Session, sleep: RecordingSleep
+) -> None:
+    receiver.fail_next(503, times=3)
+
+    uploader(session, sleep, attempts=4).upload(receiver.url("retried"), body_of(PIECES))
+
+    assert len(sleep.pauses) == 3
+    for attempt, pause in enumerate(sleep.pauses, start=1):
+        assert 0 <= pause <= 0.2 * 2 ** (attempt - 1)
+    assert receiver.received[0].body == CONTENT
+
+
+def test_attempts_are_bounded_by_the_retry_policy(
+    receiver: LocalReceiver, session: requests.Session, sleep: RecordingSleep
+) -> None:
+    receiver.fail_next(503, times=10)
+    body = CountingBody(PIECES)
+
+    with pytest.raises(TransientUploadError, match="503"):
+        uploader(session, sleep, attempts=3).upload(signed(receiver.url("down")), body)
+
+    assert body.opened == 3
+    assert len(sleep.pauses) == 2
+    assert receiver.received == []
+
+
+@pytest.mark.parametrize("status", [400, 403, 404])
+def test_a_client_error_is_permanent_and_not_retried(
+    receiver: LocalReceiver, session: requests.Session, sleep: RecordingSleep, status: int
+) -> None:
+    receiver.fail_next(status)
+    body = CountingBody(PIECES)
+
+    with pytest.raises(PermanentUploadError, match=str(status)) as failed:
+        uploader(session, sleep).upload(signed(receiver.url("gone")), body)
+
+    assert body.opened == 1
+    assert sleep.pauses == []
+    assert SECRET not in str(failed.value)
+
+
+class _Redirecting(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    location = ""
+
+    def do_PUT(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(302)
+        self.send_header("Location", self.location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def redirecting(receiver: LocalReceiver) -> Iterator[str]:
+    """An endpoint that answers every PUT with 302 to the receiver."""
+    handler = type("Redirect", (_Redirecting,), {"location": receiver.url("redirected")})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/moved"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_a_redirect_is_permanent_and_not_followed(
+    redirecting: str, receiver: LocalReceiver, session: requests.Session, sleep: RecordingSleep
+) -> None:
+    body = CountingBody(PIECES)
+
+    with pytest.raises(PermanentUploadError, match="302"):
+        uploader(session, sleep).upload(signed(redirecting), body)
+
+    assert body.opened == 1
+    assert receiver.received == []
+    assert sleep.pauses == []
+
+
+def test_a_refused_connection_is_transient_and_its_message_has_no_query_string(
+    closed_port: int, session: requests.Session, sleep: RecordingSleep
+) -> None:
+    endpoint = signed(f"http://127.0.0.1:{closed_port}/files/report.csv")
+    body = CountingBody(PIECES)
+
+    with pytest.raises(TransientUploadError) as failed:
+        uploader(session, sleep, attempts=3).upload(endpoint, body)
+
+    message = str(failed.value)
+    assert f"127.0.0.1:{closed_port}/files/report.csv" in message
+    assert "?" not in message
+    assert SECRET not in message
+    assert failed.value.__cause__ is None
+    assert body.opened == 3
+    assert len(sleep.pauses) == 2
+
+
+def test_one_attempt_means_no_retry(
+    receiver: LocalReceiver, session: requests.Session, sleep: RecordingSleep
+) -> None:
+    receiver.fail_next(503)
+
+    with pytest.raises(TransientUploadError):
+        uploader(session, sleep, attempts=1).upload(receiver.url("once"), body_of(PIECES))
+
+    assert sleep.pauses == []
+    uploader(session, sleep, attempts=1).upload(receiver.url("once"), body_of(PIECES))
+    assert receiver.received[0].body == CONTENT

@@ -1,0 +1,246 @@
+"""Settings.from_environ, alone and with Parameter Store (moto's SSM) filling the gaps."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from adapters.settings import Settings, SettingsError, StateBackend
+from adapters.ssm_parameters import read_parameters
+from domain import Limits
+
+if TYPE_CHECKING:
+    from mypy_boto3_ssm import SSMClient
+
+PATH = "/sfb/test"
+
+
+def test_only_the_bucket_is_required_and_everything_else_has_its_default() -> None:
+    settings = Settings.from_environ({"S3_BUCKET": "sfb-chunks"})
+
+    assert settings == Settings(
+        s3_bucket="sfb-chunks",
+        log_level="INFO",
+        state_backend=StateBackend.LOCAL,
+        state_table=None,
+        tmp_dir=Path("/tmp"),
+        upload_allowed_hosts=None,
+        limits=Limits(max_partition_count=10_000, max_file_bytes=5 * 1024**3),
+        upload_max_attempts=4,
+        upload_connect_timeout=5.0,
+        upload_read_timeout=60.0,
+        ssm_parameter_path=None,
+    )
+
+
+def test_every_setting_is_read_from_the_environment() -> None:
+    settings = Settings.from_environ(
+        {
+            "S3_BUCKET": " sfb-chunks ",
+            "LOG_LEVEL": "debug",
+            "STATE_BACKEND": "DynamoDB",
+            "STATE_TABLE": "sfb-state",
+            "TMP_DIR": "/var/sfb",
+            "UPLOAD_ALLOWED_HOSTS": "Uploads.Example.com, *.example.net ,",
+            "MAX_PARTITION_COUNT": "500",
+            "MAX_FILE_BYTES": "1048576",
+            "UPLOAD_MAX_ATTEMPTS": "2",
+            "UPLOAD_CONNECT_TIMEOUT": "1.5",
+            "UPLOAD_READ_TIMEOUT": "30",
+            "UNRELATED": "ignored",
+        }
+    )
+
+    assert settings.s3_bucket == "sfb-chunks"
+    assert settings.log_level == "DEBUG"
+    assert settings.state_backend is StateBackend.DYNAMODB
+    assert settings.state_table == "sfb-state"
+    assert settings.tmp_dir == Path("/var/sfb")
+    assert settings.upload_allowed_hosts == ("uploads.example.com", "*.example.net")
+    assert settings.limits == Limits(max_partition_count=500, max_file_bytes=1048576)
+    assert settings.upload_max_attempts == 2
+    assert settings.upload_connect_timeout == 1.5
+    assert settings.upload_read_timeout == 30.0
+
+
+def test_a_blank_allow_list_is_treated_as_unset() -> None:
+    settings = Settings.from_environ({"S3_BUCKET": "b", "UPLOAD_ALLOWED_HOSTS": "  "})
+
+    assert settings.upload_allowed_hosts is None
+
+
+BASE = {"S3_BUCKET": "sfb-chunks"}
+INVALID: list[tuple[str, dict[str, str], str]] = [
+    ("missing bucket", {}, "S3_BUCKET"),
+    ("blank bucket", {"S3_BUCKET": "   "}, "S3_BUCKET"),
+    ("unknown backend", {**BASE, "STATE_BACKEND": "redis"}, "STATE_BACKEND"),
+    ("dynamodb without table", {**BASE, "STATE_BACKEND": "dynamodb"}, "STATE_TABLE"),
+    (
+        "dynamodb with blank table",
+        {**BASE, "STATE_BACKEND": "dynamodb", "STATE_TABLE": " "},
+        "STATE_TABLE",
+    ),
+    ("words for a count", {**BASE, "MAX_PARTITION_COUNT": "lots"}, "MAX_PARTITION_COUNT"),
+    ("fraction for a count", {**BASE, "MAX_PARTITION_COUNT": "10.5"}, "MAX_PARTITION_COUNT"),
+    ("zero count", {**BASE, "MAX_PARTITION_COUNT": "0"}, "MAX_PARTITION_COUNT"),
+    ("negative count", {**BASE, "MAX_PARTITION_COUNT": "-4"}, "MAX_PARTITION_COUNT"),
+    ("units in a size", {**BASE, "MAX_FILE_BYTES": "5GB"}, "MAX_FILE_BYTES"),
+    ("zero size", {**BASE, "MAX_FILE_BYTES": "0"}, "MAX_FILE_BYTES"),
+    ("unknown level", {**BASE, "LOG_LEVEL": "VERBOSE"}, "LOG_LEVEL"),
+    ("numeric level", {**BASE, "LOG_LEVEL": "10"}, "LOG_LEVEL"),
+    ("hostless allow-list", {**BASE, "UPLOAD_ALLOWED_HOSTS": " , ,"}, "UPLOAD_ALLOWED_HOSTS"),
+    ("words for attempts", {**BASE, "UPLOAD_MAX_ATTEMPTS": "many"}, "UPLOAD_MAX_ATTEMPTS"),
+    ("zero timeout", {**BASE, "UPLOAD_READ_TIMEOUT": "0"}, "UPLOAD_READ_TIMEOUT"),
+    ("nan timeout", {**BASE, "UPLOAD_CONNECT_TIMEOUT": "nan"}, "UPLOAD_CONNECT_TIMEOUT"),
+]
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable"),
+    [(environ, variable) for _, environ, variable in INVALID],
+    ids=[name for name, _, _ in INVALID],
+)
+def test_an_invalid_setting_fails_naming_its_variable(
+    environ: dict[str, str], variable: str
+) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        Settings.from_environ(environ)
+
+
+def test_parameters_fill_the_settings_the_environment_leaves_out() -> None:
+    asked: list[str] = []
+
+    def parameters(path: str) -> Mapping[str, str]:
+        asked.append(path)
+        return {"S3_BUCKET": "from-ssm", "LOG_LEVEL": "WARNING", "MAX_FILE_BYTES": "1000"}
+
+    settings = Settings.from_environ(
+        {"SSM_PARAMETER_PATH": PATH, "LOG_LEVEL": "ERROR"}, parameters=parameters
+    )
+
+    assert asked == [PATH]
+    assert settings.s3_bucket == "from-ssm"
+    assert settings.log_level == "ERROR"
+    assert settings.limits.max_file_bytes == 1000
+    assert settings.ssm_parameter_path == PATH
+
+
+def test_parameter_store_is_not_asked_without_a_path() -> None:
+    asked: list[str] = []
+
+    def parameters(path: str) -> Mapping[str, str]:
+        asked.append(path)
+        return {}
+
+    Settings.from_environ({"S3_BUCKET": "b"}, parameters=parameters)
+
+    assert asked == []
+
+
+def test_a_parameter_that_names_no_setting_is_ignored() -> None:
+    settings = Settings.from_environ(
+        {"SSM_PARAMETER_PATH": PATH},
+        parameters=lambda path: {"S3_BUCKET": "b", "SSM_PARAMETER_PATH": "/elsewhere", "X": "1"},
+    )
+
+    assert settings.ssm_parameter_path == PATH
+
+
+def test_an_invalid_parameter_fails_naming_its_variable() -> None:
+    with pytest.raises(SettingsError, match="MAX_PARTITION_COUNT"):
+        Settings.from_environ(
+            {"SSM_PARAMETER_PATH": PATH, "S3_BUCKET": "b"},
+            parameters=lambda path: {"MAX_PARTITION_COUNT": "ten"},
+        )
+
+
+def test_a_blank_environment_variable_does_not_hide_a_parameter() -> None:
+    settings = Settings.from_environ(
+        {"SSM_PARAMETER_PATH": PATH, "S3_BUCKET": ""},
+        parameters=lambda path: {"S3_BUCKET": "from-ssm"},
+    )
+
+    assert settings.s3_bucket == "from-ssm"
+
+
+def test_an_unreadable_parameter_path_fails_naming_it() -> None:
+    def parameters(path: str) -> Mapping[str, str]:
+        raise PermissionError("AccessDeniedException: not authorized to ssm:GetParametersByPath")
+
+    with pytest.raises(SettingsError, match="SSM_PARAMETER_PATH") as failed:
+        Settings.from_environ({"SSM_PARAMETER_PATH": PATH, "S3_BUCKET": "b"}, parameters)
+
+    assert PATH in str(failed.value)
+
+
+def test_a_parameter_path_without_a_reader_fails_naming_it() -> None:
+    with pytest.raises(SettingsError, match="SSM_PARAMETER_PATH"):
+        Settings.from_environ({"SSM_PARAMETER_PATH": PATH, "S3_BUCKET": "b"})
+
+
+# read_parameters on moto's SSM
+
+
+def test_read_parameters_maps_the_last_segment_to_the_value(ssm_client: SSMClient) -> None:
+    ssm_client.put_parameter(Name=f"{PATH}/S3_BUCKET", Value="sfb-chunks", Type="String")
+    ssm_client.put_parameter(Name=f"{PATH}/STATE_TABLE", Value="secret-table", Type="SecureString")
+    ssm_client.put_parameter(Name=f"{PATH}/nested/LOG_LEVEL", Value="DEBUG", Type="String")
+    ssm_client.put_parameter(Name="/sfb/other/S3_BUCKET", Value="not-ours", Type="String")
+
+    assert read_parameters(ssm_client, PATH) == {
+        "S3_BUCKET": "sfb-chunks",
+        "STATE_TABLE": "secret-table",
+    }
+
+
+def test_read_parameters_reads_every_page(ssm_client: SSMClient) -> None:
+    for index in range(23):
+        ssm_client.put_parameter(Name=f"{PATH}/P{index:02d}", Value=str(index), Type="String")
+
+    values = read_parameters(ssm_client, PATH)
+
+    assert values == {f"P{index:02d}": str(index) for index in range(23)}
+
+
+def test_read_parameters_of_an_empty_path_is_empty(ssm_client: SSMClient) -> None:
+    assert read_parameters(ssm_client, "/sfb/nothing-here") == {}
+
+
+def test_settings_come_from_parameter_store_with_the_environment_winning(
+    ssm_client: SSMClient,
+) -> None:
+    ssm_client.put_parameter(Name=f"{PATH}/S3_BUCKET", Value="from-ssm", Type="String")
+    ssm_client.put_parameter(Name=f"{PATH}/MAX_PARTITION_COUNT", Value="77", Type="SecureString")
+    ssm_client.put_parameter(Name=f"{PATH}/LOG_LEVEL", Value="DEBUG", Type="String")
+
+    settings = Settings.from_environ(
+        {"SSM_PARAMETER_PATH": PATH, "LOG_LEVEL": "WARNING"},
+        parameters=lambda path: read_parameters(ssm_client, path),
+    )
+
+    assert settings.s3_bucket == "from-ssm"
+    assert settings.limits.max_partition_count == 77
+    assert settings.log_level == "WARNING"
+
+
+def test_a_parameter_store_that_cannot_be_reached_fails_naming_the_path(
+    fake_credentials: None, closed_port: int
+) -> None:
+    unreachable = boto3.client(
+        "ssm",
+        endpoint_url=f"http://127.0.0.1:{closed_port}",
+        config=Config(connect_timeout=1, read_timeout=1, retries={"max_attempts": 1}),
+    )
+
+    with pytest.raises(SettingsError, match="SSM_PARAMETER_PATH") as failed:
+        Settings.from_environ(
+            {"SSM_PARAMETER_PATH": PATH, "S3_BUCKET": "b"},
+            parameters=lambda path: read_parameters(unreachable, path),
+        )
+
+    assert "EndpointConnectionError" in str(failed.value)
