@@ -6,6 +6,7 @@ import contextvars
 import json
 import logging
 import re
+import sys
 from datetime import UTC, datetime
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
@@ -17,6 +18,17 @@ _QUERY = re.compile(r"(https?://[^\s?#\"']*)\?[^\s\"']*", re.IGNORECASE)
 
 def scrub(text: str) -> str:
     return _QUERY.sub(r"\1?<redacted>", text)
+
+
+def _scrubbed(value: object) -> object:
+    """Scrub before serialising, so escaping can never split a URL from its query."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _scrubbed(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_scrubbed(v) for v in value]
+    return scrub(str(value))
 
 
 class JsonFormatter(logging.Formatter):
@@ -32,10 +44,10 @@ class JsonFormatter(logging.Formatter):
             entry["request_id"] = rid
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_") and value is not None:
-                entry[key] = scrub(value) if isinstance(value, str) else value
+                entry[key] = _scrubbed(value)
         if record.exc_info:
             entry["exception"] = scrub(self.formatException(record.exc_info))
-        return scrub(json.dumps(entry, default=str))
+        return json.dumps(entry)
 
 
 def configure_logging(level: str) -> None:
@@ -44,6 +56,6 @@ def configure_logging(level: str) -> None:
     logger.setLevel(level)
     logger.propagate = False
     if not any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
-        handler = logging.StreamHandler()
+        handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(JsonFormatter())
         logger.addHandler(handler)

@@ -1,0 +1,93 @@
+"""A file goes in as Kinesis records and comes out as one PUT of exactly its bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+from tests.e2e.support import S3Requests, Stack, failures
+
+
+def test_a_file_whose_chunks_all_arrive_in_one_batch_is_put_once_and_costs_no_s3_request(
+    stack: Stack,
+) -> None:
+    source = stack.file("one-batch.bin", size=200_000, chunk_size=16_384)
+    rng = random.Random(1)
+    payloads = list(source.payloads) + rng.sample(source.payloads, k=5)
+    rng.shuffle(payloads)
+    container = stack.container("a")
+    s3 = S3Requests(container)
+
+    response = stack.invoke(container, stack.seq.records(payloads))
+
+    assert response == {"batchItemFailures": []}
+    [put] = stack.uploads_of(source)
+    assert put.body == source.data
+    assert put.sha256 == source.sha256
+    assert put.headers["content-length"] == str(len(source.data))
+    assert "content-type" not in put.headers
+    assert "transfer-encoding" not in put.headers
+    assert stack.receiver.refused == []
+    assert s3.operations == []
+
+
+def test_a_file_spread_over_several_batches_is_put_once_whole_and_leaves_nothing_pending(
+    stack: Stack,
+) -> None:
+    source = stack.file("several-batches.bin", size=150_001, chunk_size=10_000)
+    records = stack.seq.records(source.payloads)
+    container = stack.container("a")
+
+    responses = [stack.invoke(container, records[i : i + 4]) for i in range(0, len(records), 4)]
+
+    assert [failures(r) for r in responses] == [[]] * len(responses)
+    [put] = stack.uploads_of(source)
+    assert hashlib.sha256(put.body or b"").hexdigest() == source.sha256
+    assert put.size == len(source.data)
+    assert stack.keys("pending/") == []
+
+
+def test_chunks_waiting_between_batches_are_kept_in_s3_until_the_file_completes(
+    stack: Stack,
+) -> None:
+    source = stack.file("waiting.bin", size=30_000, chunk_size=10_000)
+    first, second, third = stack.seq.records(source.payloads)
+    container = stack.container("a")
+    s3 = S3Requests(container)
+
+    stack.invoke(container, [first, second])
+
+    assert s3.operations.count("PutObject") == 2
+    assert len(stack.keys("pending/")) == 2
+    assert stack.uploads_of(source) == []
+
+    stack.invoke(container, [third])
+
+    assert len(stack.uploads_of(source)) == 1
+    assert stack.keys("pending/") == []
+
+
+def test_an_empty_file_is_put_with_content_length_zero(stack: Stack) -> None:
+    source = stack.file("empty.bin", size=0, chunk_size=1024)
+    container = stack.container("a")
+
+    response = stack.invoke(container, stack.seq.records(source.payloads))
+
+    assert failures(response) == []
+    [put] = stack.uploads_of(source)
+    assert put.size == 0
+    assert put.headers["content-length"] == "0"
+
+
+def test_a_file_of_large_chunks_read_back_from_s3_is_put_whole(stack: Stack) -> None:
+    source = stack.file("large-chunks.bin", size=3 * 1024 * 1024 + 77, chunk_size=700 * 1024)
+    records = stack.seq.records(source.payloads)
+    a, b = stack.container("a"), stack.container("b")
+
+    stack.invoke(a, records[:3])
+    response = stack.invoke(b, records[3:])
+
+    assert failures(response) == []
+    [put] = stack.uploads_of(source)
+    assert put.sha256 == source.sha256
+    assert put.headers["content-length"] == str(len(source.data))

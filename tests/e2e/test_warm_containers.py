@@ -1,0 +1,111 @@
+"""Lambda hands consecutive batches of one shard to different warm containers."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from typing import Any
+
+from entrypoints.lambda_handler import handle
+from entrypoints.shard_driver import drive_shard
+from tests.e2e.support import LambdaContext, Record, Stack, failures, interleave
+
+
+def test_a_stale_warm_container_completes_a_file_another_container_advanced(
+    stack: Stack,
+) -> None:
+    source = stack.file("alternation.bin", size=50_000, chunk_size=10_000)
+    r = stack.seq.records(source.payloads)
+    a, b = stack.container("a"), stack.container("b")
+
+    responses = [
+        stack.invoke(a, [r[0], r[1]]),
+        stack.invoke(b, [r[2], r[3]]),
+        stack.invoke(a, [r[4]]),
+    ]
+
+    assert [failures(response) for response in responses] == [[], [], []]
+    [put] = stack.uploads_of(source)
+    assert put.body == source.data
+    assert stack.keys("pending/") == []
+
+
+def test_alternating_containers_with_shuffled_batches_and_duplicates_upload_the_file_once(
+    stack: Stack,
+) -> None:
+    source = stack.file("alternation-shuffled.bin", size=48_000, chunk_size=10_000)
+    p = source.payloads
+    a, b = stack.container("a"), stack.container("b")
+
+    responses = [
+        stack.invoke(a, stack.seq.records([p[1], p[0], p[1]])),
+        stack.invoke(b, stack.seq.records([p[3], p[2], p[3], p[2]])),
+        stack.invoke(a, stack.seq.records([p[4], p[0], p[4]])),
+    ]
+
+    assert [failures(response) for response in responses] == [[], [], []]
+    [put] = stack.uploads_of(source)
+    assert put.body == source.data
+    assert stack.keys("pending/") == []
+
+
+def test_a_container_that_joins_late_completes_a_file_from_chunks_it_never_saw(
+    stack: Stack,
+) -> None:
+    source = stack.file("late-joiner.bin", size=40_000, chunk_size=10_000)
+    r = stack.seq.records(source.payloads)
+    a, b, c = stack.container("a"), stack.container("b"), stack.container("c")
+
+    stack.invoke(a, [r[0]])
+    stack.invoke(b, [r[1], r[2]])
+    response = stack.invoke(c, [r[3]])
+
+    assert failures(response) == []
+    [put] = stack.uploads_of(source)
+    assert put.body == source.data
+    assert stack.keys("pending/") == []
+
+
+def test_files_interleaved_on_a_shard_driven_over_two_containers_are_each_put_once(
+    stack: Stack,
+) -> None:
+    rng = random.Random(7)
+    sources = [
+        stack.file("interleaved-1.bin", size=95_000, chunk_size=8_192),
+        stack.file("interleaved-2.bin", size=33_333, chunk_size=4_096),
+        stack.file("interleaved-3.bin", size=5_000, chunk_size=8_192),
+        stack.file("interleaved-4.bin", size=0, chunk_size=8_192),
+        stack.file("interleaved-5.bin", size=64_000, chunk_size=16_000),
+    ]
+    records: list[Record] = stack.seq.records(interleave(sources, rng, duplicates=0.15))
+    containers = [stack.container("a"), stack.container("b")]
+
+    def invoke(number: int, event: Mapping[str, Any]) -> Mapping[str, Any]:
+        return handle(containers[number % 2], event, LambdaContext())
+
+    report = drive_shard(records, invoke, batch_size=6)
+
+    assert report.redelivered == 0
+    for source in sources:
+        [put] = stack.uploads_of(source)
+        assert put.body == source.data, source.endpoint
+    assert len(stack.receiver.received) == len(sources)
+
+
+def test_a_late_duplicate_reaching_another_container_after_the_upload_does_not_upload_again(
+    stack: Stack,
+) -> None:
+    source = stack.file("late-duplicate.bin", size=30_000, chunk_size=10_000)
+    p = source.payloads
+    a, b = stack.container("a"), stack.container("b")
+
+    stack.invoke(a, stack.seq.records([p[0]]))
+    stack.invoke(b, stack.seq.records([p[1], p[2]]))
+    responses = [
+        stack.invoke(a, stack.seq.records([p[2], p[1]])),
+        stack.invoke(b, stack.seq.records([p[0]])),
+    ]
+
+    assert [failures(response) for response in responses] == [[], []]
+    [put] = stack.uploads_of(source)
+    assert put.body == source.data
