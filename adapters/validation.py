@@ -21,7 +21,7 @@ def load_schema() -> dict[str, Any]:
     return schema
 
 
-class JsonSchemaRecordDecoder:
+class JsonSchemaRequestValidator:
     """Decodes each payload once; the validator is built once per container."""
 
     def __init__(self, schema: dict[str, Any] | None = None) -> None:
@@ -29,7 +29,7 @@ class JsonSchemaRecordDecoder:
         Draft202012Validator.check_schema(schema)
         self._validator = Draft202012Validator(schema)
 
-    def decode(self, data: str) -> Chunk:
+    def validate(self, data: str) -> Chunk:
         try:
             raw = pybase64.b64decode(data, validate=True)
         except (binascii.Error, ValueError) as error:

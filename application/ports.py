@@ -114,8 +114,10 @@ class Uploader(Protocol):
         """
 
 
-class RecordDecoder(Protocol):
-    def decode(self, data: str) -> Chunk:
+class RequestValidator(Protocol):
+    """The seed's Request validator: payload decoding and schema checks in one pass."""
+
+    def validate(self, data: str) -> Chunk:
         """Turn a record's base64 data into a validated chunk.
 
         Raises

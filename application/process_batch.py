@@ -15,7 +15,7 @@ from attrs import define
 from application.batch_state import BatchState
 from application.flush import FlushPending
 from application.ingest import IngestChunk
-from application.ports import EndpointPolicy, RecordArchive, RecordDecoder
+from application.ports import EndpointPolicy, RecordArchive, RequestValidator
 from application.records import StreamRecord
 from domain import ChunkRejected, FileId, redact
 
@@ -33,13 +33,13 @@ class _Tracked:
 class ProcessBatch:
     def __init__(
         self,
-        decoder: RecordDecoder,
+        validator: RequestValidator,
         policy: EndpointPolicy,
         ingest: IngestChunk,
         flush: FlushPending,
         archive: RecordArchive,
     ) -> None:
-        self._decoder = decoder
+        self._validator = validator
         self._policy = policy
         self._ingest = ingest
         self._flush = flush
@@ -56,7 +56,7 @@ class ProcessBatch:
             file_id: FileId | None = None
             endpoint = ""
             try:
-                chunk = self._decoder.decode(record.data)
+                chunk = self._validator.validate(record.data)
                 file_id, endpoint = chunk.file_id, chunk.put_endpoint
                 self._policy.check(chunk.put_endpoint)
                 self._ingest(chunk, batch)

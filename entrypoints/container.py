@@ -17,7 +17,7 @@ from adapters.s3_storage import S3ChunkStore, S3RecordArchive
 from adapters.settings import Settings, SettingsError, StateBackend
 from adapters.ssm_parameters import read_parameters
 from adapters.tmp_storage import TmpChunkStore
-from adapters.validation import JsonSchemaRecordDecoder
+from adapters.validation import JsonSchemaRequestValidator
 from application.assemble import AssembleAndUpload
 from application.flush import FlushPending
 from application.ingest import IngestChunk
@@ -53,7 +53,7 @@ class Container(containers.DeclarativeContainer):
         read_timeout=settings.provided.upload_read_timeout,
         retry=providers.Factory(RetryPolicy, attempts=settings.provided.upload_max_attempts),
     )
-    decoder = providers.Singleton(JsonSchemaRecordDecoder)
+    validator = providers.Singleton(JsonSchemaRequestValidator)
     policy = providers.Singleton(HostPolicy, settings.provided.upload_allowed_hosts)
 
     assemble = providers.Factory(AssembleAndUpload, local_store, remote_store, uploader, archive)
@@ -61,7 +61,7 @@ class Container(containers.DeclarativeContainer):
     ingest = providers.Factory(IngestChunk, cache, local_store, lifecycle, settings.provided.limits)
     flush = providers.Factory(FlushPending, cache, lifecycle)
     # A singleton, unlike the other use cases: it numbers this container's batches.
-    process_batch = providers.Singleton(ProcessBatch, decoder, policy, ingest, flush, archive)
+    process_batch = providers.Singleton(ProcessBatch, validator, policy, ingest, flush, archive)
 
     decode_event = providers.Object(records_from_event)
 

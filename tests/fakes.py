@@ -200,10 +200,10 @@ class FakeUploader:
         return [data for endpoint, data in self.uploads if endpoint == put_endpoint]
 
 
-class FakeDecoder:
-    """The decoder's contract without jsonschema: base64 JSON with the four fields."""
+class FakeValidator:
+    """The validator's contract without jsonschema: base64 JSON with the four fields."""
 
-    def decode(self, data: str) -> Chunk:
+    def validate(self, data: str) -> Chunk:
         try:
             document: Any = json.loads(base64.b64decode(data, validate=True))
         except ValueError as error:
@@ -245,7 +245,7 @@ class FakeContainer:
         assemble = AssembleAndUpload(self.local, self.remote, self.uploader, self.archive)
         files = FileLifecycle(self.cache, self.local, self.remote, assemble)
         self.process = ProcessBatch(
-            FakeDecoder(),
+            FakeValidator(),
             self.policy,
             IngestChunk(self.cache, self.local, files, self.limits),
             FlushPending(self.cache, files),

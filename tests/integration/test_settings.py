@@ -244,3 +244,12 @@ def test_a_parameter_store_that_cannot_be_reached_fails_naming_the_path(
         )
 
     assert "EndpointConnectionError" in str(failed.value)
+
+
+def test_settings_satisfy_the_config_port() -> None:
+    from application.ports import Config
+
+    config: Config = Settings.from_environ({"S3_BUCKET": "bucket", "LOG_LEVEL": "debug"})
+
+    assert (config.s3_bucket, config.log_level) == ("bucket", "DEBUG")
+    assert config.limits.max_partition_count == 10_000

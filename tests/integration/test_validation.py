@@ -1,4 +1,4 @@
-"""JsonSchemaRecordDecoder with the packaged schema: record data in, Chunk or reason out."""
+"""JsonSchemaRequestValidator with the packaged schema: record data in, Chunk or reason out."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from adapters.validation import JsonSchemaRecordDecoder
+from adapters.validation import JsonSchemaRequestValidator
 from domain import Chunk, ChunkRejected, Limits, PartitionCountTooLarge, RejectionReason
 from entrypoints.events import encode_payload
 from tests.integration.builders import SECRET, SIGNED_QUERY, signed
@@ -17,8 +17,8 @@ ENDPOINT = signed("https://uploads.example.com/files/report.csv")
 
 
 @pytest.fixture
-def decoder() -> JsonSchemaRecordDecoder:
-    return JsonSchemaRecordDecoder()
+def validator() -> JsonSchemaRequestValidator:
+    return JsonSchemaRequestValidator()
 
 
 def valid_payload(**changes: Any) -> dict[str, Any]:
@@ -41,29 +41,29 @@ def raw_data(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
-def rejection(decoder: JsonSchemaRecordDecoder, data: str) -> ChunkRejected:
+def rejection(validator: JsonSchemaRequestValidator, data: str) -> ChunkRejected:
     with pytest.raises(ChunkRejected) as rejected:
-        decoder.decode(data)
+        validator.validate(data)
     return rejected.value
 
 
-def test_a_valid_record_decodes_to_its_chunk(decoder: JsonSchemaRecordDecoder) -> None:
+def test_a_valid_record_decodes_to_its_chunk(validator: JsonSchemaRequestValidator) -> None:
     data = base64.b64encode(encode_payload(valid_payload())).decode("ascii")
 
-    assert decoder.decode(data) == Chunk(ENDPOINT, 1, 3, b"chunk bytes \x00\xff")
+    assert validator.validate(data) == Chunk(ENDPOINT, 1, 3, b"chunk bytes \x00\xff")
 
 
 def test_a_record_with_empty_content_decodes_to_an_empty_chunk(
-    decoder: JsonSchemaRecordDecoder,
+    validator: JsonSchemaRequestValidator,
 ) -> None:
-    chunk = decoder.decode(data_of(valid_payload(content="", partition=0, partitionCount=1)))
+    chunk = validator.validate(data_of(valid_payload(content="", partition=0, partitionCount=1)))
 
     assert chunk.content == b""
     assert chunk.partition_count == 1
 
 
-def test_unknown_extra_fields_do_not_reject_a_record(decoder: JsonSchemaRecordDecoder) -> None:
-    chunk = decoder.decode(data_of(valid_payload(producer="batch-42")))
+def test_unknown_extra_fields_do_not_reject_a_record(validator: JsonSchemaRequestValidator) -> None:
+    chunk = validator.validate(data_of(valid_payload(producer="batch-42")))
 
     assert chunk.partition == 1
 
@@ -164,16 +164,16 @@ INVALID: list[tuple[str, str, RejectionReason]] = [
     ("data", "reason"), [(d, r) for _, d, r in INVALID], ids=[name for name, _, _ in INVALID]
 )
 def test_an_invalid_record_is_rejected_with_its_reason(
-    decoder: JsonSchemaRecordDecoder, data: str, reason: RejectionReason
+    validator: JsonSchemaRequestValidator, data: str, reason: RejectionReason
 ) -> None:
-    assert rejection(decoder, data).reason is reason
+    assert rejection(validator, data).reason is reason
 
 
 @pytest.mark.parametrize("data", [d for _, d, _ in INVALID], ids=[name for name, _, _ in INVALID])
 def test_a_rejection_never_quotes_the_endpoint_or_its_query(
-    decoder: JsonSchemaRecordDecoder, data: str
+    validator: JsonSchemaRequestValidator, data: str
 ) -> None:
-    error = rejection(decoder, data)
+    error = rejection(validator, data)
 
     for text in (error.detail, str(error), repr(error)):
         assert SECRET not in text
@@ -181,18 +181,18 @@ def test_a_rejection_never_quotes_the_endpoint_or_its_query(
         assert "uploads.example.com" not in text
 
 
-def decoded_or_rejected(decoder: JsonSchemaRecordDecoder, data: str) -> Chunk | ChunkRejected:
+def decoded_or_rejected(validator: JsonSchemaRequestValidator, data: str) -> Chunk | ChunkRejected:
     try:
-        return decoder.decode(data)
+        return validator.validate(data)
     except ChunkRejected as error:
         return error
 
 
 def test_a_partition_count_beyond_64_bits_is_refused_by_schema_or_limits_never_as_not_json(
-    decoder: JsonSchemaRecordDecoder,
+    validator: JsonSchemaRequestValidator,
 ) -> None:
     outcome = decoded_or_rejected(
-        decoder, data_of(valid_payload(partition=0, partitionCount=2**70))
+        validator, data_of(valid_payload(partition=0, partitionCount=2**70))
     )
 
     if isinstance(outcome, ChunkRejected):
@@ -203,9 +203,10 @@ def test_a_partition_count_beyond_64_bits_is_refused_by_schema_or_limits_never_a
             Limits().check_partition_count(outcome.partition_count)
 
 
-def test_a_decoder_built_once_decodes_many_records(decoder: JsonSchemaRecordDecoder) -> None:
+def test_a_decoder_built_once_decodes_many_records(validator: JsonSchemaRequestValidator) -> None:
     chunks = [
-        decoder.decode(data_of(valid_payload(partition=p, partitionCount=50))) for p in range(50)
+        validator.validate(data_of(valid_payload(partition=p, partitionCount=50)))
+        for p in range(50)
     ]
 
     assert [chunk.partition for chunk in chunks] == list(range(50))
