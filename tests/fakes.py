@@ -1,4 +1,7 @@
-"""In-memory fakes of every port: they hold state, so tests assert on outcomes, not calls."""
+"""In-memory fakes of every port: they hold state, so tests assert on outcomes, not calls.
+
+The cache port needs no fake: its production adapter already lives in memory.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +13,12 @@ from typing import Any
 
 from attrs import define, field
 
+from adapters.memory_cache import InMemoryPartitionCache
 from application.assemble import AssembleAndUpload
 from application.body import ByteStream
 from application.flush import FlushPending
 from application.ingest import IngestChunk
 from application.lifecycle import FileLifecycle
-from application.pending import PendingFile
 from application.ports import Body, PermanentUploadError, TransientUploadError
 from application.process_batch import ProcessBatch
 from application.records import StreamRecord
@@ -30,23 +33,6 @@ from domain import (
     PartitionSet,
     RejectionReason,
 )
-
-
-class FakeCache:
-    def __init__(self) -> None:
-        self.entries: dict[FileId, PendingFile] = {}
-
-    def push(self, pending: PendingFile) -> None:
-        self.entries[pending.file_id] = pending
-
-    def get(self, file_id: FileId) -> PendingFile | None:
-        return self.entries.get(file_id)
-
-    def delete(self, file_id: FileId) -> bool:
-        return self.entries.pop(file_id, None) is not None
-
-    def all_keys(self) -> list[FileId]:
-        return list(self.entries)
 
 
 class FakeLocalStore:
@@ -237,7 +223,7 @@ class FakeContainer:
     archive: FakeArchive
     limits: Limits = field(factory=Limits)
     policy: FakePolicy = field(factory=FakePolicy)
-    cache: FakeCache = field(factory=FakeCache)
+    cache: InMemoryPartitionCache = field(factory=InMemoryPartitionCache)
     local: FakeLocalStore = field(factory=FakeLocalStore)
     process: ProcessBatch = field(init=False)
 

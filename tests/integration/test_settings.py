@@ -12,7 +12,7 @@ from botocore.config import Config
 
 from adapters.settings import Settings, SettingsError, StateBackend
 from adapters.ssm_parameters import read_parameters
-from application.ports import Config
+from application.ports import Config as ConfigPort
 from domain import Limits
 
 if TYPE_CHECKING:
@@ -248,7 +248,7 @@ def test_a_parameter_store_that_cannot_be_reached_fails_naming_the_path(
 
 
 def test_settings_satisfy_the_config_port() -> None:
-    config: Config = Settings.from_environ({"S3_BUCKET": "bucket", "LOG_LEVEL": "debug"})
+    config: ConfigPort = Settings.from_environ({"S3_BUCKET": "bucket", "LOG_LEVEL": "debug"})
 
     assert (config.s3_bucket, config.log_level) == ("bucket", "DEBUG")
     assert config.limits.max_partition_count == 10_000
