@@ -41,7 +41,7 @@ class FlushPending:
                     if completion in (Completion.UPLOADED, Completion.FAILED):
                         continue
                 if entry.unflushed:
-                    self._files.make_durable(entry, batch)
+                    self._files.make_durable(entry)
             except Exception as error:
                 log.error(
                     "could not make the file's chunks durable; its records are reported",

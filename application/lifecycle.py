@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from enum import Enum
 
 from attrs import evolve
@@ -11,6 +12,8 @@ from application.batch_state import BatchState, LateRejection
 from application.pending import FileStatus, PendingFile, reconcile
 from application.ports import LocalChunkStore, PartitionCache, RemoteChunkStore
 from domain import Chunk
+
+log = logging.getLogger("sfb")
 
 
 class Completion(Enum):
@@ -69,7 +72,7 @@ class FileLifecycle:
             Completion.UPLOADED if result is UploadResult.UPLOADED else Completion.FAILED
         )
 
-    def make_durable(self, entry: PendingFile, batch: BatchState) -> PendingFile:
+    def make_durable(self, entry: PendingFile) -> PendingFile:
         """Write every chunk only this container holds to remote storage."""
         unflushed = sorted(entry.unflushed)
         self._remote.put(
@@ -92,10 +95,21 @@ class FileLifecycle:
         self._cache.delete(entry.file_id)
 
     def _close(self, entry: PendingFile, status: FileStatus, batch: BatchState) -> PendingFile:
-        if entry.durable:
-            self._remote.delete(entry.file_id, entry.partitions.only(entry.durable))
-        for partition in entry.local:
-            self._local.delete(entry.file_id, partition)
+        """The tombstone goes first: a cleanup that fails must not cause a second upload."""
         closed = entry.closed(status, batch.number)
         self._cache.push(closed)
+        for partition in entry.local:
+            self._local.delete(entry.file_id, partition)
+        if entry.durable:
+            try:
+                self._remote.delete(entry.file_id, entry.partitions.only(entry.durable))
+            except Exception as error:
+                log.warning(
+                    "finished file's pending chunks could not be deleted; "
+                    "the pending/ lifecycle rule expires them",
+                    extra={
+                        "file_id": str(entry.file_id),
+                        "reason": f"{type(error).__name__}: {error}",
+                    },
+                )
         return closed

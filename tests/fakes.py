@@ -74,16 +74,17 @@ class FakeRemoteStore:
         self.objects: dict[tuple[FileId, int, str], _Stored] = {}
         self.requests = 0
         self.failing = False
+        self.failing_operations: set[str] = set()
         self._order = 0
 
-    def _request(self) -> None:
+    def _request(self, operation: str) -> None:
         self.requests += 1
-        if self.failing:
-            raise StorageUnavailable("remote storage is down")
+        if self.failing or operation in self.failing_operations:
+            raise StorageUnavailable(f"remote storage refuses {operation}")
 
     def put(self, chunks: Iterable[Chunk]) -> None:
         for chunk in chunks:
-            self._request()
+            self._request("put")
             self._order += 1
             key = (chunk.file_id, chunk.partition, chunk.ref.digest)
             self.objects.setdefault(
@@ -91,7 +92,7 @@ class FakeRemoteStore:
             )
 
     def get(self, file_id: FileId) -> PartitionSet | None:
-        self._request()
+        self._request("get")
         found = sorted(
             (
                 (stored, partition)
@@ -112,11 +113,11 @@ class FakeRemoteStore:
     def open(
         self, file_id: FileId, partition: int, partition_count: int, ref: ChunkRef
     ) -> ByteStream:
-        self._request()
+        self._request("open")
         return io.BytesIO(self.objects[(file_id, partition, ref.digest)].content)
 
     def delete(self, file_id: FileId, partitions: PartitionSet) -> None:
-        self._request()
+        self._request("delete")
         for partition, ref in partitions.parts.items():
             self.objects.pop((file_id, partition, ref.digest), None)
 

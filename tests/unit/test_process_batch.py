@@ -255,3 +255,16 @@ def test_a_stale_container_holding_every_chunk_locally_checks_before_uploading_a
     assert container.process([records[2], records[1]]) == []
 
     assert uploader.bodies_for(URL) == [CONTENT[:3000]]
+
+
+def test_a_failed_cleanup_after_an_upload_neither_fails_the_batch_nor_uploads_again(
+    container: FakeContainer, remote: FakeRemoteStore, uploader: FakeUploader
+) -> None:
+    records = file_records(URL, CONTENT, 2000)
+    container.process(records[:2])
+    remote.failing_operations.add("delete")
+    assert container.process(records[2:]) == []
+    remote.failing_operations.clear()
+
+    assert container.process(records[2:]) == []
+    assert uploader.bodies_for(URL) == [CONTENT]
