@@ -36,7 +36,11 @@ SETTING_NAMES = (
     "UPLOAD_MAX_ATTEMPTS",
     "UPLOAD_CONNECT_TIMEOUT",
     "UPLOAD_READ_TIMEOUT",
+    "CLAIM_LEASE_SECONDS",
+    "STATE_TTL_SECONDS",
 )
+DYNAMODB_MAX_PARTITIONS = 15_000
+"""A file's item holds 16 bytes a partition and must stay under DynamoDB's 400 KB."""
 
 
 @frozen
@@ -51,6 +55,8 @@ class Settings:
     upload_max_attempts: int = 4
     upload_connect_timeout: float = 5.0
     upload_read_timeout: float = 60.0
+    claim_lease_seconds: float = 960.0
+    state_ttl_seconds: float = 86_400.0
     ssm_parameter_path: str | None = None
 
     @classmethod
@@ -96,6 +102,12 @@ class Settings:
         if backend is StateBackend.DYNAMODB and table is None:
             raise SettingsError("STATE_TABLE is required when STATE_BACKEND is dynamodb")
         hosts = _optional(values, "UPLOAD_ALLOWED_HOSTS")
+        max_partitions = _integer(values, "MAX_PARTITION_COUNT", 10_000)
+        if backend is StateBackend.DYNAMODB and max_partitions > DYNAMODB_MAX_PARTITIONS:
+            raise SettingsError(
+                f"MAX_PARTITION_COUNT may not exceed {DYNAMODB_MAX_PARTITIONS} with the dynamodb "
+                f"backend (a file's state item must stay under 400 KB), not {max_partitions}"
+            )
         return cls(
             s3_bucket=bucket,
             log_level=level,
@@ -104,12 +116,14 @@ class Settings:
             tmp_dir=Path(_optional(values, "TMP_DIR") or "/tmp"),  # noqa: S108
             upload_allowed_hosts=_host_list(hosts) if hosts is not None else None,
             limits=Limits(
-                max_partition_count=_integer(values, "MAX_PARTITION_COUNT", 10_000),
+                max_partition_count=max_partitions,
                 max_file_bytes=_integer(values, "MAX_FILE_BYTES", Limits().max_file_bytes),
             ),
             upload_max_attempts=_integer(values, "UPLOAD_MAX_ATTEMPTS", 4),
             upload_connect_timeout=_number(values, "UPLOAD_CONNECT_TIMEOUT", 5.0),
             upload_read_timeout=_number(values, "UPLOAD_READ_TIMEOUT", 60.0),
+            claim_lease_seconds=_number(values, "CLAIM_LEASE_SECONDS", 960.0),
+            state_ttl_seconds=_number(values, "STATE_TTL_SECONDS", 86_400.0),
             ssm_parameter_path=ssm_path,
         )
 

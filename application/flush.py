@@ -15,6 +15,13 @@ RETAIN_BATCHES = 100
 """Batches an untouched entry (and its local bytes, already durable) is kept for reuse."""
 
 
+class NothingToFlush:
+    """The shared backend's batch end: every chunk was made durable as it was ingested."""
+
+    def __call__(self, batch: BatchState) -> None:
+        return None
+
+
 class FlushPending:
     def __init__(self, cache: PartitionCache, files: FileLifecycle) -> None:
         self._cache = cache

@@ -9,9 +9,9 @@ from attrs import evolve
 
 from application.assemble import AssembleAndUpload, UploadResult
 from application.batch_state import BatchState, LateRejection
-from application.pending import FileStatus, PendingFile, reconcile
+from application.pending import PendingFile, reconcile
 from application.ports import LocalChunkStore, PartitionCache, RemoteChunkStore
-from domain import Chunk
+from domain import Chunk, FileStatus
 
 log = logging.getLogger("sfb")
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from enum import Enum
-
 from attrs import evolve, field, frozen
 
 from domain import (
@@ -11,16 +9,11 @@ from domain import (
     ChunkRef,
     ChunkRejected,
     FileId,
+    FileStatus,
     PartitionCountConflict,
     PartitionSet,
     redact,
 )
-
-
-class FileStatus(Enum):
-    COLLECTING = "collecting"
-    UPLOADED = "uploaded"
-    FAILED = "failed"
 
 
 @frozen

@@ -11,7 +11,17 @@ from typing import Protocol
 from application.body import ByteStream
 from application.pending import PendingFile
 from application.records import StreamRecord
-from domain import AssembledFile, Chunk, ChunkRef, FileId, Limits, PartitionSet, RejectionReason
+from domain import (
+    AssembledFile,
+    Chunk,
+    ChunkRef,
+    FileId,
+    FileState,
+    FileStatus,
+    Limits,
+    PartitionSet,
+    RejectionReason,
+)
 
 
 class PartitionCache(Protocol):
@@ -77,6 +87,44 @@ class RemoteChunkStore(Protocol):
 
     def delete(self, file_id: FileId, partitions: PartitionSet) -> None:
         """Remove the listed chunks; missing ones are not an error."""
+
+
+class FileStateStore(Protocol):
+    """Shared, atomically updated state of each file (DynamoDB in production).
+
+    Every method is one conditional request: no read-modify-write, so any number of
+    containers may call them at once.
+    """
+
+    def add_chunk(
+        self,
+        file_id: FileId,
+        partition: int,
+        partition_count: int,
+        ref: ChunkRef,
+        max_file_bytes: int,
+        now: float,
+    ) -> int | None:
+        """Record a partition of a collecting file whose count agrees and that has room.
+
+        Returns the number of partitions received after it, or None when the store refused
+        (already held, other count, no room, file closed): ``read`` tells which.
+        """
+
+    def read(self, file_id: FileId, partition: int) -> FileState | None:
+        """The file's state, with the digest held for ``partition``; None if unknown."""
+
+    def digests(self, file_id: FileId) -> dict[int, str]:
+        """Every held partition's digest prefix, for checking chunks before assembly."""
+
+    def claim(self, file_id: FileId, owner: str, now: float, until: float) -> bool:
+        """Take the right to assemble a complete file, if nobody holds an unexpired claim."""
+
+    def finish(self, file_id: FileId, owner: str, status: FileStatus, now: float) -> bool:
+        """Close a claimed file (uploaded or failed) as a tombstone; False if the claim was lost."""
+
+    def release(self, file_id: FileId, owner: str) -> None:
+        """Give a claim back so the next delivery may try again."""
 
 
 class RecordArchive(Protocol):

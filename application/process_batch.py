@@ -9,17 +9,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Protocol
 
 from attrs import define
 
 from application.batch_state import BatchState
-from application.flush import FlushPending
-from application.ingest import IngestChunk
 from application.ports import EndpointPolicy, RecordArchive, RequestValidator
 from application.records import StreamRecord
-from domain import ChunkRejected, FileId, redact
+from domain import Admission, Chunk, ChunkRejected, FileId, redact
 
 log = logging.getLogger("sfb")
+
+
+class ChunkIngest(Protocol):
+    """IngestChunk (local backend) or SharedIngestChunk (dynamodb backend)."""
+
+    def __call__(self, chunk: Chunk, batch: BatchState) -> Admission: ...
+
+
+class BatchFlush(Protocol):
+    """FlushPending (local backend) or NothingToFlush (dynamodb backend)."""
+
+    def __call__(self, batch: BatchState) -> None: ...
 
 
 @define
@@ -35,8 +46,8 @@ class ProcessBatch:
         self,
         validator: RequestValidator,
         policy: EndpointPolicy,
-        ingest: IngestChunk,
-        flush: FlushPending,
+        ingest: ChunkIngest,
+        flush: BatchFlush,
         archive: RecordArchive,
     ) -> None:
         self._validator = validator

@@ -15,10 +15,12 @@ from domain.errors import (
     PartitionOutOfRange,
     RejectionReason,
 )
+from domain.file_state import DIGEST_PREFIX, FileState, FileStatus
 from domain.limits import Limits
 from domain.partition_set import Admission, PartitionSet
 
 __all__ = [
+    "DIGEST_PREFIX",
     "Admission",
     "AssembledFile",
     "Chunk",
@@ -28,6 +30,8 @@ __all__ = [
     "EndpointRefused",
     "FileId",
     "FileIncomplete",
+    "FileState",
+    "FileStatus",
     "FileTooLarge",
     "InvalidRecord",
     "Limits",

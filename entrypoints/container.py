@@ -2,49 +2,63 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Mapping
 
 import boto3
 import requests
 from dependency_injector import containers, providers
 
+from adapters.dynamodb_state import DynamoDbFileStateStore
 from adapters.endpoint_policy import HostPolicy
 from adapters.http_uploader import RequestsUploader, RetryPolicy
 from adapters.json_logging import configure_logging
 from adapters.kinesis import records_from_event
 from adapters.memory_cache import InMemoryPartitionCache
 from adapters.s3_storage import S3ChunkStore, S3RecordArchive
-from adapters.settings import Settings, SettingsError, StateBackend
+from adapters.settings import Settings
 from adapters.ssm_parameters import read_parameters
 from adapters.tmp_storage import TmpChunkStore
 from adapters.validation import JsonSchemaRequestValidator
 from application.assemble import AssembleAndUpload
-from application.flush import FlushPending
+from application.flush import FlushPending, NothingToFlush
 from application.ingest import IngestChunk
 from application.lifecycle import FileLifecycle
 from application.process_batch import ProcessBatch
+from application.shared_ingest import SharedIngestChunk
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Parameter Store is only contacted when SSM_PARAMETER_PATH asks for it."""
-    settings = Settings.from_environ(
+    return Settings.from_environ(
         environ, parameters=lambda path: read_parameters(boto3.client("ssm"), path)
     )
-    if settings.state_backend is StateBackend.DYNAMODB:
-        raise SettingsError("STATE_BACKEND 'dynamodb' is not available in this version yet")
-    return settings
+
+
+def _backend_name(settings: Settings) -> str:
+    return settings.state_backend.value
 
 
 class Container(containers.DeclarativeContainer):
     environ = providers.Dependency(instance_of=dict)
     settings = providers.Singleton(load_settings, environ)
+    backend = providers.Callable(_backend_name, settings)
 
     s3_client = providers.Singleton(boto3.client, "s3")
+    dynamodb_client = providers.Singleton(boto3.client, "dynamodb")
     http_session = providers.Singleton(requests.Session)
+    owner_id = providers.Singleton(lambda: uuid.uuid4().hex)
 
     cache = providers.Singleton(InMemoryPartitionCache)
     local_store = providers.Singleton(TmpChunkStore, settings.provided.tmp_dir)
     remote_store = providers.Singleton(S3ChunkStore, s3_client, settings.provided.s3_bucket)
+    state_store = providers.Singleton(
+        DynamoDbFileStateStore,
+        dynamodb_client,
+        settings.provided.state_table,
+        settings.provided.state_ttl_seconds,
+    )
     archive = providers.Singleton(S3RecordArchive, s3_client, settings.provided.s3_bucket)
     uploader = providers.Singleton(
         RequestsUploader,
@@ -58,8 +72,27 @@ class Container(containers.DeclarativeContainer):
 
     assemble = providers.Factory(AssembleAndUpload, local_store, remote_store, uploader, archive)
     lifecycle = providers.Factory(FileLifecycle, cache, local_store, remote_store, assemble)
-    ingest = providers.Factory(IngestChunk, cache, local_store, lifecycle, settings.provided.limits)
-    flush = providers.Factory(FlushPending, cache, lifecycle)
+    ingest = providers.Selector(
+        backend,
+        local=providers.Factory(
+            IngestChunk, cache, local_store, lifecycle, settings.provided.limits
+        ),
+        dynamodb=providers.Factory(
+            SharedIngestChunk,
+            remote_store,
+            state_store,
+            assemble,
+            settings.provided.limits,
+            owner_id,
+            settings.provided.claim_lease_seconds,
+            providers.Object(time.time),
+        ),
+    )
+    flush = providers.Selector(
+        backend,
+        local=providers.Factory(FlushPending, cache, lifecycle),
+        dynamodb=providers.Factory(NothingToFlush),
+    )
     # A singleton, unlike the other use cases: it numbers this container's batches.
     process_batch = providers.Singleton(ProcessBatch, validator, policy, ingest, flush, archive)
 

@@ -1,0 +1,178 @@
+"""DynamoDB as the shared file state: one item per file, changed only by conditional updates.
+
+Item: ``file_id`` (key), ``partition_count``, ``received_count``, ``byte_count``, ``status``,
+``p<n>`` (the first 16 bytes of partition n's sha256), ``claim_owner``, ``claim_until``,
+``created_at``, ``updated_at``, ``finished_at`` and ``expires_at`` (the table's TTL
+attribute). Sixteen bytes a partition keep a 15,000-partition item under DynamoDB's 400 KB.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from domain import DIGEST_PREFIX, ChunkRef, FileId, FileState, FileStatus
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+TTL_ATTRIBUTE = "expires_at"
+KEY_ATTRIBUTE = "file_id"
+MAX_PARTITIONS = 15_000
+_CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+def _partition_attribute(partition: int) -> str:
+    return f"p{partition}"
+
+
+class DynamoDbFileStateStore:
+    def __init__(self, client: DynamoDBClient, table: str, ttl_seconds: float) -> None:
+        self._db = client
+        self._table = table
+        self._ttl = ttl_seconds
+
+    def _key(self, file_id: FileId) -> dict[str, Any]:
+        return {KEY_ATTRIBUTE: {"S": str(file_id)}}
+
+    def _conditional(self, **request: Any) -> dict[str, Any] | None:
+        """Run an UpdateItem; None when its condition did not hold."""
+        try:
+            response: dict[str, Any] = dict(self._db.update_item(TableName=self._table, **request))
+        except self._db.exceptions.ConditionalCheckFailedException:
+            return None
+        return response
+
+    def add_chunk(
+        self,
+        file_id: FileId,
+        partition: int,
+        partition_count: int,
+        ref: ChunkRef,
+        max_file_bytes: int,
+        now: float,
+    ) -> int | None:
+        response = self._conditional(
+            Key=self._key(file_id),
+            UpdateExpression=(
+                "SET #p = :digest, partition_count = if_not_exists(partition_count, :count), "
+                "#status = if_not_exists(#status, :collecting), "
+                "created_at = if_not_exists(created_at, :now), updated_at = :now, "
+                "#ttl = :expires ADD received_count :one, byte_count :size"
+            ),
+            ConditionExpression=(
+                "attribute_not_exists(#p) "
+                "AND (attribute_not_exists(partition_count) OR partition_count = :count) "
+                "AND (attribute_not_exists(#status) OR #status = :collecting) "
+                "AND (attribute_not_exists(byte_count) OR byte_count <= :room)"
+            ),
+            ExpressionAttributeNames={
+                "#p": _partition_attribute(partition),
+                "#status": "status",
+                "#ttl": TTL_ATTRIBUTE,
+            },
+            ExpressionAttributeValues={
+                ":digest": {"B": bytes.fromhex(ref.digest[:DIGEST_PREFIX])},
+                ":count": {"N": str(partition_count)},
+                ":collecting": {"S": FileStatus.COLLECTING.value},
+                ":now": {"N": _number(now)},
+                ":expires": {"N": str(int(now + self._ttl))},
+                ":one": {"N": "1"},
+                ":size": {"N": str(ref.size)},
+                ":room": {"N": str(max_file_bytes - ref.size)},
+            },
+            ReturnValues="UPDATED_NEW",
+        )
+        if response is None:
+            return None
+        return int(response["Attributes"]["received_count"]["N"])
+
+    def read(self, file_id: FileId, partition: int) -> FileState | None:
+        response = self._db.get_item(
+            TableName=self._table,
+            Key=self._key(file_id),
+            ProjectionExpression="partition_count, received_count, byte_count, #status, #p",
+            ExpressionAttributeNames={"#status": "status", "#p": _partition_attribute(partition)},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        if not item or "partition_count" not in item:
+            return None
+        held = item.get(_partition_attribute(partition))
+        return FileState(
+            partition_count=int(item["partition_count"]["N"]),
+            received=int(item["received_count"]["N"]),
+            size=int(item["byte_count"]["N"]),
+            status=FileStatus(item["status"]["S"]),
+            held_digest=bytes(held["B"]).hex() if held is not None else None,
+        )
+
+    def digests(self, file_id: FileId) -> dict[int, str]:
+        response = self._db.get_item(
+            TableName=self._table, Key=self._key(file_id), ConsistentRead=True
+        )
+        item = response.get("Item", {})
+        return {
+            int(name[1:]): bytes(value["B"]).hex()
+            for name, value in item.items()
+            if name.startswith("p") and name[1:].isdigit() and "B" in value
+        }
+
+    def claim(self, file_id: FileId, owner: str, now: float, until: float) -> bool:
+        return (
+            self._conditional(
+                Key=self._key(file_id),
+                UpdateExpression=(
+                    "SET #status = :assembling, claim_owner = :owner, claim_until = :until"
+                ),
+                ConditionExpression=(
+                    "received_count = partition_count AND (#status = :collecting "
+                    "OR (#status = :assembling AND claim_until < :now))"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":assembling": {"S": FileStatus.ASSEMBLING.value},
+                    ":collecting": {"S": FileStatus.COLLECTING.value},
+                    ":owner": {"S": owner},
+                    ":until": {"N": _number(until)},
+                    ":now": {"N": _number(now)},
+                },
+            )
+            is not None
+        )
+
+    def finish(self, file_id: FileId, owner: str, status: FileStatus, now: float) -> bool:
+        return (
+            self._conditional(
+                Key=self._key(file_id),
+                UpdateExpression=(
+                    "SET #status = :status, finished_at = :now, #ttl = :expires "
+                    "REMOVE claim_owner, claim_until"
+                ),
+                ConditionExpression="claim_owner = :owner",
+                ExpressionAttributeNames={"#status": "status", "#ttl": TTL_ATTRIBUTE},
+                ExpressionAttributeValues={
+                    ":status": {"S": status.value},
+                    ":owner": {"S": owner},
+                    ":now": {"N": _number(now)},
+                    ":expires": {"N": str(int(now + self._ttl))},
+                },
+            )
+            is not None
+        )
+
+    def release(self, file_id: FileId, owner: str) -> None:
+        self._conditional(
+            Key=self._key(file_id),
+            UpdateExpression="SET #status = :collecting REMOVE claim_owner, claim_until",
+            ConditionExpression="claim_owner = :owner AND #status = :assembling",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":collecting": {"S": FileStatus.COLLECTING.value},
+                ":assembling": {"S": FileStatus.ASSEMBLING.value},
+                ":owner": {"S": owner},
+            },
+        )
+
+
+def _number(value: float) -> str:
+    return f"{value:.3f}"

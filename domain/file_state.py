@@ -1,0 +1,68 @@
+"""A file's state as shared by every container, and how to read a refused chunk against it."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from attrs import frozen
+
+from domain.chunk import ChunkRef
+from domain.errors import ChunkContentConflict, FileTooLarge, PartitionCountConflict
+from domain.limits import Limits
+from domain.partition_set import Admission
+
+
+class FileStatus(Enum):
+    COLLECTING = "collecting"
+    ASSEMBLING = "assembling"
+    UPLOADED = "uploaded"
+    FAILED = "failed"
+
+    @property
+    def is_closed(self) -> bool:
+        return self in (FileStatus.UPLOADED, FileStatus.FAILED)
+
+
+DIGEST_PREFIX = 32
+"""Hex digits of a chunk's sha256 kept in shared state: 128 bits, small enough for 15,000."""
+
+
+@frozen
+class FileState:
+    """What the shared store holds for a file, seen for one partition of it."""
+
+    partition_count: int
+    received: int
+    size: int
+    status: FileStatus
+    held_digest: str | None = None
+
+    @property
+    def is_complete(self) -> bool:
+        return self.received == self.partition_count
+
+    def judge(
+        self, partition: int, partition_count: int, ref: ChunkRef, limits: Limits
+    ) -> Admission:
+        """Why the store refused to add a chunk: a duplicate, or a conflict raised.
+
+        A closed file takes nothing more: whatever arrives late is a duplicate of the past.
+        """
+        if self.status.is_closed:
+            return Admission.DUPLICATE
+        if partition_count != self.partition_count:
+            raise PartitionCountConflict(
+                f"partitionCount {partition_count} contradicts the earlier {self.partition_count}"
+            )
+        if self.held_digest is not None:
+            if ref.digest[:DIGEST_PREFIX] != self.held_digest:
+                raise ChunkContentConflict(
+                    f"partition {partition} was already received with other bytes"
+                )
+            return Admission.DUPLICATE
+        if self.size + ref.size > limits.max_file_bytes:
+            raise FileTooLarge(
+                f"file would grow to {self.size + ref.size} bytes, over MAX_FILE_BYTES "
+                f"{limits.max_file_bytes}"
+            )
+        raise RuntimeError(f"the state store refused partition {partition} for no known reason")
