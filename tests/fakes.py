@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import threading
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,18 +18,22 @@ from attrs import define, field
 from adapters.memory_cache import InMemoryPartitionCache
 from application.assemble import AssembleAndUpload
 from application.body import ByteStream
-from application.flush import FlushPending
+from application.flush import FlushPending, NothingToFlush
 from application.ingest import IngestChunk
 from application.lifecycle import FileLifecycle
 from application.ports import Body, PermanentUploadError, TransientUploadError
 from application.process_batch import ProcessBatch
 from application.records import StreamRecord
+from application.shared_ingest import SharedIngestChunk
 from domain import (
+    DIGEST_PREFIX,
     AssembledFile,
     Chunk,
     ChunkRef,
     EndpointRefused,
     FileId,
+    FileState,
+    FileStatus,
     InvalidRecord,
     Limits,
     PartitionSet,
@@ -165,7 +171,7 @@ class FakeUploader:
 
     def __init__(self) -> None:
         self.uploads: list[tuple[str, bytes]] = []
-        self.script: list[Exception] = []
+        self.script: list[BaseException] = []
         self.attempts = 0
 
     def upload(self, put_endpoint: str, body: Body) -> None:
@@ -242,3 +248,146 @@ class FakeContainer:
     def recycled(self) -> FakeContainer:
         """A new container on the same shard: nothing local survives."""
         return FakeContainer(self.remote, self.uploader, self.archive, self.limits, self.policy)
+
+
+@define
+class _FileItem:
+    partition_count: int
+    digests: dict[int, str] = field(factory=dict)
+    size: int = 0
+    status: FileStatus = FileStatus.COLLECTING
+    claim_owner: str | None = None
+    claim_until: float = 0.0
+    expires_at: float = 0.0
+
+
+class FakeStateStore:
+    """The shared state port in memory, each method atomic under one lock, as DynamoDB's
+    conditional updates are: a faithful model for racing threads."""
+
+    def __init__(self, ttl_seconds: float = 86_400.0) -> None:
+        self.items: dict[FileId, _FileItem] = {}
+        self.requests = 0
+        self.failing = False
+        self._ttl = ttl_seconds
+        self._lock = threading.Lock()
+
+    def _request(self) -> None:
+        self.requests += 1
+        if self.failing:
+            raise StorageUnavailable("state store is down")
+
+    def add_chunk(
+        self,
+        file_id: FileId,
+        partition: int,
+        partition_count: int,
+        ref: ChunkRef,
+        max_file_bytes: int,
+        now: float,
+    ) -> int | None:
+        with self._lock:
+            self._request()
+            item = self.items.get(file_id)
+            if item is None:
+                item = _FileItem(partition_count)
+            if (
+                partition in item.digests
+                or item.partition_count != partition_count
+                or item.status is not FileStatus.COLLECTING
+                or item.size > max_file_bytes - ref.size
+            ):
+                return None
+            item.digests[partition] = ref.digest[:DIGEST_PREFIX]
+            item.size += ref.size
+            item.expires_at = now + self._ttl
+            self.items[file_id] = item
+            return len(item.digests)
+
+    def read(self, file_id: FileId, partition: int) -> FileState | None:
+        with self._lock:
+            self._request()
+            item = self.items.get(file_id)
+            if item is None:
+                return None
+            return FileState(
+                item.partition_count,
+                len(item.digests),
+                item.size,
+                item.status,
+                item.digests.get(partition),
+            )
+
+    def digests(self, file_id: FileId) -> dict[int, str]:
+        with self._lock:
+            self._request()
+            item = self.items.get(file_id)
+            return dict(item.digests) if item else {}
+
+    def claim(self, file_id: FileId, owner: str, now: float, until: float) -> bool:
+        with self._lock:
+            self._request()
+            item = self.items.get(file_id)
+            if item is None or len(item.digests) != item.partition_count:
+                return False
+            free = item.status is FileStatus.COLLECTING or (
+                item.status is FileStatus.ASSEMBLING and item.claim_until < now
+            )
+            if not free:
+                return False
+            item.status, item.claim_owner, item.claim_until = FileStatus.ASSEMBLING, owner, until
+            return True
+
+    def finish(self, file_id: FileId, owner: str, status: FileStatus, now: float) -> bool:
+        with self._lock:
+            self._request()
+            item = self.items.get(file_id)
+            if item is None or item.claim_owner != owner:
+                return False
+            item.status, item.claim_owner, item.expires_at = status, None, now + self._ttl
+            return True
+
+    def release(self, file_id: FileId, owner: str) -> None:
+        with self._lock:
+            self._request()
+            item = self.items.get(file_id)
+            if item is not None and item.claim_owner == owner:
+                item.status, item.claim_owner = FileStatus.COLLECTING, None
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@define
+class SharedFakeContainer:
+    """A container of the dynamodb backend: nothing of its own but an owner id."""
+
+    remote: FakeRemoteStore
+    state: FakeStateStore
+    uploader: FakeUploader
+    archive: FakeArchive
+    clock: FakeClock = field(factory=FakeClock)
+    lease_seconds: float = 960.0
+    limits: Limits = field(factory=Limits)
+    owner: str = field(factory=lambda: uuid.uuid4().hex)
+    process: ProcessBatch = field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        assemble = AssembleAndUpload(FakeLocalStore(), self.remote, self.uploader, self.archive)
+        ingest = SharedIngestChunk(
+            self.remote,
+            self.state,
+            assemble,
+            self.limits,
+            self.owner,
+            self.lease_seconds,
+            self.clock,
+        )
+        self.process = ProcessBatch(
+            FakeValidator(), FakePolicy(), ingest, NothingToFlush(), self.archive
+        )

@@ -9,10 +9,19 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from application.ports import TransientUploadError
 from application.records import StreamRecord
 from entrypoints.shard_driver import drive_shard
 from tests.factories import file_records
-from tests.fakes import FakeArchive, FakeContainer, FakeRemoteStore, FakeUploader
+from tests.fakes import (
+    FakeArchive,
+    FakeClock,
+    FakeContainer,
+    FakeRemoteStore,
+    FakeStateStore,
+    FakeUploader,
+    SharedFakeContainer,
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -61,3 +70,74 @@ def test_every_file_is_uploaded_whole_under_shuffles_duplicates_recycles_and_fau
         bodies = uploader.bodies_for(endpoint)
         assert bodies, f"{endpoint} was never uploaded"
         assert all(body == content for body in bodies)
+
+
+class Crash(BaseException):
+    """A Lambda timeout mid-upload: the invocation ends with no chance to react."""
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(min_value=0, max_value=2**32),
+    files=st.integers(min_value=1, max_value=4),
+    shard_count=st.integers(min_value=1, max_value=4),
+    batch_size=st.integers(min_value=1, max_value=9),
+    fault_rate=st.sampled_from([0.0, 0.15, 0.3]),
+)
+def test_shared_backend_uploads_every_file_once_across_interleaved_shards_and_faults(
+    seed: int, files: int, shard_count: int, batch_size: int, fault_rate: float
+) -> None:
+    rng = random.Random(seed)
+    contents = {
+        f"https://example.com/s{i}?sig=s{i}": rng.randbytes(rng.randint(0, 3000))
+        for i in range(files)
+    }
+    records: list[StreamRecord] = []
+    for endpoint, content in contents.items():
+        records += file_records(endpoint, content, rng.randint(100, 900))
+    records += rng.sample(records, k=len(records) // 4)
+    rng.shuffle(records)
+    shards: list[list[StreamRecord]] = [records[i::shard_count] for i in range(shard_count)]
+
+    remote, state, uploader, archive = (
+        FakeRemoteStore(),
+        FakeStateStore(),
+        FakeUploader(),
+        FakeArchive(),
+    )
+    clock = FakeClock()
+    containers = [
+        SharedFakeContainer(remote, state, uploader, archive, clock) for _ in range(shard_count)
+    ]
+    positions = [0] * shard_count
+    for _ in range(5000):
+        open_shards = [i for i in range(shard_count) if positions[i] < len(shards[i])]
+        if not open_shards:
+            break
+        shard = rng.choice(open_shards)
+        clock.now += rng.uniform(0, containers[0].lease_seconds / 3)
+        if rng.random() < 0.1:
+            containers[shard] = SharedFakeContainer(remote, state, uploader, archive, clock)
+        remote.failing = rng.random() < fault_rate
+        state.failing = rng.random() < fault_rate / 2
+        if rng.random() < fault_rate:
+            uploader.script.append(
+                Crash() if rng.random() < 0.3 else TransientUploadError("HTTP 503")
+            )
+        batch = shards[shard][positions[shard] : positions[shard] + batch_size]
+        try:
+            failed = containers[shard].process(batch)
+        except Crash:
+            failed = [batch[0].sequence_number]
+            containers[shard] = SharedFakeContainer(remote, state, uploader, archive, clock)
+        remote.failing = state.failing = False
+        uploader.script.clear()
+        sequence = [r.sequence_number for r in batch]
+        positions[shard] += min((sequence.index(s) for s in failed), default=len(batch))
+    else:
+        raise AssertionError("the shards never drained")
+
+    assert archive.quarantined == []
+    for endpoint, content in contents.items():
+        assert uploader.bodies_for(endpoint) == [content], endpoint
+    assert remote.objects == {}

@@ -1,0 +1,278 @@
+"""The dynamodb backend's flow on fakes: shared state, claims, leases and tombstones."""
+
+from __future__ import annotations
+
+import random
+import sys
+import threading
+
+import pytest
+
+from application.ports import Body
+from domain import FileId, FileStatus, RejectionReason
+from tests.factories import file_records, payload, record
+from tests.fakes import (
+    FakeArchive,
+    FakeClock,
+    FakeRemoteStore,
+    FakeStateStore,
+    FakeUploader,
+    SharedFakeContainer,
+)
+
+URL = "https://bucket.example.com/exports/report.csv?X-Amz-Signature=SECRET"
+CONTENT = bytes(range(256)) * 30
+
+
+class Crash(BaseException):
+    """What a Lambda timeout does to an invocation: nothing below it gets to react."""
+
+
+@pytest.fixture
+def remote() -> FakeRemoteStore:
+    return FakeRemoteStore()
+
+
+@pytest.fixture
+def state() -> FakeStateStore:
+    return FakeStateStore()
+
+
+@pytest.fixture
+def uploader() -> FakeUploader:
+    return FakeUploader()
+
+
+@pytest.fixture
+def archive() -> FakeArchive:
+    return FakeArchive()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def shards(
+    remote: FakeRemoteStore,
+    state: FakeStateStore,
+    uploader: FakeUploader,
+    archive: FakeArchive,
+    clock: FakeClock,
+) -> list[SharedFakeContainer]:
+    """Four containers, one per shard, sharing only the remote store and the state store."""
+    return [SharedFakeContainer(remote, state, uploader, archive, clock) for _ in range(4)]
+
+
+def test_every_chunk_costs_two_requests_and_the_file_is_uploaded_once(
+    shards: list[SharedFakeContainer],
+    remote: FakeRemoteStore,
+    state: FakeStateStore,
+    uploader: FakeUploader,
+) -> None:
+    records = file_records(URL, CONTENT, 1000)
+
+    assert shards[0].process(records[:-1]) == []
+    assert remote.requests + state.requests == 2 * (len(records) - 1)
+
+    assert shards[0].process(records[-1:]) == []
+    assert uploader.bodies_for(URL) == [CONTENT]
+    assert remote.objects == {}
+    assert state.items[FileId.for_endpoint(URL)].status is FileStatus.UPLOADED
+
+
+def test_chunks_spread_over_shards_make_one_whole_upload(
+    shards: list[SharedFakeContainer], uploader: FakeUploader
+) -> None:
+    records = file_records(URL, CONTENT, 500)
+    random.Random(3).shuffle(records)
+
+    for index, shard in enumerate(shards):
+        assert shard.process(records[index::4] + records[: index + 1]) == []
+
+    assert uploader.bodies_for(URL) == [CONTENT]
+
+
+def test_other_bytes_on_another_shard_are_quarantined_and_leave_no_object(
+    shards: list[SharedFakeContainer],
+    remote: FakeRemoteStore,
+    archive: FakeArchive,
+    uploader: FakeUploader,
+) -> None:
+    records = file_records(URL, b"aaaabbbb", 4)
+    shards[0].process([records[0]])
+    forged = record(payload(URL, 0, 2, b"XXXX"))
+
+    assert shards[1].process([forged]) == []
+    assert archive.reasons() == [RejectionReason.CONTENT_CONFLICT]
+    assert remote.partitions_of(FileId.for_endpoint(URL)) == {0}
+    assert len(remote.objects) == 1
+
+    shards[2].process([records[1]])
+    assert uploader.bodies_for(URL) == [b"aaaabbbb"]
+
+
+def test_a_partition_count_conflict_on_another_shard_is_quarantined(
+    shards: list[SharedFakeContainer], archive: FakeArchive, uploader: FakeUploader
+) -> None:
+    records = file_records(URL, b"aaaabbbb", 4)
+    shards[0].process([records[0]])
+
+    assert shards[1].process([record(payload(URL, 1, 3, b"bbbb")), records[1]]) == []
+
+    assert archive.reasons() == [RejectionReason.PARTITION_COUNT_CONFLICT]
+    assert uploader.bodies_for(URL) == [b"aaaabbbb"]
+
+
+def test_a_late_duplicate_of_an_uploaded_file_is_ignored_and_leaves_nothing_behind(
+    shards: list[SharedFakeContainer], remote: FakeRemoteStore, uploader: FakeUploader
+) -> None:
+    records = file_records(URL, CONTENT, 1000)
+    shards[0].process(records)
+
+    assert shards[1].process(records[2:4]) == []
+
+    assert uploader.bodies_for(URL) == [CONTENT]
+    assert remote.objects == {}
+
+
+def test_a_claim_whose_holder_died_is_taken_over_after_the_lease(
+    shards: list[SharedFakeContainer], uploader: FakeUploader, clock: FakeClock
+) -> None:
+    records = file_records(URL, CONTENT, 1000)
+    uploader.script.append(Crash())
+    with pytest.raises(Crash):
+        shards[0].process(records)
+
+    assert shards[1].process(records[-1:]) == [records[-1].sequence_number]
+    assert uploader.uploads == []
+
+    clock.now += shards[0].lease_seconds + 1
+    assert shards[1].process(records[-1:]) == []
+    assert uploader.bodies_for(URL) == [CONTENT]
+
+
+def test_a_transient_upload_failure_releases_the_claim_and_reports_the_record(
+    shards: list[SharedFakeContainer], uploader: FakeUploader
+) -> None:
+    records = file_records(URL, CONTENT, 1000)
+    uploader.fail_transiently(1)
+
+    assert shards[0].process(records) == [records[-1].sequence_number]
+
+    assert shards[3].process(records[-1:]) == []
+    assert uploader.bodies_for(URL) == [CONTENT]
+
+
+def test_a_permanent_upload_failure_is_kept_closed_and_not_started_again(
+    shards: list[SharedFakeContainer],
+    archive: FakeArchive,
+    state: FakeStateStore,
+    uploader: FakeUploader,
+) -> None:
+    records = file_records(URL, CONTENT, 1000)
+    uploader.fail_permanently()
+
+    assert shards[0].process(records) == []
+    assert archive.failed == {FileId.for_endpoint(URL): CONTENT}
+    assert state.items[FileId.for_endpoint(URL)].status is FileStatus.FAILED
+
+    assert shards[1].process(records[:1]) == []
+    assert uploader.attempts == 1
+
+
+@pytest.mark.parametrize("failing", ["remote", "state"])
+def test_a_storage_outage_reports_the_record_and_all_after_it(
+    shards: list[SharedFakeContainer],
+    remote: FakeRemoteStore,
+    state: FakeStateStore,
+    uploader: FakeUploader,
+    failing: str,
+) -> None:
+    records = file_records(URL, CONTENT, 1000)
+    shards[0].process(records[:2])
+    (remote if failing == "remote" else state).failing = True
+
+    assert shards[0].process(records[2:]) == [r.sequence_number for r in records[2:]]
+
+    remote.failing = state.failing = False
+    assert shards[1].process(records[2:]) == []
+    assert uploader.bodies_for(URL) == [CONTENT]
+
+
+def test_racing_containers_upload_each_file_exactly_once(
+    remote: FakeRemoteStore, state: FakeStateStore, archive: FakeArchive
+) -> None:
+    uploader = FakeUploader()
+    files = {f"https://example.com/race/{i}": random.Random(i).randbytes(4000) for i in range(3)}
+    records = [r for url, data in files.items() for r in file_records(url, data, 500)]
+    containers = [SharedFakeContainer(remote, state, uploader, archive) for _ in range(8)]
+    start = threading.Barrier(len(containers))
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        mine = records[:]
+        random.Random(index).shuffle(mine)
+        start.wait()
+        try:
+            pending = mine
+            for _ in range(50):
+                failed = set(containers[index].process(pending))
+                pending = [r for r in pending if r.sequence_number in failed]
+                if not pending:
+                    return
+            raise AssertionError("a container never got its batch accepted")
+        except BaseException as error:  # reported to the main thread below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(containers))]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+
+    assert errors == []
+    for url, data in files.items():
+        assert uploader.bodies_for(url) == [data]
+
+
+class HeldUploader(FakeUploader):
+    """Holds the first upload open until released, so another container can race it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def upload(self, put_endpoint: str, body: Body) -> None:
+        if not self.entered.is_set():
+            self.entered.set()
+            if not self.release.wait(timeout=30):
+                raise AssertionError("the held upload was never released")
+        super().upload(put_endpoint, body)
+
+
+def test_while_one_container_uploads_another_completing_the_file_does_not_upload(
+    remote: FakeRemoteStore, state: FakeStateStore, archive: FakeArchive
+) -> None:
+    uploader = HeldUploader()
+    first, second = (SharedFakeContainer(remote, state, uploader, archive) for _ in range(2))
+    records = file_records(URL, CONTENT, 1000)
+    results: list[list[str]] = []
+    holder = threading.Thread(target=lambda: results.append(first.process(records)))
+    holder.start()
+    assert uploader.entered.wait(timeout=30)
+
+    reported = second.process(records[-2:])
+
+    uploader.release.set()
+    holder.join()
+    assert reported == [records[-1].sequence_number]  # back later, in case the holder dies
+    assert results == [[]]
+    assert uploader.bodies_for(URL) == [CONTENT]
