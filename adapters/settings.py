@@ -38,6 +38,7 @@ SETTING_NAMES = (
     "UPLOAD_READ_TIMEOUT",
     "CLAIM_LEASE_SECONDS",
     "STATE_TTL_SECONDS",
+    "DEADLINE_MARGIN_SECONDS",
 )
 DYNAMODB_MAX_PARTITIONS = 15_000
 """A file's item holds 16 bytes a partition and must stay under DynamoDB's 400 KB."""
@@ -57,6 +58,7 @@ class Settings:
     upload_read_timeout: float = 60.0
     claim_lease_seconds: float = 960.0
     state_ttl_seconds: float = 86_400.0
+    deadline_margin_seconds: float = 10.0
     ssm_parameter_path: str | None = None
 
     @classmethod
@@ -124,6 +126,7 @@ class Settings:
             upload_read_timeout=_number(values, "UPLOAD_READ_TIMEOUT", 60.0),
             claim_lease_seconds=_number(values, "CLAIM_LEASE_SECONDS", 960.0),
             state_ttl_seconds=_number(values, "STATE_TTL_SECONDS", 86_400.0),
+            deadline_margin_seconds=_number(values, "DEADLINE_MARGIN_SECONDS", 10.0),
             ssm_parameter_path=ssm_path,
         )
 

@@ -8,7 +8,7 @@ so the first record that is not processed and every record after it are reported
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from attrs import define
@@ -19,6 +19,9 @@ from application.records import StreamRecord
 from domain import Admission, Chunk, ChunkRejected, FileId, redact
 
 log = logging.getLogger("sfb")
+
+Remaining = Callable[[], float]
+"""Seconds left in the invocation."""
 
 
 class ChunkIngest(Protocol):
@@ -49,42 +52,38 @@ class ProcessBatch:
         ingest: ChunkIngest,
         flush: BatchFlush,
         archive: RecordArchive,
+        deadline_margin: float = 10.0,
     ) -> None:
         self._validator = validator
         self._policy = policy
         self._ingest = ingest
         self._flush = flush
         self._archive = archive
+        self._margin = deadline_margin
         self._batches = 0
 
-    def __call__(self, records: Sequence[StreamRecord]) -> list[str]:
-        """Return the sequence numbers Kinesis must deliver again, in batch order."""
+    def __call__(
+        self, records: Sequence[StreamRecord], remaining: Remaining | None = None
+    ) -> list[str]:
+        """Return the sequence numbers Kinesis must deliver again, in batch order.
+
+        ``remaining`` tells the seconds left before the invocation is killed: once fewer
+        than the margin are left, the rest of the batch is left for redelivery (the first
+        record is always processed, so a shard always moves).
+        """
         self._batches += 1
         batch = BatchState(self._batches)
         failed: set[str] = set()
         tracked: list[_Tracked] = []
-        for record in records:
-            file_id: FileId | None = None
-            endpoint = ""
-            try:
-                chunk = self._validator.validate(record.data)
-                file_id, endpoint = chunk.file_id, chunk.put_endpoint
-                self._policy.check(chunk.put_endpoint)
-                self._ingest(chunk, batch)
-                tracked.append(_Tracked(record, chunk.file_id, chunk.partition, endpoint))
-            except ChunkRejected as rejection:
-                if not self._reject(record, rejection, file_id, endpoint):
-                    failed.add(record.sequence_number)
-            except Exception as error:
-                log.error(
-                    "record could not be processed; it will be delivered again",
-                    extra={
-                        "sequence_number": record.sequence_number,
-                        "file_id": str(file_id) if file_id else None,
-                        "endpoint": redact(endpoint) if endpoint else None,
-                        "reason": f"{type(error).__name__}: {error}",
-                    },
+        for index, record in enumerate(records):
+            if index and remaining is not None and remaining() < self._margin:
+                log.warning(
+                    "deadline near: the rest of the batch is left for redelivery",
+                    extra={"sequence_number": record.sequence_number, "left": len(records) - index},
                 )
+                failed.update(r.sequence_number for r in records[index:])
+                break
+            if not self._process(record, batch, tracked):
                 failed.add(record.sequence_number)
 
         self._flush(batch)
@@ -95,6 +94,31 @@ class ProcessBatch:
         if first is None:
             return []
         return [record.sequence_number for record in records[first:]]
+
+    def _process(self, record: StreamRecord, batch: BatchState, tracked: list[_Tracked]) -> bool:
+        """Validate and ingest one record; False when it must be delivered again."""
+        file_id: FileId | None = None
+        endpoint = ""
+        try:
+            chunk = self._validator.validate(record.data)
+            file_id, endpoint = chunk.file_id, chunk.put_endpoint
+            self._policy.check(chunk.put_endpoint)
+            self._ingest(chunk, batch)
+            tracked.append(_Tracked(record, chunk.file_id, chunk.partition, endpoint))
+        except ChunkRejected as rejection:
+            return self._reject(record, rejection, file_id, endpoint)
+        except Exception as error:
+            log.error(
+                "record could not be processed; it will be delivered again",
+                extra={
+                    "sequence_number": record.sequence_number,
+                    "file_id": str(file_id) if file_id else None,
+                    "endpoint": redact(endpoint) if endpoint else None,
+                    "reason": f"{type(error).__name__}: {error}",
+                },
+            )
+            return False
+        return True
 
     def _settle(self, batch: BatchState, tracked: list[_Tracked]) -> set[str]:
         """Sequence numbers of accepted records whose work is not durable after the flush."""

@@ -94,7 +94,15 @@ class Container(containers.DeclarativeContainer):
         dynamodb=providers.Factory(NothingToFlush),
     )
     # A singleton, unlike the other use cases: it numbers this container's batches.
-    process_batch = providers.Singleton(ProcessBatch, validator, policy, ingest, flush, archive)
+    process_batch = providers.Singleton(
+        ProcessBatch,
+        validator,
+        policy,
+        ingest,
+        flush,
+        archive,
+        deadline_margin=settings.provided.deadline_margin_seconds,
+    )
 
     decode_event = providers.Object(records_from_event)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypedDict
 
 from adapters.json_logging import request_id
@@ -29,12 +29,20 @@ def handler(event: Mapping[str, Any], context: object) -> BatchResponse:
     return handle(_container, event, context)
 
 
+def _remaining_seconds(context: object) -> Callable[[], float] | None:
+    """Lambda's context says how long the invocation has left; other callers may not."""
+    millis = getattr(context, "get_remaining_time_in_millis", None)
+    if not callable(millis):
+        return None
+    return lambda: float(millis()) / 1000.0
+
+
 def handle(container: Container, event: Mapping[str, Any], context: object) -> BatchResponse:
     """Run one batch on a given container: how tests run two containers side by side."""
     token = request_id.set(getattr(context, "aws_request_id", None))
     try:
         records = container.decode_event()(event)
-        failed = container.process_batch()(records)
+        failed = container.process_batch()(records, _remaining_seconds(context))
         return {"batchItemFailures": [{"itemIdentifier": seq} for seq in failed]}
     finally:
         request_id.reset(token)

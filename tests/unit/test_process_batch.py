@@ -268,3 +268,26 @@ def test_a_failed_cleanup_after_an_upload_neither_fails_the_batch_nor_uploads_ag
 
     assert container.process(records[2:]) == []
     assert uploader.bodies_for(URL) == [CONTENT]
+
+
+def test_near_the_deadline_the_rest_of_the_batch_is_left_and_the_done_part_made_durable(
+    container: FakeContainer, remote: FakeRemoteStore
+) -> None:
+    records = file_records(URL, CONTENT, 1000)
+    left = iter([60.0, 30.0, 5.0])  # seconds remaining before records 1, 2 and 3
+
+    failed = container.process(records, lambda: next(left))
+
+    assert failed == [r.sequence_number for r in records[3:]]
+    assert remote.partitions_of(FileId.for_endpoint(URL)) == {0, 1, 2}
+
+
+def test_the_first_record_is_processed_even_past_the_margin_so_the_shard_moves(
+    container: FakeContainer, remote: FakeRemoteStore
+) -> None:
+    records = file_records(URL, CONTENT, 1000)
+
+    failed = container.process(records, lambda: 0.5)
+
+    assert failed == [r.sequence_number for r in records[1:]]
+    assert remote.partitions_of(FileId.for_endpoint(URL)) == {0}
