@@ -51,7 +51,41 @@ class HostPolicy:
         if refusal is not None:
             raise EndpointRefused(f"{redact(put_endpoint)}: {refusal}")
 
+    def connect_addresses(self, scheme: str, host: str) -> list[str]:
+        """Resolve once, vet every address, and return them: what a connection may use."""
+        refusal = self._name_refusal(scheme.lower(), host.lower())
+        if refusal is not None:
+            raise EndpointRefused(f"{scheme}://{host}: {refusal}")
+        addresses = self._addresses(host.lower())
+        if not addresses:
+            raise EndpointRefused(f"{scheme}://{host}: host does not resolve")
+        if self._allowed is None:
+            for address in addresses:
+                if not _is_public(ipaddress.ip_address(address)):
+                    raise EndpointRefused(
+                        f"{scheme}://{host}: resolves to a non-public address ({address})"
+                    )
+        return addresses
+
     def _decide(self, scheme: str, host: str) -> str | None:
+        refusal = self._name_refusal(scheme, host)
+        if refusal is not None or self._allowed is not None:
+            return refusal
+        try:
+            addresses = self._addresses(host)
+        except socket.gaierror as error:
+            if error.errno == socket.EAI_AGAIN:
+                raise TransientResolutionError(f"could not resolve {host} now") from None
+            return "host does not resolve"
+        if not addresses:
+            return "host does not resolve"
+        for address in addresses:
+            if not _is_public(ipaddress.ip_address(address)):
+                return f"host resolves to a non-public address ({address})"
+        return None
+
+    def _name_refusal(self, scheme: str, host: str) -> str | None:
+        """The rules that need no resolution: scheme, presence, allow-list."""
         if scheme not in ("http", "https"):
             return f"scheme {scheme or '(none)'!r} is not http or https"
         if not host:
@@ -62,21 +96,14 @@ class HostPolicy:
             return "host is not in UPLOAD_ALLOWED_HOSTS"
         if scheme != "https":
             return "only https is allowed when UPLOAD_ALLOWED_HOSTS is unset"
-        try:
-            addresses = [ipaddress.ip_address(host)]
-        except ValueError:
-            try:
-                addresses = [ipaddress.ip_address(a.split("%")[0]) for a in self._resolve(host)]
-            except socket.gaierror as error:
-                if error.errno in (socket.EAI_AGAIN,):
-                    raise TransientResolutionError(f"could not resolve {host} now") from None
-                return "host does not resolve"
-        if not addresses:
-            return "host does not resolve"
-        for address in addresses:
-            if not _is_public(address):
-                return f"host resolves to a non-public address ({address})"
         return None
+
+    def _addresses(self, host: str) -> list[str]:
+        """An IP literal is its own address; a name is resolved (gaierror passes through)."""
+        try:
+            return [str(ipaddress.ip_address(host.strip("[]")))]
+        except ValueError:
+            return [a.split("%")[0] for a in self._resolve(host)]
 
 
 def _matches(host: str, pattern: str) -> bool:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import requests
 from attrs import frozen
 
+from adapters.guarded_transport import refused_by_guard
 from application.body import ByteStream
 from application.ports import Body, PermanentUploadError, TransientUploadError
 from domain import redact
@@ -108,6 +109,8 @@ class RequestsUploader:
             )
         except requests.RequestException as error:
             # requests' messages quote the URL with its query string: never pass them on.
+            if refused_by_guard(error):
+                raise PermanentUploadError(f"the upload guard refused {where}") from None
             raise TransientUploadError(f"{type(error).__name__} talking to {where}") from None
         finally:
             reader.close()

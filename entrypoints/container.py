@@ -7,11 +7,11 @@ import uuid
 from collections.abc import Mapping
 
 import boto3
-import requests
 from dependency_injector import containers, providers
 
 from adapters.dynamodb_state import DynamoDbFileStateStore
 from adapters.endpoint_policy import HostPolicy
+from adapters.guarded_transport import guarded_session
 from adapters.http_uploader import RequestsUploader, RetryPolicy
 from adapters.json_logging import configure_logging
 from adapters.kinesis import records_from_event
@@ -47,7 +47,6 @@ class Container(containers.DeclarativeContainer):
 
     s3_client = providers.Singleton(boto3.client, "s3")
     dynamodb_client = providers.Singleton(boto3.client, "dynamodb")
-    http_session = providers.Singleton(requests.Session)
     owner_id = providers.Singleton(lambda: uuid.uuid4().hex)
 
     cache = providers.Singleton(InMemoryPartitionCache)
@@ -60,6 +59,10 @@ class Container(containers.DeclarativeContainer):
         settings.provided.state_ttl_seconds,
     )
     archive = providers.Singleton(S3RecordArchive, s3_client, settings.provided.s3_bucket)
+    validator = providers.Singleton(JsonSchemaRequestValidator)
+    policy = providers.Singleton(HostPolicy, settings.provided.upload_allowed_hosts)
+    # Every connection re-checks its addresses with the same policy: no DNS rebinding.
+    http_session = providers.Singleton(guarded_session, policy)
     uploader = providers.Singleton(
         RequestsUploader,
         http_session,
@@ -67,8 +70,6 @@ class Container(containers.DeclarativeContainer):
         read_timeout=settings.provided.upload_read_timeout,
         retry=providers.Factory(RetryPolicy, attempts=settings.provided.upload_max_attempts),
     )
-    validator = providers.Singleton(JsonSchemaRequestValidator)
-    policy = providers.Singleton(HostPolicy, settings.provided.upload_allowed_hosts)
 
     assemble = providers.Factory(AssembleAndUpload, local_store, remote_store, uploader, archive)
     lifecycle = providers.Factory(FileLifecycle, cache, local_store, remote_store, assemble)
