@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from application.ports import FileSummary
 from domain import DIGEST_PREFIX, ChunkRef, FileId, FileState, FileStatus
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ class DynamoDbFileStateStore:
         ref: ChunkRef,
         max_file_bytes: int,
         now: float,
+        put_endpoint: str,
     ) -> int | None:
         response = self._conditional(
             Key=self._key(file_id),
@@ -57,6 +59,7 @@ class DynamoDbFileStateStore:
                 "SET #p = :digest, partition_count = if_not_exists(partition_count, :count), "
                 "#status = if_not_exists(#status, :collecting), "
                 "created_at = if_not_exists(created_at, :now), updated_at = :now, "
+                "put_endpoint = if_not_exists(put_endpoint, :endpoint), "
                 "#ttl = :expires ADD received_count :one, byte_count :size"
             ),
             ConditionExpression=(
@@ -79,6 +82,7 @@ class DynamoDbFileStateStore:
                 ":one": {"N": "1"},
                 ":size": {"N": str(ref.size)},
                 ":room": {"N": str(max_file_bytes - ref.size)},
+                ":endpoint": {"S": put_endpoint},
             },
             ReturnValues="UPDATED_NEW",
         )
@@ -170,6 +174,57 @@ class DynamoDbFileStateStore:
                 ":collecting": {"S": FileStatus.COLLECTING.value},
                 ":assembling": {"S": FileStatus.ASSEMBLING.value},
                 ":owner": {"S": owner},
+            },
+        )
+
+    def endpoint(self, file_id: FileId) -> str | None:
+        response = self._db.get_item(
+            TableName=self._table,
+            Key=self._key(file_id),
+            ProjectionExpression="put_endpoint",
+            ConsistentRead=True,
+        )
+        value = response.get("Item", {}).get("put_endpoint")
+        return value["S"] if value is not None else None
+
+    def unfinished(self) -> list[FileSummary]:
+        summaries = []
+        paginator = self._db.get_paginator("scan")
+        for page in paginator.paginate(
+            TableName=self._table,
+            FilterExpression="#status <> :uploaded",
+            ProjectionExpression=(
+                "file_id, #status, received_count, partition_count, byte_count, created_at, "
+                "put_endpoint"
+            ),
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":uploaded": {"S": FileStatus.UPLOADED.value}},
+        ):
+            for item in page.get("Items", []):
+                summaries.append(
+                    FileSummary(
+                        FileId(item[KEY_ATTRIBUTE]["S"]),
+                        item["status"]["S"],
+                        int(item["received_count"]["N"]),
+                        int(item["partition_count"]["N"]),
+                        int(item["byte_count"]["N"]),
+                        float(item["created_at"]["N"]),
+                        item.get("put_endpoint", {}).get("S"),
+                    )
+                )
+        return sorted(summaries, key=lambda summary: summary.since)
+
+    def mark_redriven(self, file_id: FileId, now: float) -> None:
+        self._conditional(
+            Key=self._key(file_id),
+            UpdateExpression="SET #status = :uploaded, finished_at = :now, #ttl = :expires",
+            ConditionExpression="#status = :failed",
+            ExpressionAttributeNames={"#status": "status", "#ttl": TTL_ATTRIBUTE},
+            ExpressionAttributeValues={
+                ":uploaded": {"S": FileStatus.UPLOADED.value},
+                ":failed": {"S": FileStatus.FAILED.value},
+                ":now": {"N": _number(now)},
+                ":expires": {"N": str(int(now + self._ttl))},
             },
         )
 

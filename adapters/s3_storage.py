@@ -7,6 +7,7 @@ without reading any bytes, and two writers of the same chunk write the same key.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 from boto3.s3.transfer import TransferConfig
 
 from application.body import ByteStream
-from application.ports import Body
+from application.ports import Body, FileSummary
 from application.records import StreamRecord
 from domain import AssembledFile, Chunk, ChunkRef, FileId, PartitionSet, RejectionReason, redact
 
@@ -29,8 +30,15 @@ _CHUNK_KEY = re.compile(r"^(\d+)\.(\d+)\.([0-9a-f]{64})$")
 _DELETE_BATCH = 1000
 
 
+ENDPOINT_NOTE = "endpoint.json"
+
+
 def chunk_key(file_id: FileId, partition: int, partition_count: int, digest: str) -> str:
     return f"{PENDING}{file_id}/{partition:05d}.{partition_count}.{digest}"
+
+
+def endpoint_key(file_id: FileId) -> str:
+    return f"{PENDING}{file_id}/{ENDPOINT_NOTE}"
 
 
 class S3ChunkStore:
@@ -90,6 +98,64 @@ class S3ChunkStore:
             chunk_key(file_id, partition, partitions.partition_count, ref.digest)
             for partition, ref in sorted(partitions.parts.items())
         ]
+        keys.append(endpoint_key(file_id))
+        self._delete_keys(keys)
+
+    def discard(self, chunk: Chunk) -> None:
+        self._s3.delete_object(
+            Bucket=self._bucket,
+            Key=chunk_key(chunk.file_id, chunk.partition, chunk.partition_count, chunk.ref.digest),
+        )
+
+    def note_endpoint(self, file_id: FileId, put_endpoint: str) -> None:
+        self._s3.put_object(
+            Bucket=self._bucket,
+            Key=endpoint_key(file_id),
+            Body=json.dumps({"putEndpoint": put_endpoint}).encode("utf-8"),
+        )
+
+    def endpoint(self, file_id: FileId) -> str | None:
+        try:
+            response = self._s3.get_object(Bucket=self._bucket, Key=endpoint_key(file_id))
+        except self._s3.exceptions.NoSuchKey:
+            return None
+        note = json.loads(response["Body"].read())
+        return str(note["putEndpoint"])
+
+    def files(self) -> list[FileSummary]:
+        found: dict[str, list[tuple[int, int, int, float]]] = {}
+        paginator = self._s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self._bucket, Prefix=PENDING):
+            for item in page.get("Contents", []):
+                file_part, _, name = item["Key"][len(PENDING) :].partition("/")
+                match = _CHUNK_KEY.match(name)
+                if match is None:
+                    continue
+                found.setdefault(file_part, []).append(
+                    (
+                        int(match.group(1)),
+                        int(match.group(2)),
+                        item["Size"],
+                        item["LastModified"].timestamp(),
+                    )
+                )
+        summaries = []
+        for file_part, chunks in sorted(found.items()):
+            count = chunks[0][1]
+            received = len({partition for partition, _, _, _ in chunks})
+            summaries.append(
+                FileSummary(
+                    FileId(file_part),
+                    "complete" if received == count else "collecting",
+                    received,
+                    count,
+                    sum(size for _, _, size, _ in chunks),
+                    min(since for _, _, _, since in chunks),
+                )
+            )
+        return summaries
+
+    def _delete_keys(self, keys: list[str]) -> None:
         for start in range(0, len(keys), _DELETE_BATCH):
             response = self._s3.delete_objects(
                 Bucket=self._bucket,
@@ -137,6 +203,14 @@ class S3RecordArchive:
 
     def keep_failed(self, assembled: AssembledFile, body: Body) -> str:
         key = f"{FAILED}{assembled.file_id}"
+        # The note first: a copy without its endpoint could never be redriven.
+        self._s3.put_object(
+            Bucket=self._bucket,
+            Key=f"{key}.json",
+            Body=json.dumps({"putEndpoint": assembled.put_endpoint, "size": assembled.size}).encode(
+                "utf-8"
+            ),
+        )
         reader = body.open()
         try:
             self._s3.upload_fileobj(
@@ -155,6 +229,46 @@ class S3RecordArchive:
         finally:
             reader.close()
         return key
+
+    def failed_files(self) -> list[FileSummary]:
+        summaries = []
+        paginator = self._s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self._bucket, Prefix=FAILED):
+            for item in page.get("Contents", []):
+                name = item["Key"][len(FAILED) :]
+                if "/" in name or name.endswith(".json"):
+                    continue
+                summaries.append(
+                    FileSummary(
+                        FileId(name),
+                        "failed",
+                        0,
+                        None,
+                        item["Size"],
+                        item["LastModified"].timestamp(),
+                    )
+                )
+        return summaries
+
+    def failed_copy(self, file_id: FileId) -> tuple[str, Body] | None:
+        key = f"{FAILED}{file_id}"
+        try:
+            note = json.loads(
+                self._s3.get_object(Bucket=self._bucket, Key=f"{key}.json")["Body"].read()
+            )
+            size = self._s3.head_object(Bucket=self._bucket, Key=key)["ContentLength"]
+        except (self._s3.exceptions.NoSuchKey, self._s3.exceptions.ClientError) as error:
+            if _is_missing(error):
+                return None
+            raise
+        return str(note["putEndpoint"]), _StoredBody(self._s3, self._bucket, key, size)
+
+    def drop_failed(self, file_id: FileId) -> None:
+        key = f"{FAILED}{file_id}"
+        self._s3.delete_objects(
+            Bucket=self._bucket,
+            Delete={"Objects": [{"Key": key}, {"Key": f"{key}.json"}], "Quiet": True},
+        )
 
 
 class _FullReads:
@@ -175,8 +289,30 @@ class _FullReads:
         return b"".join(pieces)
 
 
+class _StoredBody:
+    """A kept file in S3 as the Body port: each open is a fresh GET."""
+
+    def __init__(self, client: S3Client, bucket: str, key: str, size: int) -> None:
+        self._s3 = client
+        self._bucket = bucket
+        self._key = key
+        self._size = size
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def open(self) -> ByteStream:
+        return self._s3.get_object(Bucket=self._bucket, Key=self._key)["Body"]
+
+
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", text)[:200] or "unknown"
+
+
+def _is_missing(error: Exception) -> bool:
+    code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
+    return code in ("NoSuchKey", "404", "NotFound")
 
 
 def _ascii(text: str) -> str:

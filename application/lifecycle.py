@@ -73,8 +73,14 @@ class FileLifecycle:
         )
 
     def make_durable(self, entry: PendingFile) -> PendingFile:
-        """Write every chunk only this container holds to remote storage."""
+        """Write every chunk only this container holds to remote storage.
+
+        The first time a file's chunks go remote, its endpoint goes with them, so that an
+        operator can finish it (``sfb redrive``) without waiting for a record.
+        """
         unflushed = sorted(entry.unflushed)
+        if not entry.durable:
+            self._remote.note_endpoint(entry.file_id, entry.put_endpoint)
         self._remote.put(
             Chunk(
                 entry.put_endpoint,

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
+from attrs import field, frozen
+
 from application.body import ByteStream
 from application.pending import PendingFile
 from application.records import StreamRecord
@@ -21,7 +23,21 @@ from domain import (
     Limits,
     PartitionSet,
     RejectionReason,
+    redact,
 )
+
+
+@frozen
+class FileSummary:
+    """One line of ``sfb status``."""
+
+    file_id: FileId
+    status: str
+    received: int
+    partition_count: int | None
+    size: int
+    since: float
+    put_endpoint: str | None = field(default=None, repr=lambda e: redact(e) if e else "None")
 
 
 class PartitionCache(Protocol):
@@ -86,7 +102,19 @@ class RemoteChunkStore(Protocol):
         """Open one stored chunk for streaming reads."""
 
     def delete(self, file_id: FileId, partitions: PartitionSet) -> None:
-        """Remove the listed chunks; missing ones are not an error."""
+        """Remove a finished file's listed chunks and its endpoint note; missing is no error."""
+
+    def discard(self, chunk: Chunk) -> None:
+        """Remove one chunk's object, written for a chunk that was then rejected."""
+
+    def note_endpoint(self, file_id: FileId, put_endpoint: str) -> None:
+        """Keep the file's putEndpoint beside its chunks, so ``sfb redrive`` can finish it."""
+
+    def endpoint(self, file_id: FileId) -> str | None:
+        """The noted putEndpoint, or None."""
+
+    def files(self) -> list[FileSummary]:
+        """Every file with chunks in storage: what ``sfb status`` lists."""
 
 
 class FileStateStore(Protocol):
@@ -104,6 +132,7 @@ class FileStateStore(Protocol):
         ref: ChunkRef,
         max_file_bytes: int,
         now: float,
+        put_endpoint: str,
     ) -> int | None:
         """Record a partition of a collecting file whose count agrees and that has room.
 
@@ -126,6 +155,15 @@ class FileStateStore(Protocol):
     def release(self, file_id: FileId, owner: str) -> None:
         """Give a claim back so the next delivery may try again."""
 
+    def endpoint(self, file_id: FileId) -> str | None:
+        """The putEndpoint of the file's first chunk, or None."""
+
+    def unfinished(self) -> list[FileSummary]:
+        """Every file not uploaded yet (a scan: for operators, never on the hot path)."""
+
+    def mark_redriven(self, file_id: FileId, now: float) -> None:
+        """A failed file uploaded again by an operator is uploaded after all."""
+
 
 class RecordArchive(Protocol):
     """Where records and files that cannot be delivered are kept for inspection."""
@@ -136,7 +174,16 @@ class RecordArchive(Protocol):
         """Keep a rejected record's raw data; return the key it was stored under."""
 
     def keep_failed(self, assembled: AssembledFile, body: Body) -> str:
-        """Keep a file whose upload failed for good; return its key."""
+        """Keep a file whose upload failed for good, with its endpoint; return its key."""
+
+    def failed_files(self) -> list[FileSummary]:
+        """Every file kept as failed."""
+
+    def failed_copy(self, file_id: FileId) -> tuple[str, Body] | None:
+        """A kept file's putEndpoint and body, or None."""
+
+    def drop_failed(self, file_id: FileId) -> None:
+        """Forget a kept file once it has been uploaded after all."""
 
 
 class Body(Protocol):

@@ -19,6 +19,7 @@ from domain import (
     Admission,
     Chunk,
     ChunkRejected,
+    FileId,
     FileStatus,
     FileTooLarge,
     Limits,
@@ -64,10 +65,11 @@ class SharedIngestChunk:
             chunk.ref,
             self._limits.max_file_bytes,
             self._clock(),
+            chunk.put_endpoint,
         )
         if received is not None:
             if received == chunk.partition_count:
-                self._complete(chunk, batch)
+                self.complete(chunk.file_id, chunk.put_endpoint, chunk.partition_count, batch)
             return Admission.NEW
         return self._refused(chunk, batch)
 
@@ -84,37 +86,36 @@ class SharedIngestChunk:
             self._discard(chunk)  # a late duplicate: the file is finished without it
             return admission
         if state.is_complete and chunk.file_id not in batch.deferred:
-            self._complete(chunk, batch)
+            self.complete(chunk.file_id, chunk.put_endpoint, chunk.partition_count, batch)
         return admission
 
     def _discard(self, chunk: Chunk) -> None:
         """Remove the object this chunk just wrote: its bytes will never be assembled."""
-        self._remote.delete(
-            chunk.file_id,
-            PartitionSet(chunk.partition_count, {chunk.partition: chunk.ref}),
-        )
+        self._remote.discard(chunk)
 
-    def _complete(self, chunk: Chunk, batch: BatchState) -> None:
-        file_id = chunk.file_id
+    def complete(
+        self, file_id: FileId, put_endpoint: str, partition_count: int, batch: BatchState
+    ) -> None:
+        """Claim, assemble and upload a complete file; the outcome is noted in ``batch``."""
         now = self._clock()
         if not self._state.claim(file_id, self._owner, now, now + self._lease):
-            state = self._state.read(file_id, chunk.partition)
+            state = self._state.read(file_id, 0)
             if state is not None and not state.status.is_closed:
                 # Another invocation assembles it now; if it dies, a redelivery takes over.
                 batch.deferred.add(file_id)
             return
         listing = self._remote.get(file_id)
         digests = self._state.digests(file_id)
-        if not _listing_matches(listing, digests, chunk.partition_count):
+        if not _listing_matches(listing, digests, partition_count):
             log.warning(
                 "stored chunks do not match the shared state yet; assembly is retried",
-                extra={"file_id": str(file_id), "endpoint": redact(chunk.put_endpoint)},
+                extra={"file_id": str(file_id), "endpoint": redact(put_endpoint)},
             )
             self._state.release(file_id, self._owner)
             batch.deferred.add(file_id)
             return
         assert listing is not None
-        entry = PendingFile(file_id, chunk.put_endpoint, listing, durable=frozenset(listing.parts))
+        entry = PendingFile(file_id, put_endpoint, listing, durable=frozenset(listing.parts))
         result = self._assemble(entry)
         if result is UploadResult.RETRY_LATER:
             self._state.release(file_id, self._owner)
@@ -124,7 +125,7 @@ class SharedIngestChunk:
         if not self._state.finish(file_id, self._owner, status, self._clock()):
             log.warning(
                 "the claim expired before the file was closed; raise CLAIM_LEASE_SECONDS",
-                extra={"file_id": str(file_id), "endpoint": redact(chunk.put_endpoint)},
+                extra={"file_id": str(file_id), "endpoint": redact(put_endpoint)},
             )
         batch.finished.add(file_id)
         try:

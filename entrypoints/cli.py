@@ -7,8 +7,12 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
+
+if TYPE_CHECKING:
+    from entrypoints.container import Container
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,10 +37,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(or the default AWS endpoints) point. Idempotent.",
     )
 
+    commands.add_parser(
+        "status",
+        help="list files not finished: collecting, complete but not uploaded, failed",
+        description="Reads the settings from the environment, like the Lambda does.",
+    )
+    redrive = commands.add_parser(
+        "redrive",
+        help="upload again a failed file, or finish a complete one that never was",
+        description="Reads the settings from the environment, like the Lambda does.",
+    )
+    target = redrive.add_mutually_exclusive_group(required=True)
+    target.add_argument("file_id", nargs="?", help="the file id shown by sfb status")
+    target.add_argument("--all-failed", action="store_true", help="every file kept as failed")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "provision":
             return _provision()
+        if args.command == "status":
+            return _status()
+        if args.command == "redrive":
+            return _redrive(args.file_id, args.all_failed)
         if args.command == "demo":
             from entrypoints.demo import run_demo
 
@@ -49,6 +71,56 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError, BotoCoreError, ClientError) as error:
         print(f"sfb {args.command}: {error}", file=sys.stderr)
         return 2
+
+
+def _operator_container() -> Container:
+    import os
+
+    from entrypoints.container import build_container
+
+    return build_container(os.environ)
+
+
+def _status() -> int:
+    import time
+
+    from domain import redact
+
+    rows = _operator_container().file_report()()
+    now = time.time()
+    print(f"{'FILE ID':32}  {'STATUS':10}  {'RECEIVED':>11}  {'BYTES':>12}  {'AGE':>8}  ENDPOINT")
+    for row in rows:
+        received = f"{row.received}/{row.partition_count}" if row.partition_count else "-"
+        age = _age(now - row.since) if row.since else "-"
+        endpoint = redact(row.put_endpoint) if row.put_endpoint else "-"
+        print(
+            f"{row.file_id!s:32}  {row.status:10}  {received:>11}  {row.size:>12}  {age:>8}  "
+            f"{endpoint}"
+        )
+    print(f"{len(rows)} file(s) not finished")
+    return 0
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{max(seconds, 0):.0f}s"
+
+
+def _redrive(file_id: str | None, all_failed: bool) -> int:
+    from application.operations import RedriveResult
+    from domain import FileId
+
+    redrive = _operator_container().redrive()
+    results = (
+        redrive.all_failed()
+        if all_failed
+        else {FileId(file_id or ""): redrive(FileId(file_id or ""))}
+    )
+    for target, result in results.items():
+        print(f"{target}: {result.value}")
+    return 0 if all(r is RedriveResult.UPLOADED for r in results.values()) else 1
 
 
 def _provision() -> int:

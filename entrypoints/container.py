@@ -25,6 +25,7 @@ from application.assemble import AssembleAndUpload
 from application.flush import FlushPending, NothingToFlush
 from application.ingest import IngestChunk
 from application.lifecycle import FileLifecycle
+from application.operations import FileReport, Redrive
 from application.process_batch import ProcessBatch
 from application.shared_ingest import SharedIngestChunk
 
@@ -73,21 +74,22 @@ class Container(containers.DeclarativeContainer):
 
     assemble = providers.Factory(AssembleAndUpload, local_store, remote_store, uploader, archive)
     lifecycle = providers.Factory(FileLifecycle, cache, local_store, remote_store, assemble)
+    shared_ingest = providers.Factory(
+        SharedIngestChunk,
+        remote_store,
+        state_store,
+        assemble,
+        settings.provided.limits,
+        owner_id,
+        settings.provided.claim_lease_seconds,
+        providers.Object(time.time),
+    )
     ingest = providers.Selector(
         backend,
         local=providers.Factory(
             IngestChunk, cache, local_store, lifecycle, settings.provided.limits
         ),
-        dynamodb=providers.Factory(
-            SharedIngestChunk,
-            remote_store,
-            state_store,
-            assemble,
-            settings.provided.limits,
-            owner_id,
-            settings.provided.claim_lease_seconds,
-            providers.Object(time.time),
-        ),
+        dynamodb=shared_ingest,
     )
     flush = providers.Selector(
         backend,
@@ -106,6 +108,20 @@ class Container(containers.DeclarativeContainer):
     )
 
     decode_event = providers.Object(records_from_event)
+
+    # What operators run through `sfb status` and `sfb redrive`.
+    shared_state = providers.Selector(backend, local=providers.Object(None), dynamodb=state_store)
+    file_report = providers.Factory(FileReport, remote_store, archive, shared_state)
+    redrive = providers.Factory(
+        Redrive,
+        remote_store,
+        archive,
+        uploader,
+        lifecycle,
+        providers.Selector(backend, local=providers.Object(None), dynamodb=shared_ingest),
+        shared_state,
+        providers.Object(time.time),
+    )
 
 
 def build_container(environ: Mapping[str, str]) -> Container:

@@ -21,7 +21,12 @@ from application.body import ByteStream
 from application.flush import FlushPending, NothingToFlush
 from application.ingest import IngestChunk
 from application.lifecycle import FileLifecycle
-from application.ports import Body, PermanentUploadError, TransientUploadError
+from application.ports import (
+    Body,
+    FileSummary,
+    PermanentUploadError,
+    TransientUploadError,
+)
 from application.process_batch import ProcessBatch
 from application.records import StreamRecord
 from application.shared_ingest import SharedIngestChunk
@@ -78,6 +83,7 @@ class FakeRemoteStore:
 
     def __init__(self) -> None:
         self.objects: dict[tuple[FileId, int, str], _Stored] = {}
+        self.endpoints: dict[FileId, str] = {}
         self.requests = 0
         self.failing = False
         self.failing_operations: set[str] = set()
@@ -126,6 +132,35 @@ class FakeRemoteStore:
         self._request("delete")
         for partition, ref in partitions.parts.items():
             self.objects.pop((file_id, partition, ref.digest), None)
+        self.endpoints.pop(file_id, None)
+
+    def discard(self, chunk: Chunk) -> None:
+        self._request("delete")
+        self.objects.pop((chunk.file_id, chunk.partition, chunk.ref.digest), None)
+
+    def note_endpoint(self, file_id: FileId, put_endpoint: str) -> None:
+        self._request("put")
+        self.endpoints[file_id] = put_endpoint
+
+    def endpoint(self, file_id: FileId) -> str | None:
+        self._request("get")
+        return self.endpoints.get(file_id)
+
+    def files(self) -> list[FileSummary]:
+        by_file: dict[FileId, list[_Stored]] = {}
+        for (file_id, _, _), stored in self.objects.items():
+            by_file.setdefault(file_id, []).append(stored)
+        return [
+            FileSummary(
+                file_id,
+                "collecting",
+                len(stored),
+                stored[0].partition_count,
+                sum(s.ref.size for s in stored),
+                0.0,
+            )
+            for file_id, stored in by_file.items()
+        ]
 
     def partitions_of(self, file_id: FileId) -> set[int]:
         return {p for (f, p, _) in self.objects if f == file_id}
@@ -142,6 +177,7 @@ class FakeArchive:
     def __init__(self) -> None:
         self.quarantined: list[Quarantined] = []
         self.failed: dict[FileId, bytes] = {}
+        self.failed_endpoints: dict[FileId, str] = {}
 
     def quarantine(
         self, record: StreamRecord, reason: RejectionReason, detail: str, file_id: FileId | None
@@ -151,10 +187,38 @@ class FakeArchive:
 
     def keep_failed(self, assembled: AssembledFile, body: Body) -> str:
         self.failed[assembled.file_id] = read_all(body)
+        self.failed_endpoints[assembled.file_id] = assembled.put_endpoint
         return f"failed/{assembled.file_id}"
+
+    def failed_files(self) -> list[FileSummary]:
+        return [
+            FileSummary(file_id, "failed", 0, None, len(data), 0.0)
+            for file_id, data in self.failed.items()
+        ]
+
+    def failed_copy(self, file_id: FileId) -> tuple[str, Body] | None:
+        if file_id not in self.failed:
+            return None
+        return self.failed_endpoints[file_id], BytesBody(self.failed[file_id])
+
+    def drop_failed(self, file_id: FileId) -> None:
+        self.failed.pop(file_id, None)
+        self.failed_endpoints.pop(file_id, None)
 
     def reasons(self) -> list[RejectionReason]:
         return [q.reason for q in self.quarantined]
+
+
+@define
+class BytesBody:
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def open(self) -> ByteStream:
+        return io.BytesIO(self.data)
 
 
 def read_all(body: Body) -> bytes:
@@ -259,6 +323,8 @@ class _FileItem:
     claim_owner: str | None = None
     claim_until: float = 0.0
     expires_at: float = 0.0
+    put_endpoint: str = ""
+    created_at: float = 0.0
 
 
 class FakeStateStore:
@@ -285,6 +351,7 @@ class FakeStateStore:
         ref: ChunkRef,
         max_file_bytes: int,
         now: float,
+        put_endpoint: str,
     ) -> int | None:
         with self._lock:
             self._request()
@@ -299,6 +366,8 @@ class FakeStateStore:
             ):
                 return None
             item.digests[partition] = ref.digest[:DIGEST_PREFIX]
+            item.put_endpoint = item.put_endpoint or put_endpoint
+            item.created_at = item.created_at or now
             item.size += ref.size
             item.expires_at = now + self._ttl
             self.items[file_id] = item
@@ -353,6 +422,33 @@ class FakeStateStore:
             item = self.items.get(file_id)
             if item is not None and item.claim_owner == owner:
                 item.status, item.claim_owner = FileStatus.COLLECTING, None
+
+    def endpoint(self, file_id: FileId) -> str | None:
+        with self._lock:
+            item = self.items.get(file_id)
+            return item.put_endpoint if item else None
+
+    def unfinished(self) -> list[FileSummary]:
+        with self._lock:
+            return [
+                FileSummary(
+                    file_id,
+                    item.status.value,
+                    len(item.digests),
+                    item.partition_count,
+                    item.size,
+                    item.created_at,
+                    item.put_endpoint,
+                )
+                for file_id, item in self.items.items()
+                if item.status is not FileStatus.UPLOADED
+            ]
+
+    def mark_redriven(self, file_id: FileId, now: float) -> None:
+        with self._lock:
+            item = self.items.get(file_id)
+            if item is not None and item.status is FileStatus.FAILED:
+                item.status = FileStatus.UPLOADED
 
 
 class FakeClock:

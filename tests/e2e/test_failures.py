@@ -84,7 +84,7 @@ def test_an_upload_failing_past_its_retries_is_kept_and_its_last_record_reported
 
     assert failures(response) == sequence_numbers(records[-1:])
     assert stack.uploads_of(source) == []
-    assert len(stack.keys("pending/")) == source.partition_count
+    assert len(stack.keys("pending/")) == source.partition_count + 1  # and the endpoint note
     [warning] = logs.at("WARNING")
     assert "503" in warning["reason"]
     assert warning["file_id"] == str(FileId.for_endpoint(source.endpoint))
@@ -150,7 +150,7 @@ def test_an_upload_refused_for_good_is_kept_under_failed_and_the_shard_moves_on(
     assert response == {"batchItemFailures": []}
     assert stack.uploads_of(source) == []
     key = f"failed/{FileId.for_endpoint(source.endpoint)}"
-    assert stack.keys("failed/") == [key]
+    assert stack.keys("failed/") == [key, f"{key}.json"]  # the file and its endpoint note
     assert SECRET not in str(stack.metadata(key))
     [error] = logs.at("ERROR")
     assert error["kept_as"] == key

@@ -1,0 +1,117 @@
+"""sfb status and sfb redrive on fakes: nothing needs a duplicate record to finish a file."""
+
+from __future__ import annotations
+
+from adapters.memory_cache import InMemoryPartitionCache
+from application.assemble import AssembleAndUpload
+from application.lifecycle import FileLifecycle
+from application.operations import FileReport, Redrive, RedriveResult
+from application.shared_ingest import SharedIngestChunk
+from domain import FileId, FileStatus, Limits
+from tests.factories import file_records
+from tests.fakes import (
+    FakeArchive,
+    FakeClock,
+    FakeContainer,
+    FakeLocalStore,
+    FakeRemoteStore,
+    FakeStateStore,
+    FakeUploader,
+    SharedFakeContainer,
+)
+
+URL = "https://bucket.example.com/a/b.bin?X-Amz-Signature=SECRET"
+CONTENT = bytes(range(256)) * 20
+FILE = FileId.for_endpoint(URL)
+
+
+def local_redrive(remote: FakeRemoteStore, archive: FakeArchive, uploader: FakeUploader) -> Redrive:
+    local = FakeLocalStore()
+    assemble = AssembleAndUpload(local, remote, uploader, archive)
+    lifecycle = FileLifecycle(InMemoryPartitionCache(), local, remote, assemble)
+    return Redrive(remote, archive, uploader, lifecycle, None, None, FakeClock())
+
+
+def shared_redrive(
+    remote: FakeRemoteStore, archive: FakeArchive, uploader: FakeUploader, state: FakeStateStore
+) -> Redrive:
+    local = FakeLocalStore()
+    assemble = AssembleAndUpload(local, remote, uploader, archive)
+    lifecycle = FileLifecycle(InMemoryPartitionCache(), local, remote, assemble)
+    shared = SharedIngestChunk(remote, state, assemble, Limits(), "operator", 960.0, FakeClock())
+    return Redrive(remote, archive, uploader, lifecycle, shared, state, FakeClock())
+
+
+def test_a_complete_file_whose_upload_kept_failing_is_finished_by_redrive() -> None:
+    remote, archive, uploader = FakeRemoteStore(), FakeArchive(), FakeUploader()
+    container = FakeContainer(remote, uploader, archive)
+    uploader.fail_transiently(1)
+    container.process(file_records(URL, CONTENT, 1000))  # Kinesis then gives up on it
+
+    report = FileReport(remote, archive, None)()
+    assert [(r.file_id, r.status, r.received) for r in report] == [(FILE, "collecting", 6)]
+
+    assert local_redrive(remote, archive, uploader)(FILE) is RedriveResult.UPLOADED
+    assert uploader.bodies_for(URL) == [CONTENT]
+    assert remote.objects == {}
+    assert remote.endpoints == {}
+
+
+def test_an_incomplete_or_unknown_file_is_not_redriven() -> None:
+    remote, archive, uploader = FakeRemoteStore(), FakeArchive(), FakeUploader()
+    FakeContainer(remote, uploader, archive).process(file_records(URL, CONTENT, 1000)[:3])
+    redrive = local_redrive(remote, archive, uploader)
+
+    assert redrive(FILE) is RedriveResult.INCOMPLETE
+    assert redrive(FileId.for_endpoint("https://example.com/other")) is RedriveResult.NOT_FOUND
+    assert uploader.uploads == []
+
+
+def test_a_file_refused_for_good_is_uploaded_again_from_its_kept_copy() -> None:
+    remote, archive, uploader = FakeRemoteStore(), FakeArchive(), FakeUploader()
+    uploader.fail_permanently()
+    FakeContainer(remote, uploader, archive).process(file_records(URL, CONTENT, 1000))
+    assert [r.status for r in FileReport(remote, archive, None)()] == ["failed"]
+
+    results = local_redrive(remote, archive, uploader).all_failed()
+
+    assert results == {FILE: RedriveResult.UPLOADED}
+    assert uploader.bodies_for(URL) == [CONTENT]
+    assert archive.failed == {}
+
+
+def test_a_redrive_refused_again_keeps_the_copy() -> None:
+    remote, archive, uploader = FakeRemoteStore(), FakeArchive(), FakeUploader()
+    uploader.fail_permanently()
+    FakeContainer(remote, uploader, archive).process(file_records(URL, CONTENT, 1000))
+    uploader.fail_permanently()
+
+    assert local_redrive(remote, archive, uploader)(FILE) is RedriveResult.REFUSED
+    assert FILE in archive.failed
+
+
+def test_the_shared_backend_redrives_complete_and_failed_files() -> None:
+    remote, archive, uploader, state = (
+        FakeRemoteStore(),
+        FakeArchive(),
+        FakeUploader(),
+        FakeStateStore(),
+    )
+    container = SharedFakeContainer(remote, state, uploader, archive)
+    uploader.fail_transiently(1)
+    container.process(file_records(URL, CONTENT, 1000))
+    other = "https://example.com/refused.bin"
+    uploader.fail_permanently()
+    container.process(file_records(other, b"refused body", 1000))
+
+    report = FileReport(remote, archive, state)()
+    assert sorted((r.status, r.received) for r in report) == [("collecting", 6), ("failed", 0)]
+
+    redrive = shared_redrive(remote, archive, uploader, state)
+    assert redrive(FILE) is RedriveResult.UPLOADED
+    assert redrive.all_failed() == {FileId.for_endpoint(other): RedriveResult.UPLOADED}
+    assert uploader.bodies_for(URL) == [CONTENT]
+    assert uploader.bodies_for(other) == [b"refused body"]
+    assert state.items[FILE].status is FileStatus.UPLOADED
+    assert state.items[FileId.for_endpoint(other)].status is FileStatus.UPLOADED
+    assert FileReport(remote, archive, state)() == []

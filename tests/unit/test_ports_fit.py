@@ -1,0 +1,74 @@
+"""mypy checks here that every adapter and every fake fits its port by shape.
+
+The container wires adapters through dependency-injector providers, which mypy cannot see
+through; these assignments are where a drifting signature fails the type check.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import boto3
+from moto import mock_aws
+
+from adapters.dynamodb_state import DynamoDbFileStateStore
+from adapters.endpoint_policy import HostPolicy
+from adapters.guarded_transport import AddressGuard, guarded_session
+from adapters.http_uploader import RequestsUploader
+from adapters.memory_cache import InMemoryPartitionCache
+from adapters.s3_storage import S3ChunkStore, S3RecordArchive
+from adapters.settings import Settings
+from adapters.tmp_storage import TmpChunkStore
+from adapters.validation import JsonSchemaRequestValidator
+from application.ports import (
+    Config,
+    EndpointPolicy,
+    FileStateStore,
+    LocalChunkStore,
+    PartitionCache,
+    RecordArchive,
+    RemoteChunkStore,
+    RequestValidator,
+    Uploader,
+)
+from tests.fakes import (
+    FakeArchive,
+    FakeLocalStore,
+    FakePolicy,
+    FakeRemoteStore,
+    FakeStateStore,
+    FakeUploader,
+    FakeValidator,
+)
+
+
+def test_adapters_and_fakes_fit_their_ports(tmp_path: Path) -> None:
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        policy = HostPolicy(["localhost"])
+        guard: AddressGuard = policy
+        checks: list[object] = []
+        cache: PartitionCache = InMemoryPartitionCache()
+        local: LocalChunkStore = TmpChunkStore(tmp_path)
+        remote: RemoteChunkStore = S3ChunkStore(s3, "bucket")
+        state: FileStateStore = DynamoDbFileStateStore(dynamodb, "table", 60.0)
+        archive: RecordArchive = S3RecordArchive(s3, "bucket")
+        uploader: Uploader = RequestsUploader(guarded_session(guard))
+        validator: RequestValidator = JsonSchemaRequestValidator()
+        endpoint_policy: EndpointPolicy = policy
+        config: Config = Settings(s3_bucket="bucket")
+        checks += [cache, local, remote, state, archive, uploader, validator, endpoint_policy]
+        checks.append(config)
+
+    fake_local: LocalChunkStore = FakeLocalStore()
+    fake_remote: RemoteChunkStore = FakeRemoteStore()
+    fake_state: FileStateStore = FakeStateStore()
+    fake_archive: RecordArchive = FakeArchive()
+    fake_uploader: Uploader = FakeUploader()
+    fake_validator: RequestValidator = FakeValidator()
+    fake_policy: EndpointPolicy = FakePolicy()
+    checks += [fake_local, fake_remote, fake_state, fake_archive, fake_uploader]
+    checks += [fake_validator, fake_policy]
+
+    assert len(checks) == 16
