@@ -88,9 +88,7 @@ def reconcile(
         rejected: list[tuple[int, ChunkRejected]] = [
             (
                 p,
-                PartitionCountConflict(
-                    f"partitionCount {count} contradicts the earlier {listing.partition_count}"
-                ),
+                PartitionCountConflict.against(count, listing.partition_count),
             )
             for p in sorted(entry.unflushed)
         ]
@@ -116,14 +114,7 @@ def reconcile(
             local.add(p)
         elif held is not None:
             if p in unflushed:
-                rejected.append(
-                    (
-                        p,
-                        ChunkContentConflict(
-                            f"partition {p} was already received with other bytes"
-                        ),
-                    )
-                )
+                rejected.append((p, ChunkContentConflict.at(p)))
         elif p in unflushed:
             parts[p] = ref
             local.add(p)

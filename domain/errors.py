@@ -45,9 +45,17 @@ class PartitionCountTooLarge(ChunkRejected):
 class PartitionCountConflict(ChunkRejected):
     reason = RejectionReason.PARTITION_COUNT_CONFLICT
 
+    @classmethod
+    def against(cls, partition_count: int, first: int) -> PartitionCountConflict:
+        return cls(f"partitionCount {partition_count} contradicts the earlier {first}")
+
 
 class ChunkContentConflict(ChunkRejected):
     reason = RejectionReason.CONTENT_CONFLICT
+
+    @classmethod
+    def at(cls, partition: int) -> ChunkContentConflict:
+        return cls(f"partition {partition} was already received with other bytes")
 
 
 class FileTooLarge(ChunkRejected):

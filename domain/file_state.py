@@ -7,7 +7,7 @@ from enum import Enum
 from attrs import frozen
 
 from domain.chunk import ChunkRef
-from domain.errors import ChunkContentConflict, FileTooLarge, PartitionCountConflict
+from domain.errors import ChunkContentConflict, PartitionCountConflict
 from domain.limits import Limits
 from domain.partition_set import Admission
 
@@ -51,18 +51,10 @@ class FileState:
         if self.status.is_closed:
             return Admission.DUPLICATE
         if partition_count != self.partition_count:
-            raise PartitionCountConflict(
-                f"partitionCount {partition_count} contradicts the earlier {self.partition_count}"
-            )
+            raise PartitionCountConflict.against(partition_count, self.partition_count)
         if self.held_digest is not None:
             if ref.digest[:DIGEST_PREFIX] != self.held_digest:
-                raise ChunkContentConflict(
-                    f"partition {partition} was already received with other bytes"
-                )
+                raise ChunkContentConflict.at(partition)
             return Admission.DUPLICATE
-        if self.size + ref.size > limits.max_file_bytes:
-            raise FileTooLarge(
-                f"file would grow to {self.size + ref.size} bytes, over MAX_FILE_BYTES "
-                f"{limits.max_file_bytes}"
-            )
+        limits.check_growth(self.size, ref.size)
         raise RuntimeError(f"the state store refused partition {partition} for no known reason")

@@ -12,7 +12,6 @@ from attrs.validators import ge
 from domain.chunk import ChunkRef
 from domain.errors import (
     ChunkContentConflict,
-    FileTooLarge,
     PartitionCountConflict,
     PartitionOutOfRange,
 )
@@ -46,9 +45,7 @@ class PartitionSet:
         The first partitionCount and the first bytes of a partition stand.
         """
         if partition_count != self.partition_count:
-            raise PartitionCountConflict(
-                f"partitionCount {partition_count} contradicts the earlier {self.partition_count}"
-            )
+            raise PartitionCountConflict.against(partition_count, self.partition_count)
         if not 0 <= partition < self.partition_count:
             raise PartitionOutOfRange(
                 f"partition {partition} is outside 0..{self.partition_count - 1}"
@@ -56,15 +53,9 @@ class PartitionSet:
         held = self.parts.get(partition)
         if held is not None:
             if held != ref:
-                raise ChunkContentConflict(
-                    f"partition {partition} was already received with other bytes"
-                )
+                raise ChunkContentConflict.at(partition)
             return Admission.DUPLICATE
-        if self.size + ref.size > limits.max_file_bytes:
-            raise FileTooLarge(
-                f"file would grow to {self.size + ref.size} bytes, over MAX_FILE_BYTES "
-                f"{limits.max_file_bytes}"
-            )
+        limits.check_growth(self.size, ref.size)
         return Admission.NEW
 
     def with_part(self, partition: int, ref: ChunkRef) -> PartitionSet:

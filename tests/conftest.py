@@ -7,10 +7,29 @@ leaving this machine.
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests: a fixed seed by default (CI repeats itself); `make chaos` runs many more.
+settings.register_profile(
+    "ci",
+    max_examples=50,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "chaos",
+    max_examples=2000,
+    derandomize=False,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("SFB_HYPOTHESIS_PROFILE", "ci"))
 
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 

@@ -6,7 +6,7 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from application.ports import TransientUploadError
@@ -24,7 +24,6 @@ from tests.fakes import (
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(min_value=0, max_value=2**32),
     files=st.integers(min_value=1, max_value=4),
@@ -76,7 +75,6 @@ class Crash(BaseException):
     """A Lambda timeout mid-upload: the invocation ends with no chance to react."""
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(min_value=0, max_value=2**32),
     files=st.integers(min_value=1, max_value=4),
