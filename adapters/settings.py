@@ -36,6 +36,7 @@ SETTING_NAMES = (
     "UPLOAD_MAX_ATTEMPTS",
     "UPLOAD_CONNECT_TIMEOUT",
     "UPLOAD_READ_TIMEOUT",
+    "UPLOAD_RETRY_SECONDS",
     "CLAIM_LEASE_SECONDS",
     "STATE_TTL_SECONDS",
     "DEADLINE_MARGIN_SECONDS",
@@ -56,6 +57,7 @@ class Settings:
     upload_max_attempts: int = 4
     upload_connect_timeout: float = 5.0
     upload_read_timeout: float = 60.0
+    upload_retry_seconds: float = 30.0
     claim_lease_seconds: float = 960.0
     state_ttl_seconds: float = 86_400.0
     deadline_margin_seconds: float = 10.0
@@ -124,6 +126,7 @@ class Settings:
             upload_max_attempts=_integer(values, "UPLOAD_MAX_ATTEMPTS", 4),
             upload_connect_timeout=_number(values, "UPLOAD_CONNECT_TIMEOUT", 5.0),
             upload_read_timeout=_number(values, "UPLOAD_READ_TIMEOUT", 60.0),
+            upload_retry_seconds=_number(values, "UPLOAD_RETRY_SECONDS", 30.0),
             claim_lease_seconds=_number(values, "CLAIM_LEASE_SECONDS", 960.0),
             state_ttl_seconds=_number(values, "STATE_TTL_SECONDS", 86_400.0),
             deadline_margin_seconds=_number(values, "DEADLINE_MARGIN_SECONDS", 10.0),

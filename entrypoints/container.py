@@ -69,7 +69,11 @@ class Container(containers.DeclarativeContainer):
         http_session,
         connect_timeout=settings.provided.upload_connect_timeout,
         read_timeout=settings.provided.upload_read_timeout,
-        retry=providers.Factory(RetryPolicy, attempts=settings.provided.upload_max_attempts),
+        retry=providers.Factory(
+            RetryPolicy,
+            attempts=settings.provided.upload_max_attempts,
+            max_total=settings.provided.upload_retry_seconds,
+        ),
     )
 
     assemble = providers.Factory(AssembleAndUpload, local_store, remote_store, uploader, archive)
