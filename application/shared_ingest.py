@@ -122,12 +122,13 @@ class SharedIngestChunk:
             batch.deferred.add(file_id)
             return
         status = FileStatus.UPLOADED if result is UploadResult.UPLOADED else FileStatus.FAILED
+        batch.finished.add(file_id)
         if not self._state.finish(file_id, self._owner, status, self._clock()):
             log.warning(
                 "the claim expired before the file was closed; raise CLAIM_LEASE_SECONDS",
                 extra={"file_id": str(file_id), "endpoint": redact(put_endpoint)},
             )
-        batch.finished.add(file_id)
+            return  # the claim's new holder owns the chunks now, and deletes them
         try:
             self._remote.delete(file_id, listing)
         except Exception as error:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from botocore.exceptions import ClientError
+
 from adapters.dynamodb_state import KEY_ATTRIBUTE, TTL_ATTRIBUTE
 from adapters.settings import Settings
 
@@ -26,6 +28,15 @@ def provision(
 
 
 def _bucket(s3: S3Client, bucket: str, say: Callable[[str], None]) -> None:
+    # In us-east-1, CreateBucket on one's own bucket answers 200 and resets its ACL: ask first.
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
+            raise
+    else:
+        say(f"bucket {bucket}: already there")
+        return
     region = s3.meta.region_name
     try:
         if region in (None, "us-east-1", "aws-global"):

@@ -217,7 +217,7 @@ def test_racing_containers_upload_each_file_exactly_once(
         start.wait()
         try:
             pending = mine
-            for _ in range(50):
+            for _ in range(2000):
                 failed = set(containers[index].process(pending))
                 pending = [r for r in pending if r.sequence_number in failed]
                 if not pending:

@@ -1,0 +1,440 @@
+"""STATE_BACKEND=dynamodb over moto's server: chunks of a file on many shards, one upload."""
+
+from __future__ import annotations
+
+import base64
+import random
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import pytest
+from dependency_injector import providers
+
+from application.ports import Body, Uploader
+from application.shared_ingest import SharedIngestChunk
+from domain import FileId
+from entrypoints.container import Container, build_container, load_settings
+from entrypoints.provision import provision
+from tests.e2e.support import LogLines, Record, SourceFile, Stack, failures, sequence_numbers
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+
+@dataclass
+class SharedStack:
+    """One test's world with its own provisioned state table; containers share it."""
+
+    stack: Stack
+    table: str
+    dynamodb: DynamoDBClient
+    provisioned: list[str] = field(default_factory=list)
+
+    def settings(self, name: str, **extra: str) -> dict[str, str]:
+        return self.stack.settings(name, STATE_BACKEND="dynamodb", STATE_TABLE=self.table, **extra)
+
+    def container(self, name: str, **extra: str) -> Container:
+        return build_container(self.settings(name, **extra))
+
+    def item(self, source: SourceFile) -> dict[str, Any]:
+        """The file's state item as stored, or {} when there is none."""
+        response = self.dynamodb.get_item(
+            TableName=self.table,
+            Key={"file_id": {"S": str(FileId.for_endpoint(source.endpoint))}},
+            ConsistentRead=True,
+        )
+        return dict(response.get("Item", {}))
+
+    def status(self, source: SourceFile) -> str | None:
+        status = self.item(source).get("status")
+        return None if status is None else str(status["S"])
+
+
+@pytest.fixture
+def shared(stack: Stack) -> SharedStack:
+    world = SharedStack(stack, f"sfb-state-{uuid.uuid4().hex[:16]}", boto3.client("dynamodb"))
+    provision(
+        load_settings(world.settings("provision")),
+        stack.s3,
+        world.dynamodb,
+        say=world.provisioned.append,
+    )
+    return world
+
+
+def test_provision_makes_the_table_with_ttl_where_aws_endpoint_url_points(
+    shared: SharedStack,
+) -> None:
+    assert f"table {shared.table}: created" in shared.provisioned
+    ttl = shared.dynamodb.describe_time_to_live(TableName=shared.table)["TimeToLiveDescription"]
+    assert (ttl.get("TimeToLiveStatus"), ttl.get("AttributeName")) == ("ENABLED", "expires_at")
+
+
+@dataclass
+class Shard:
+    """One Kinesis shard: its records in order and the container its next batch goes to."""
+
+    number: int
+    records: list[Record]
+    container: Container
+    position: int = 0
+    previous: list[Record] = field(default_factory=list)
+    generation: int = 0
+
+
+def test_files_over_four_shards_recycled_containers_and_redelivered_batches_are_each_put_once(
+    shared: SharedStack,
+) -> None:
+    stack = shared.stack
+    rng = random.Random(20240611)
+    sources = [
+        stack.file("four-shards-empty.bin", size=0, chunk_size=1_000),
+        stack.file("four-shards-single.bin", size=7_000, chunk_size=7_000),
+        stack.file("four-shards-3.bin", size=9_000, chunk_size=3_000),
+        stack.file("four-shards-5.bin", size=20_000, chunk_size=4_096),
+        stack.file("four-shards-9.bin", size=33_333, chunk_size=4_000),
+        stack.file("four-shards-12.bin", size=60_000, chunk_size=5_000),
+    ]
+    lanes: list[list[dict[str, Any]]] = [[], [], [], []]
+    for source in sources:
+        for payload in source.payloads:
+            lanes[rng.randrange(4)].append(payload)  # a random partition key picks the shard
+    for lane in lanes:
+        rng.shuffle(lane)
+    shards = [
+        Shard(n, stack.seq.records(lane), shared.container(f"shard-{n}-0"))
+        for n, lane in enumerate(lanes)
+    ]
+    spread = max(sum(any(c in lane for c in s.payloads) for lane in lanes) for s in sources)
+    assert spread >= 3, "the arrangement must put one file's chunks on at least 3 shards"
+    batch_size, recycled, responses = 3, 0, []
+
+    while any(shard.position < len(shard.records) or shard.previous for shard in shards):
+        for shard in shards:
+            batch = shard.records[shard.position : shard.position + batch_size]
+            if batch:
+                responses.append(failures(stack.invoke(shard.container, batch)))
+            if shard.previous:  # the previous batch again, after other shards moved on
+                responses.append(failures(stack.invoke(shard.container, shard.previous)))
+            shard.position += len(batch)
+            shard.previous = batch
+            if batch and shard.position % (2 * batch_size) == 0:
+                shard.generation += 1
+                shard.container = shared.container(f"shard-{shard.number}-{shard.generation}")
+                recycled += 1
+
+    assert recycled >= 4
+    assert len(responses) == 2 * sum(-(-len(lane) // batch_size) for lane in lanes)
+    assert all(response == [] for response in responses)
+    for source in sources:
+        [put] = stack.uploads_of(source)
+        assert put.body == source.data, source.endpoint
+        item = shared.item(source)
+        assert item["status"] == {"S": "uploaded"}, source.endpoint
+        assert int(item["expires_at"]["N"]) > 0
+    assert len(stack.receiver.received) == len(sources)
+    assert stack.keys("pending/") == []
+    assert stack.keys("quarantine/") == []
+
+
+def test_a_late_duplicate_after_the_upload_is_ignored_and_leaves_nothing_behind(
+    shared: SharedStack,
+) -> None:
+    stack = shared.stack
+    source = stack.file("late-duplicate.bin", size=30_000, chunk_size=10_000)
+    stack.invoke(shared.container("shard-0"), stack.seq.records([source.payload(0)]))
+    stack.invoke(shared.container("shard-1"), stack.seq.records(source.payloads[1:]))
+    tombstone = shared.item(source)
+    assert tombstone["status"] == {"S": "uploaded"}
+
+    response = stack.invoke(
+        shared.container("shard-2"), stack.seq.records([*source.payloads[::-1], source.payload(1)])
+    )
+
+    assert failures(response) == []
+    [put] = stack.uploads_of(source)
+    assert put.body == source.data
+    assert stack.keys("pending/") == []
+    assert shared.item(source) == tombstone
+
+
+def _other_bytes(source: SourceFile, partition: int) -> str:
+    original = base64.b64decode(source.payload(partition)["content"])
+    return base64.b64encode(bytes(b ^ 0xFF for b in original)).decode("ascii")
+
+
+@pytest.mark.parametrize("conflict", ["partition-count-conflict", "content-conflict"])
+def test_a_conflicting_chunk_on_another_shard_is_quarantined_and_the_first_chunk_stands(
+    shared: SharedStack, logs: LogLines, conflict: str
+) -> None:
+    stack = shared.stack
+    source = stack.file(f"conflict-{conflict}.bin", size=30_000, chunk_size=10_000)
+    first_shard, other_shard = shared.container("shard-0"), shared.container("shard-1")
+    stack.invoke(first_shard, stack.seq.records([source.payload(1)]))
+    if conflict == "partition-count-conflict":
+        bad = stack.seq.record(source.payload(2, partitionCount=source.partition_count + 1))
+    else:
+        bad = stack.seq.record(source.payload(1, content=_other_bytes(source, 1)))
+
+    response = stack.invoke(other_shard, [bad])
+
+    assert failures(response) == []
+    [key] = stack.keys("quarantine/")
+    assert key.endswith(f"/{bad['kinesis']['sequenceNumber']}")
+    assert stack.metadata(key)["reason"] == conflict
+    [warning] = logs.at("WARNING")
+    assert (warning["reason"], warning["quarantined_as"]) == (conflict, key)
+    assert len(stack.keys("pending/")) == 1, "the refused chunk's object is removed"
+    item = shared.item(source)
+    assert item["partition_count"] == {"N": str(source.partition_count)}
+    assert item["received_count"] == {"N": "1"}
+
+    response = stack.invoke(other_shard, stack.seq.records([source.payload(0), source.payload(2)]))
+
+    assert failures(response) == []
+    [put] = stack.uploads_of(source)
+    assert put.body == source.data
+    assert stack.keys("pending/") == []
+
+
+def test_a_transient_upload_failure_reports_the_completing_record_and_another_shard_finishes(
+    shared: SharedStack, logs: LogLines
+) -> None:
+    stack = shared.stack
+    source = stack.file("transient.bin", size=30_000, chunk_size=10_000)
+    r = stack.seq.records(source.payloads)
+    a = shared.container("shard-0", UPLOAD_MAX_ATTEMPTS="1")
+    b = shared.container("shard-1", UPLOAD_MAX_ATTEMPTS="1")
+    assert failures(stack.invoke(a, r[:1])) == []
+    stack.receiver.fail_next(503, times=1)
+
+    response = stack.invoke(b, r[1:])
+
+    assert failures(response) == sequence_numbers(r[2:])
+    assert stack.uploads_of(source) == []
+    assert len(stack.keys("pending/")) == source.partition_count
+    item = shared.item(source)
+    assert item["status"] == {"S": "collecting"}
+    assert "claim_owner" not in item
+    [warning] = logs.at("WARNING")
+    assert "503" in warning["reason"]
+
+    response = stack.invoke(a, r[2:])
+
+    assert failures(response) == []
+    [put] = stack.uploads_of(source)
+    assert put.body == source.data
+    assert stack.keys("pending/") == []
+    assert shared.status(source) == "uploaded"
+
+
+BOUND = 60.0
+"""The longest a test waits for another thread to reach a step: a bound, never a measure."""
+
+
+class Clock:
+    """A container's idea of the time, set by the test."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _nothing() -> None:
+    return None
+
+
+class GatedUploader:
+    """The container's own uploader, with steps of the test run just before and after a PUT."""
+
+    def __init__(
+        self,
+        real: Uploader,
+        before: Callable[[], None] = _nothing,
+        after: Callable[[], None] = _nothing,
+    ) -> None:
+        self._real = real
+        self._before = before
+        self._after = after
+
+    def upload(self, put_endpoint: str, body: Body) -> None:
+        self._before()
+        self._real.upload(put_endpoint, body)
+        self._after()
+
+
+def container_at(
+    shared: SharedStack, name: str, clock: Clock, gate: Callable[[Uploader], Uploader]
+) -> Container:
+    """A container whose claims read ``clock`` and whose uploads pass through ``gate``."""
+    container = shared.container(name, CLAIM_LEASE_SECONDS="10")
+    container.uploader.override(providers.Object(gate(container.uploader())))
+    container.shared_ingest.override(
+        providers.Factory(
+            SharedIngestChunk,
+            container.remote_store,
+            container.state_store,
+            container.assemble,
+            container.settings.provided.limits,
+            container.owner_id,
+            container.settings.provided.claim_lease_seconds,
+            providers.Object(clock),
+        )
+    )
+    container.process_batch()  # built here: boto3 does not promise thread-safe client creation
+    return container
+
+
+def test_a_holder_that_outlived_its_lease_leaves_the_chunks_to_the_one_that_took_over(
+    shared: SharedStack,
+) -> None:
+    stack = shared.stack
+    source = stack.file("outlived-lease.bin", size=30_000, chunk_size=10_000)
+    r = stack.seq.records(source.payloads)
+    assert failures(stack.invoke(shared.container("first-chunks"), r[:2])) == []
+    slow_uploaded, successor_assembling, slow_done = (threading.Event() for _ in range(3))
+
+    def slow_after_put() -> None:
+        slow_uploaded.set()
+        assert successor_assembling.wait(BOUND)
+
+    def successor_before_put() -> None:
+        successor_assembling.set()
+        assert slow_done.wait(BOUND)
+
+    slow = container_at(
+        shared, "slow", Clock(1_000.0), lambda real: GatedUploader(real, after=slow_after_put)
+    )
+    successor = container_at(
+        shared,
+        "successor",
+        Clock(1_011.0),  # the slow holder's 10 s lease has passed
+        lambda real: GatedUploader(real, before=successor_before_put),
+    )
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        slow_batch = pool.submit(stack.invoke, slow, r[2:])
+        slow_batch.add_done_callback(lambda _: slow_done.set())
+        assert slow_uploaded.wait(BOUND)
+        taken_over = stack.invoke(successor, r[2:])
+        slow_response = slow_batch.result()
+
+    assert failures(slow_response) == []
+    assert failures(taken_over) == []
+    puts = stack.uploads_of(source)
+    assert [put.body == source.data for put in puts] == [True, True]
+    assert shared.status(source) == "uploaded"
+    assert stack.keys("pending/") == []
+
+
+class AwsRequests:
+    """Counts the AWS API calls of a container's S3 and DynamoDB clients, once per call."""
+
+    def __init__(self, container: Container) -> None:
+        self.calls: list[str] = []
+        container.s3_client().meta.events.register("before-call.s3", partial(self._count, "s3"))
+        container.dynamodb_client().meta.events.register(
+            "before-call.dynamodb", partial(self._count, "dynamodb")
+        )
+
+    def _count(self, service: str, model: Any, **_: Any) -> None:
+        self.calls.append(f"{service}:{model.name}")
+
+    def during(self, action: Callable[[], object]) -> Counter[str]:
+        """The calls made while ``action()`` runs."""
+        start = len(self.calls)
+        action()
+        return Counter(self.calls[start:])
+
+
+@dataclass(frozen=True)
+class RequestCosts:
+    """What one file of ``chunks`` chunks cost, batch by batch, in AWS requests."""
+
+    chunks: int
+    ingest: Counter[str]
+    """Batches holding every chunk but the last: ingest and nothing else."""
+    redelivered: Counter[str]
+    """One of those batches delivered again while the file is still collecting."""
+    redelivered_chunks: int
+    completing: Counter[str]
+    """The batch holding only the last chunk: its ingest, then the file's assembly."""
+    late_duplicate: Counter[str]
+    """One chunk arriving again after the upload."""
+
+    @property
+    def ingest_per_chunk(self) -> float:
+        return sum(self.ingest.values()) / (self.chunks - 1)
+
+    @property
+    def assembly(self) -> float:
+        """The completing batch less one chunk's ingest."""
+        return sum(self.completing.values()) - self.ingest_per_chunk
+
+    def report(self) -> str:
+        return (
+            f"{self.chunks} chunks: {self.ingest_per_chunk:.2f} requests per chunk at ingest "
+            f"{dict(self.ingest)}; {self.assembly:.0f} at assembly "
+            f"(= {self.chunks} chunks + {self.assembly - self.chunks:.0f}; the completing batch "
+            f"{dict(self.completing)}); "
+            f"{sum(self.redelivered.values()) / self.redelivered_chunks:.2f} per redelivered "
+            f"chunk {dict(self.redelivered)}; {sum(self.late_duplicate.values())} per late "
+            f"duplicate {dict(self.late_duplicate)}"
+        )
+
+
+def measure_request_costs(
+    shared: SharedStack, name: str, chunks: int, batch_size: int = 4
+) -> RequestCosts:
+    """Send one file's chunks to one container over several batches, counting requests."""
+    stack = shared.stack
+    source = stack.file(name, size=chunks * 1_000, chunk_size=1_000)
+    assert source.partition_count == chunks
+    container = shared.container(f"{name}-counted")
+    counted = AwsRequests(container)
+    records = stack.seq.records(source.payloads)
+    first, last = records[:-1], records[-1:]
+    batches = [first[i : i + batch_size] for i in range(0, len(first), batch_size)]
+
+    def deliver(batch: list[Record]) -> None:
+        assert failures(stack.invoke(container, batch)) == []
+
+    def deliver_all() -> None:
+        for batch in batches:
+            deliver(batch)
+
+    ingest = counted.during(deliver_all)
+    redelivered = counted.during(lambda: deliver(batches[0]))
+    completing = counted.during(lambda: deliver(last))
+    late_duplicate = counted.during(lambda: deliver(stack.seq.records([source.payload(0)])))
+    [put] = stack.uploads_of(source)
+    assert put.body == source.data
+    return RequestCosts(chunks, ingest, redelivered, len(batches[0]), completing, late_duplicate)
+
+
+def test_ingest_costs_at_most_two_requests_per_chunk_and_assembly_reads_each_chunk_once(
+    shared: SharedStack,
+) -> None:
+    per_file_constant = 2
+    small = measure_request_costs(shared, "cost-small.bin", chunks=5)
+    large = measure_request_costs(shared, "cost-large.bin", chunks=21)
+    for costs in (small, large):
+        print(costs.report())
+
+    for costs in (small, large):
+        assert sum(costs.ingest.values()) <= 2 * (costs.chunks - 1) + per_file_constant
+        assert costs.completing["s3:GetObject"] == costs.chunks
+        assert costs.completing["s3:PutObject"] <= 1
+        assert costs.assembly - costs.chunks <= 8
+    growth = sum(large.ingest.values()) - sum(small.ingest.values())
+    assert growth <= 2 * (large.chunks - small.chunks)
+    assert large.assembly - small.assembly == large.chunks - small.chunks

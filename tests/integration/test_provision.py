@@ -1,0 +1,198 @@
+"""``sfb provision`` on moto: the bucket and the state table the settings name, idempotently."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import boto3
+import pytest
+
+from adapters.settings import SETTING_NAMES, Settings
+from entrypoints.cli import main
+from entrypoints.provision import provision
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+
+
+@dataclass(frozen=True)
+class Names:
+    bucket: str
+    table: str
+
+
+@pytest.fixture
+def names() -> Names:
+    unique = uuid.uuid4().hex[:12]
+    return Names(bucket=f"sfb-provision-{unique}", table=f"sfb-state-{unique}")
+
+
+@pytest.fixture
+def clean_env(aws: None, monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No setting and no endpoint leaks in from the shell running the tests."""
+    for name in (*SETTING_NAMES, "SSM_PARAMETER_PATH", "AWS_ENDPOINT_URL_DYNAMODB"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+@pytest.fixture
+def s3(clean_env: pytest.MonkeyPatch) -> S3Client:
+    return boto3.client("s3")
+
+
+@pytest.fixture
+def dynamodb(clean_env: pytest.MonkeyPatch) -> DynamoDBClient:
+    return boto3.client("dynamodb")
+
+
+def shared_settings(names: Names) -> Settings:
+    return Settings.from_environ(
+        {"S3_BUCKET": names.bucket, "STATE_BACKEND": "dynamodb", "STATE_TABLE": names.table}
+    )
+
+
+def assert_provisioned(s3: S3Client, dynamodb: DynamoDBClient, names: Names) -> None:
+    s3.head_bucket(Bucket=names.bucket)
+    table = dynamodb.describe_table(TableName=names.table)["Table"]
+    assert table["KeySchema"] == [{"AttributeName": "file_id", "KeyType": "HASH"}]
+    assert table["AttributeDefinitions"] == [{"AttributeName": "file_id", "AttributeType": "S"}]
+    assert table.get("BillingModeSummary", {}).get("BillingMode") == "PAY_PER_REQUEST"
+    assert table["TableStatus"] == "ACTIVE"
+    ttl = dynamodb.describe_time_to_live(TableName=names.table)["TimeToLiveDescription"]
+    assert ttl.get("TimeToLiveStatus") == "ENABLED"
+    assert ttl.get("AttributeName") == "expires_at"
+
+
+def test_provision_creates_the_bucket_and_a_table_keyed_by_file_id_with_ttl_on_expires_at(
+    s3: S3Client, dynamodb: DynamoDBClient, names: Names
+) -> None:
+    said: list[str] = []
+
+    provision(shared_settings(names), s3, dynamodb, say=said.append)
+
+    assert_provisioned(s3, dynamodb, names)
+    assert said == [
+        f"bucket {names.bucket}: created",
+        f"table {names.table}: created",
+        f"table {names.table}: TTL enabled on expires_at",
+    ]
+
+
+@pytest.mark.parametrize(
+    "region",
+    ["eu-west-1", "us-east-1"],
+)
+def test_provisioning_again_changes_nothing_and_says_everything_is_already_there(
+    clean_env: pytest.MonkeyPatch, names: Names, region: str
+) -> None:
+    s3 = boto3.client("s3", region_name=region)
+    dynamodb = boto3.client("dynamodb", region_name=region)
+    settings = shared_settings(names)
+    provision(settings, s3, dynamodb, say=lambda _: None)
+    said: list[str] = []
+
+    provision(settings, s3, dynamodb, say=said.append)
+
+    assert_provisioned(s3, dynamodb, names)
+    assert dynamodb.list_tables()["TableNames"] == [names.table]
+    assert said == [
+        f"bucket {names.bucket}: already there",
+        f"table {names.table}: already there",
+        f"table {names.table}: TTL on expires_at",
+    ]
+
+
+def test_a_table_made_by_hand_without_ttl_gets_its_ttl_enabled(
+    s3: S3Client, dynamodb: DynamoDBClient, names: Names
+) -> None:
+    dynamodb.create_table(
+        TableName=names.table,
+        KeySchema=[{"AttributeName": "file_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "file_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    said: list[str] = []
+
+    provision(shared_settings(names), s3, dynamodb, say=said.append)
+
+    assert_provisioned(s3, dynamodb, names)
+    assert f"table {names.table}: already there" in said
+    assert f"table {names.table}: TTL enabled on expires_at" in said
+
+
+def test_the_local_backend_is_provisioned_with_its_bucket_only(
+    s3: S3Client, dynamodb: DynamoDBClient, names: Names
+) -> None:
+    provision(Settings.from_environ({"S3_BUCKET": names.bucket}), s3, None, say=lambda _: None)
+
+    s3.head_bucket(Bucket=names.bucket)
+    assert dynamodb.list_tables()["TableNames"] == []
+
+
+def test_a_bucket_outside_us_east_1_is_made_in_the_clients_region(
+    clean_env: pytest.MonkeyPatch, names: Names
+) -> None:
+    s3 = boto3.client("s3", region_name="eu-west-1")
+
+    provision(Settings.from_environ({"S3_BUCKET": names.bucket}), s3, None, say=lambda _: None)
+
+    assert s3.get_bucket_location(Bucket=names.bucket)["LocationConstraint"] == "eu-west-1"
+
+
+def test_sfb_provision_reads_its_settings_from_the_environment(
+    clean_env: pytest.MonkeyPatch,
+    s3: S3Client,
+    dynamodb: DynamoDBClient,
+    names: Names,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clean_env.setenv("S3_BUCKET", names.bucket)
+    clean_env.setenv("STATE_BACKEND", "dynamodb")
+    clean_env.setenv("STATE_TABLE", names.table)
+
+    assert main(["provision"]) == 0
+
+    assert_provisioned(s3, dynamodb, names)
+    out, err = capsys.readouterr()
+    assert f"bucket {names.bucket}: created" in out.splitlines()
+    assert f"table {names.table}: created" in out.splitlines()
+    assert err == ""
+
+    assert main(["provision"]) == 0
+    assert f"table {names.table}: already there" in capsys.readouterr().out.splitlines()
+
+
+def test_sfb_provision_without_s3_bucket_fails_with_one_line_naming_it(
+    clean_env: pytest.MonkeyPatch,
+    dynamodb: DynamoDBClient,
+    names: Names,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clean_env.setenv("STATE_BACKEND", "dynamodb")
+    clean_env.setenv("STATE_TABLE", names.table)
+
+    status = main(["provision"])
+
+    out, err = capsys.readouterr()
+    assert status != 0
+    [line] = err.splitlines()
+    assert "S3_BUCKET" in line
+    assert out == ""
+    assert dynamodb.list_tables()["TableNames"] == []
+
+
+def test_sfb_provision_for_dynamodb_without_state_table_fails_with_one_line_naming_it(
+    clean_env: pytest.MonkeyPatch, s3: S3Client, names: Names, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clean_env.setenv("S3_BUCKET", names.bucket)
+    clean_env.setenv("STATE_BACKEND", "dynamodb")
+
+    status = main(["provision"])
+
+    assert status != 0
+    [line] = capsys.readouterr().err.splitlines()
+    assert "STATE_TABLE" in line
+    assert s3.list_buckets()["Buckets"] == []
