@@ -4,10 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # dynalite (tools/dynalite) is the DynamoDB the concurrency tests race against.
+PACKAGE := dist/streaming-file-builder.zip
 DYNALITE := tools/dynalite
 DYNALITE_STAMP := $(DYNALITE)/node_modules/.installed
 
-.PHONY: venv dynalite test lint typecheck unit demo bench chaos clean
+.PHONY: venv dynalite test lint typecheck unit package demo bench chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +31,7 @@ dynalite: $(DYNALITE_STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/cfn-lint template.yaml
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -37,7 +39,19 @@ typecheck: $(STAMP)
 unit: $(STAMP) $(DYNALITE_STAMP)
 	$(BIN)/pytest
 
-test: lint typecheck unit
+test: lint typecheck package unit
+
+# The deployable zip: the project and its runtime dependencies for Lambda's python3.11 on
+# x86_64, no tests, no dev tools. SAM's CodeUri points at build/package.
+package: $(STAMP)
+	rm -rf build/package build/wheel $(PACKAGE)
+	mkdir -p build/package dist
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir build/wheel .
+	$(BIN)/python -m pip install --quiet --target build/package --implementation cp \
+		--python-version 3.11 --platform manylinux2014_x86_64 --only-binary=:all: \
+		build/wheel/*.whl
+	rm -rf build/package/bin
+	cd build/package && ../../$(BIN)/python -m zipfile -c ../../$(PACKAGE) .
 
 # Many more random schedules of both backends than CI runs, each with a fresh seed; the
 # statistics say how many schedules ran and how many held.
@@ -54,4 +68,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache $(DYNALITE)/node_modules
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache $(DYNALITE)/node_modules
