@@ -1,0 +1,375 @@
+"""The goals, the table a person reads and the JSON a program reads, from one set of results."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+from attrs import frozen
+
+from bench.cost import INSIDE as COST_INSIDE
+from bench.cost import CostRow
+from bench.hotspots import Hotspots
+from bench.latency import LatencyResult
+from bench.memory import MemoryRow
+from bench.throughput import ACROSS, INSIDE, ThroughputRow
+from bench.workload import MIB, size_label
+
+THROUGHPUT_VS_STDLIB = 3.0
+THROUGHPUT_VS_FAST = 0.6
+MEMORY_GROWTH = 1.2
+DYNAMODB_INGEST_PER_CHUNK = 2.0
+
+
+@frozen
+class Goal:
+    name: str
+    target: str
+    measured: str
+    value: float
+    passed: bool
+
+
+@frozen
+class Results:
+    mode: str
+    machine: dict[str, Any]
+    plan: dict[str, Any]
+    throughput: tuple[ThroughputRow, ...] = ()
+    cost: tuple[CostRow, ...] = ()
+    memory: tuple[MemoryRow, ...] = ()
+    latency: LatencyResult | None = None
+    hotspots: tuple[Hotspots, ...] = ()
+    seconds: float = 0.0
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        model = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in cpuinfo.read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            "",
+        )
+    versions: dict[str, str | None] = {}
+    for package in ("boto3", "moto", "requests", "orjson", "pybase64", "jsonschema"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "packages": versions,
+    }
+
+
+def goals(results: Results) -> list[Goal]:
+    found: list[Goal] = []
+    for row in results.throughput:
+        chunk = f"{size_label(row.chunk_size)} chunks, files {row.layout}"
+        found.append(
+            Goal(
+                f"throughput, {chunk}: handler vs standard-library chain",
+                f">= {THROUGHPUT_VS_STDLIB:g} x",
+                f"{row.handler_vs_stdlib:.2f} x ({row.handler_mb_s:.0f} vs "
+                f"{row.stdlib_mb_s:.0f} MB/s)",
+                row.handler_vs_stdlib,
+                row.handler_vs_stdlib >= THROUGHPUT_VS_STDLIB,
+            )
+        )
+        found.append(
+            Goal(
+                f"throughput, {chunk}: handler vs fast-decoder chain",
+                f">= {THROUGHPUT_VS_FAST:g} x",
+                f"{row.handler_vs_fast:.2f} x ({row.handler_mb_s:.0f} vs {row.fast_mb_s:.0f} MB/s)",
+                row.handler_vs_fast,
+                row.handler_vs_fast >= THROUGHPUT_VS_FAST,
+            )
+        )
+    if len(results.memory) >= 2:
+        small, large = results.memory[0], results.memory[-1]
+        growth = large.ours.peak_kib / small.ours.peak_kib
+        found.append(
+            Goal(
+                f"peak RSS at {size_label(large.size)} vs at {size_label(small.size)} (ours)",
+                f"<= {MEMORY_GROWTH:g} x",
+                f"{growth:.2f} x ({_mib(large.ours.peak_kib)} vs {_mib(small.ours.peak_kib)} MiB)",
+                growth,
+                growth <= MEMORY_GROWTH,
+            )
+        )
+    for cost in results.cost:
+        if cost.backend == "local" and cost.layout == COST_INSIDE:
+            found.append(
+                Goal(
+                    "local backend: AWS requests for files completing inside a batch",
+                    "0 per chunk",
+                    f"{cost.total.per_chunk:g} per chunk + {cost.total.per_file:g} per file",
+                    cost.total.per_chunk,
+                    cost.total.per_chunk == 0 and cost.total.exact,
+                )
+            )
+        if cost.backend == "dynamodb":
+            found.append(
+                Goal(
+                    f"dynamodb backend, files {cost.layout}: ingest requests",
+                    f"<= {DYNAMODB_INGEST_PER_CHUNK:g} per chunk + a constant per file",
+                    f"{cost.ingest.per_chunk:g} per chunk + {cost.ingest.per_file:g} per file"
+                    + ("" if cost.ingest.exact else " (not linear in chunks)"),
+                    cost.ingest.per_chunk,
+                    cost.ingest.per_chunk <= DYNAMODB_INGEST_PER_CHUNK and cost.ingest.exact,
+                )
+            )
+    return found
+
+
+def to_json(results: Results) -> dict[str, Any]:
+    return {
+        "mode": results.mode,
+        "machine": results.machine,
+        "plan": results.plan,
+        "seconds": round(results.seconds, 1),
+        "throughput": [
+            attrs.asdict(row)
+            | {"handler_vs_stdlib": row.handler_vs_stdlib, "handler_vs_fast": row.handler_vs_fast}
+            for row in results.throughput
+        ],
+        "cost": [attrs.asdict(row) for row in results.cost],
+        "memory": [
+            attrs.asdict(row) | {"ours_vs_naive": row.ours_vs_naive} for row in results.memory
+        ],
+        "latency": (
+            attrs.asdict(results.latency) | {"over_floor": results.latency.over_floor}
+            if results.latency is not None
+            else None
+        ),
+        "hotspots": [attrs.asdict(spots) for spots in results.hotspots],
+        "goals": [attrs.asdict(goal) for goal in goals(results)],
+    }
+
+
+def write_json(results: Results, path: Path) -> None:
+    path.write_text(json.dumps(to_json(results), indent=2) + "\n", encoding="utf-8")
+
+
+def render(results: Results) -> str:
+    m = results.machine
+    lines = [
+        f"streaming-file-builder benchmark ({results.mode}): {m['cpu_count']} CPUs "
+        f"({m['cpu_model'] or 'unknown model'}), {m['implementation']} {m['python']}, "
+        f"{results.seconds:.0f} s",
+    ]
+    if results.throughput:
+        lines += ["", _throughput(results.throughput)]
+    if results.cost:
+        lines += ["", _cost(results.cost)]
+    if results.memory:
+        lines += ["", _memory(results.memory)]
+    if results.latency is not None:
+        lines += ["", _latency(results.latency)]
+    for spots in results.hotspots:
+        lines += ["", _hotspots(spots)]
+    found = goals(results)
+    if found:
+        lines += ["", "Goals"]
+        lines += [
+            f"  [{'PASS' if goal.passed else 'FAIL'}] {goal.name}: {goal.measured} "
+            f"(goal {goal.target})"
+            for goal in found
+        ]
+    return "\n".join(lines)
+
+
+def _throughput(rows: Sequence[ThroughputRow]) -> str:
+    first = rows[0]
+    head = (
+        "1. Throughput, MB/s of file content, best of "
+        f"{len(first.handler_seconds)} run(s); handler = local backend, one warm container; "
+        "stdlib / fast = the naive chain (base64, json, base64, file, PUT) with the standard "
+        "library / with pybase64 + orjson, on the same records, to the same receiver"
+    )
+    table = _table(
+        [
+            "layout",
+            "chunk",
+            "batch",
+            "files x size",
+            "batches/file",
+            "handler",
+            "stdlib",
+            "fast",
+            "h/stdlib",
+            "h/fast",
+        ],
+        [
+            [
+                row.layout + (" (S3 flush)" if row.layout == ACROSS else " (no S3)"),
+                size_label(row.chunk_size),
+                str(row.batch_size),
+                f"{row.files_per_run} x {size_label(row.bytes_per_run // row.files_per_run)}",
+                str(row.batches_per_file),
+                f"{row.handler_mb_s:.0f}",
+                f"{row.stdlib_mb_s:.0f}",
+                f"{row.fast_mb_s:.0f}",
+                f"{row.handler_vs_stdlib:.2f}",
+                f"{row.handler_vs_fast:.2f}",
+            ]
+            for row in rows
+        ],
+    )
+    notes = (
+        f"   '{ACROSS}': chunks of a file still open at a batch's end are written to S3 "
+        "(moto, in this process) before the batch returns.\n"
+        f"   '{INSIDE}': every file completes inside its batch, so no S3 request is made."
+    )
+    return "\n".join([_wrap(head), table, notes])
+
+
+def _cost(rows: Sequence[CostRow]) -> str:
+    head = (
+        "2. AWS requests (botocore before-call on the container's clients), fitted over files "
+        f"of {', '.join(str(n) for n in rows[0].chunks)} chunks: per chunk + per file"
+    )
+
+    def cell(line: Any) -> str:
+        return f"{line.per_chunk:.3g} + {line.per_file:.3g}" + ("" if line.exact else " ~")
+
+    table = _table(
+        ["backend", "layout", "ingest", "assembly", "total"],
+        [
+            [row.backend, row.layout, cell(row.ingest), cell(row.assembly), cell(row.total)]
+            for row in rows
+        ],
+    )
+    largest = rows[0].chunks[-1]
+    details = [
+        _wrap(
+            f"   {row.backend}, {row.layout}, {largest} chunks: "
+            + (", ".join(f"{name} {n}" for name, n in row.operations.items()) or "no request")
+        )
+        for row in rows
+    ]
+    crooked = any(not line.exact for row in rows for line in (row.ingest, row.assembly))
+    legend = ["   ~ : the file sizes do not fall on one line"] if crooked else []
+    return "\n".join([_wrap(head), table, *legend, *details])
+
+
+def _memory(rows: Sequence[MemoryRow]) -> str:
+    head = (
+        "3. Peak RSS (VmHWM) of a fresh process assembling and uploading one file, "
+        f"{size_label(rows[0].chunk_size)} chunks in batches of {rows[0].batch_size} made one "
+        "batch at a time; 'setup' = peak before the first record; naive = decode, keep every "
+        "chunk, b''.join, PUT"
+    )
+    table = _table(
+        [
+            "file",
+            "ours MiB",
+            "ours setup",
+            "ours s",
+            "naive MiB",
+            "naive setup",
+            "naive s",
+            "ours/naive",
+        ],
+        [
+            [
+                size_label(row.size),
+                _mib(row.ours.peak_kib),
+                _mib(row.ours.setup_kib),
+                f"{row.ours.seconds:.1f}",
+                _mib(row.naive.peak_kib),
+                _mib(row.naive.setup_kib),
+                f"{row.naive.seconds:.1f}",
+                f"{row.ours_vs_naive:.2f}",
+            ]
+            for row in rows
+        ],
+    )
+    probes = [probe for row in rows for probe in (row.ours, row.naive)]
+    inherited = sorted({_mib(probe.ru_maxrss_kib) for probe in probes}, key=int)
+    note = _wrap(
+        "   (ru_maxrss read in the same children: "
+        f"{', '.join(inherited)} MiB; Linux carries the parent's peak into a child's ru_maxrss "
+        "across fork and exec, so it does not measure the child)"
+    )
+    return "\n".join([_wrap(head), table, note])
+
+
+def _latency(result: LatencyResult) -> str:
+    head = (
+        f"4. Latency, {size_label(result.size)} file, {size_label(result.chunk_size)} chunks, "
+        f"batches of {result.batch_size} (the last holds {result.final_batch_records}): from "
+        "the final invocation's start, median"
+    )
+    table = _table(
+        ["to upload's last byte", "to handler return", "plain PUT of the file", "ratio"],
+        [
+            [
+                f"{result.to_last_byte_seconds * 1000:.0f} ms",
+                f"{result.to_return_seconds * 1000:.0f} ms",
+                f"{result.put_floor_seconds * 1000:.0f} ms",
+                f"{result.over_floor:.2f} x",
+            ]
+        ],
+    )
+    return "\n".join([_wrap(head), table])
+
+
+def _hotspots(spots: Hotspots) -> str:
+    head = (
+        f"5. Where the handler's time goes: cProfile, one run, {size_label(spots.size)} "
+        f"{spots.layout}, {size_label(spots.chunk_size)} chunks, batches of {spots.batch_size} "
+        "(this thread only; cumulative, nested)"
+    )
+    stages = _table(
+        ["stage", "seconds", "share"],
+        [
+            ["  " * share.depth + share.label, f"{share.seconds:.3f}", f"{share.share:.0%}"]
+            for share in spots.stages
+        ],
+    )
+    leaves = _table(
+        ["own time (leaf)", "seconds", "share"],
+        [[share.label, f"{share.seconds:.3f}", f"{share.share:.0%}"] for share in spots.leaves],
+    )
+    return "\n".join([_wrap(head), stages, leaves])
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        return (
+            "   "
+            + "  ".join(
+                cell.ljust(width) if index == 0 else cell.rjust(width)
+                for index, (cell, width) in enumerate(zip(cells, widths, strict=True))
+            ).rstrip()
+        )
+
+    return "\n".join([line(headers), "   " + "  ".join("-" * w for w in widths), *map(line, rows)])
+
+
+def _wrap(text: str, width: int = 100) -> str:
+    return textwrap.fill(text, width=width, subsequent_indent="   ")
+
+
+def _mib(kib: int) -> str:
+    return f"{kib * 1024 / MIB:.0f}"

@@ -1,0 +1,96 @@
+"""What one ``python -m bench`` measures, and in which order: a plan, run in one world."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import attrs
+from attrs import frozen
+
+from bench import cost, hotspots, latency, memory, throughput
+from bench.report import Results, machine
+from bench.workload import GIB, KIB, MIB
+from bench.world import open_world
+
+
+@frozen
+class Plan:
+    mode: str
+    throughput_bytes: int = 64 * MIB
+    chunk_sizes: tuple[int, ...] = (256 * KIB, MIB)
+    batch_size: int = 10
+    repeats: int = 3
+    cost_chunks: tuple[int, ...] = (6, 12, 24)
+    memory_sizes: tuple[int, ...] = (64 * MIB, 256 * MIB, GIB)
+    memory_chunk_size: int = MIB
+    latency_bytes: int = 64 * MIB
+    latency_chunk_size: int = MIB
+    hotspots: bool = True
+    sections: tuple[str, ...] = ("throughput", "cost", "memory", "latency", "hotspots")
+
+
+FULL = Plan("full")
+QUICK = Plan(
+    "quick",
+    throughput_bytes=24 * MIB,
+    repeats=1,
+    cost_chunks=(3, 6),
+    memory_sizes=(8 * MIB, 32 * MIB),
+    latency_bytes=16 * MIB,
+)
+
+
+def run(plan: Plan, say: Callable[[str], None] = print) -> Results:
+    """Run the plan's sections in one world; ``say`` hears what is being measured."""
+    started = time.perf_counter()
+    results = Results(plan.mode, machine(), attrs.asdict(plan))
+    with open_world() as world:
+        if "throughput" in plan.sections:
+            say("measuring throughput ...")
+            results = attrs.evolve(
+                results,
+                throughput=tuple(
+                    throughput.run(
+                        world,
+                        plan.throughput_bytes,
+                        plan.chunk_sizes,
+                        plan.batch_size,
+                        plan.repeats,
+                    )
+                ),
+            )
+        if "cost" in plan.sections:
+            say("counting AWS requests ...")
+            results = attrs.evolve(results, cost=tuple(cost.run(world, plan.cost_chunks)))
+        if "memory" in plan.sections:
+            say("measuring peak memory (one process per file) ...")
+            results = attrs.evolve(
+                results,
+                memory=tuple(
+                    memory.run(world, plan.memory_sizes, plan.memory_chunk_size, plan.batch_size)
+                ),
+            )
+        if "latency" in plan.sections:
+            say("measuring latency ...")
+            results = attrs.evolve(
+                results,
+                latency=latency.run(
+                    world,
+                    plan.latency_bytes,
+                    plan.latency_chunk_size,
+                    plan.batch_size,
+                    plan.repeats,
+                ),
+            )
+        if "hotspots" in plan.sections:
+            say("profiling the handler ...")
+            results = attrs.evolve(
+                results,
+                hotspots=tuple(
+                    hotspots.run(world, layout, plan.throughput_bytes, chunk_size, plan.batch_size)
+                    for layout in (throughput.ACROSS, throughput.INSIDE)
+                    for chunk_size in plan.chunk_sizes[-1:]
+                ),
+            )
+    return attrs.evolve(results, seconds=time.perf_counter() - started)

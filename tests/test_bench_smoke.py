@@ -1,0 +1,112 @@
+"""`make bench` on tiny inputs, once, so that its code cannot rot.
+
+Nothing here is timed and no goal is asserted: only that every figure is produced and sane.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.report import render, to_json, write_json
+from bench.suite import Plan, run
+from bench.workload import KIB
+
+TINY = Plan(
+    "tiny",
+    throughput_bytes=96 * KIB,
+    chunk_sizes=(16 * KIB,),
+    batch_size=2,
+    repeats=1,
+    cost_chunks=(3, 6),
+    memory_sizes=(64 * KIB, 128 * KIB),
+    memory_chunk_size=16 * KIB,
+    latency_bytes=64 * KIB,
+    latency_chunk_size=16 * KIB,
+)
+
+
+@pytest.fixture
+def aws_settings_of_no_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No profile or config file of this machine may steer boto3 away from the emulator."""
+    for name in ("AWS_PROFILE", "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE", "SSM_PARAMETER_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-config"))
+
+
+@pytest.fixture
+def service_logger() -> Iterator[None]:
+    """The benchmark's containers set the service logger's level: give the next test its own."""
+    logger = logging.getLogger("sfb")
+    level, handlers, propagate = logger.level, list(logger.handlers), logger.propagate
+    yield
+    logger.setLevel(level)
+    logger.handlers[:] = handlers
+    logger.propagate = propagate
+
+
+def _positive(value: float) -> bool:
+    return math.isfinite(value) and value > 0
+
+
+@pytest.mark.usefixtures("aws_settings_of_no_one", "service_logger")
+def test_every_section_of_the_benchmark_produces_sane_figures(tmp_path: Path) -> None:
+    results = run(TINY, say=lambda _: None)
+
+    assert {row.layout for row in results.throughput} == {"across batches", "inside a batch"}
+    for row in results.throughput:
+        assert row.batches_per_file == (3 if row.layout == "across batches" else 1)
+        for figure in (row.handler_mb_s, row.stdlib_mb_s, row.fast_mb_s, row.handler_vs_fast):
+            assert _positive(figure)
+
+    assert {(cost.backend, cost.layout) for cost in results.cost} == {
+        (backend, layout)
+        for backend in ("local", "dynamodb")
+        for layout in ("inside one batch", "across 3 batches")
+    }
+    for cost in results.cost:
+        assert cost.ingest.exact
+        assert cost.assembly.exact
+        assert cost.total.at(6) == sum(cost.operations.values())
+        if cost.backend == "dynamodb":
+            # Both phases are seen: a chunk costs requests, and so does completing a file.
+            assert cost.ingest.per_chunk > 0
+            assert cost.assembly.per_file > 0
+
+    assert [memory.size for memory in results.memory] == list(TINY.memory_sizes)
+    for memory in results.memory:
+        for probe in (memory.ours, memory.naive):
+            assert 0 < probe.setup_kib <= probe.peak_kib
+            assert probe.seconds >= 0
+
+    latency = results.latency
+    assert latency is not None
+    assert _positive(latency.to_last_byte_seconds)
+    assert latency.to_last_byte_seconds <= latency.to_return_seconds
+    assert _positive(latency.put_floor_seconds)
+
+    assert results.hotspots
+    for spots in results.hotspots:
+        assert spots.stages[0].label == "handler, whole batch"
+        assert spots.stages[0].share == pytest.approx(1.0)
+        assert all(0 <= stage.share <= 1.0 + 1e-9 for stage in spots.stages)
+        assert spots.leaves
+
+    target = tmp_path / "results.json"
+    write_json(results, target)
+    document = json.loads(target.read_text())
+    assert document == json.loads(json.dumps(to_json(results)))
+    assert document["machine"]["cpu_count"] >= 1
+    assert document["machine"]["python"]
+    assert document["goals"]
+    assert all(isinstance(goal["passed"], bool) for goal in document["goals"])
+
+    table = render(results)
+    for heading in ("1. Throughput", "2. AWS requests", "3. Peak RSS", "4. Latency", "Goals"):
+        assert heading in table
