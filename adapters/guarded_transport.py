@@ -85,8 +85,9 @@ class _GuardedAdapter(HTTPAdapter):
         class SecurePool(HTTPSConnectionPool):
             ConnectionCls = _guarded(HTTPSConnection, guard, "https")  # type: ignore[assignment]  # still an HTTPS connection
 
+        # 1 MiB blocks: a 16 KiB default means thousands of Python-level reads a file.
         self.poolmanager = PoolManager(
-            num_pools=connections, maxsize=maxsize, block=block, **pool_kwargs
+            num_pools=connections, maxsize=maxsize, block=block, blocksize=1 << 20, **pool_kwargs
         )
         self.poolmanager.pool_classes_by_scheme = {"http": Pool, "https": SecurePool}
 

@@ -69,16 +69,17 @@ class AssembleAndUpload:
         return UploadResult.UPLOADED
 
     def body(self, entry: PendingFile, assembled: AssembledFile) -> AssembledBody:
-        """Each part is read from this container's disk when it is there, else from remote."""
+        """Each part is read from this container's disk when it is there, else from remote.
+
+        Bytes this container hashed when it stored them are not hashed again (their length
+        still is); bytes read back from remote storage are.
+        """
         count = entry.partitions.partition_count
         return AssembledBody(
             tuple(
-                Part(
-                    ref,
-                    partial(self._local.open, entry.file_id, partition)
-                    if partition in entry.local
-                    else partial(self._remote.open, entry.file_id, partition, count, ref),
-                )
+                Part(ref, partial(self._local.open, entry.file_id, partition), verify=False)
+                if partition in entry.local
+                else Part(ref, partial(self._remote.open, entry.file_id, partition, count, ref))
                 for partition, ref in enumerate(assembled.parts)
             )
         )

@@ -6,7 +6,7 @@ import logging
 
 from application.batch_state import BatchState
 from application.lifecycle import Completion, FileLifecycle
-from application.ports import PartitionCache
+from application.ports import LocalChunkStore, PartitionCache
 from domain import redact
 
 log = logging.getLogger("sfb")
@@ -23,12 +23,19 @@ class NothingToFlush:
 
 
 class FlushPending:
-    def __init__(self, cache: PartitionCache, files: FileLifecycle) -> None:
+    def __init__(self, cache: PartitionCache, local: LocalChunkStore, files: FileLifecycle) -> None:
         self._cache = cache
+        self._local = local
         self._files = files
 
     def __call__(self, batch: BatchState) -> None:
         """Never raises for one file: a file that cannot be made durable is noted in the batch."""
+        try:
+            self._flush_files(batch)
+        finally:
+            self._local.settle()
+
+    def _flush_files(self, batch: BatchState) -> None:
         for file_id in self._cache.all_keys():
             entry = self._cache.get(file_id)
             if entry is None:

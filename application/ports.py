@@ -83,6 +83,13 @@ class LocalChunkStore(Protocol):
     def delete(self, file_id: FileId, partition: int) -> None:
         """Remove the chunk; a missing chunk is not an error."""
 
+    def settle(self) -> None:
+        """Put on disk what the store still holds in memory: called at every batch's end.
+
+        A store may keep the batch's chunks in memory (a batch is at most Lambda's 6 MB
+        payload), so that files finishing inside the batch never touch the disk.
+        """
+
 
 class RemoteChunkStore(Protocol):
     """Durable chunk storage shared by every container (the seed's Remote storage, in S3).

@@ -31,7 +31,7 @@ def _freeze(parts: Mapping[int, ChunkRef]) -> Mapping[int, ChunkRef]:
 class PartitionSet:
     partition_count: int = field(validator=ge(1))
     parts: Mapping[int, ChunkRef] = field(factory=dict, converter=_freeze)
-    size: int = field(init=False)
+    size: int = field()
 
     @size.default
     def _total_size(self) -> int:
@@ -59,7 +59,9 @@ class PartitionSet:
         return Admission.NEW
 
     def with_part(self, partition: int, ref: ChunkRef) -> PartitionSet:
-        return PartitionSet(self.partition_count, {**self.parts, partition: ref})
+        held = self.parts.get(partition)
+        size = self.size + ref.size - (held.size if held else 0)
+        return PartitionSet(self.partition_count, {**self.parts, partition: ref}, size)
 
     def only(self, partitions: frozenset[int]) -> PartitionSet:
         return PartitionSet(

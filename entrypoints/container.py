@@ -97,7 +97,7 @@ class Container(containers.DeclarativeContainer):
     )
     flush = providers.Selector(
         backend,
-        local=providers.Factory(FlushPending, cache, lifecycle),
+        local=providers.Factory(FlushPending, cache, local_store, lifecycle),
         dynamodb=providers.Factory(NothingToFlush),
     )
     # A singleton, unlike the other use cases: it numbers this container's batches.

@@ -49,6 +49,7 @@ from domain import (
 class FakeLocalStore:
     def __init__(self) -> None:
         self.files: dict[tuple[FileId, int], bytes] = {}
+        self.settled = 0
 
     def put(self, file_id: FileId, partition: int, content: bytes) -> None:
         self.files[(file_id, partition)] = content
@@ -64,6 +65,9 @@ class FakeLocalStore:
 
     def delete(self, file_id: FileId, partition: int) -> None:
         self.files.pop((file_id, partition), None)
+
+    def settle(self) -> None:
+        self.settled += 1
 
 
 class StorageUnavailable(OSError):
@@ -305,7 +309,7 @@ class FakeContainer:
             FakeValidator(),
             self.policy,
             IngestChunk(self.cache, self.local, files, self.limits),
-            FlushPending(self.cache, files),
+            FlushPending(self.cache, self.local, files),
             self.archive,
         )
 

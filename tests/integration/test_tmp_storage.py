@@ -7,12 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from adapters.tmp_storage import TmpChunkStore
+from adapters.tmp_storage import TmpChunkStore as BufferingStore
 from domain import FileId
 from tests.integration.builders import read_all, signed
 
 FILE_ID = FileId.for_endpoint(signed("https://uploads.example.com/a.bin"))
 OTHER_ID = FileId.for_endpoint(signed("https://uploads.example.com/b.bin"))
+
+
+class TmpChunkStore(BufferingStore):
+    """The store settled after every put: these tests are about what lands on disk."""
+
+    def put(self, file_id: FileId, partition: int, content: bytes) -> None:
+        super().put(file_id, partition, content)
+        self.settle()
 
 
 def files_under(root: Path) -> list[Path]:
@@ -125,7 +133,7 @@ def test_a_failed_write_leaves_neither_the_chunk_nor_a_temporary_file(
         with pytest.raises(OSError, match="No space"):
             store.put(FILE_ID, 1, b"new partition")
 
-    assert store.get(FILE_ID, 0) == b"old bytes"
+    assert TmpChunkStore(tmp_path).get(FILE_ID, 0) == b"old bytes"
     assert [path.name for path in files_under(tmp_path)] == ["00000"]
 
 
@@ -166,3 +174,21 @@ def test_no_put_endpoint_can_steer_a_chunk_outside_the_root(tmp_path: Path, endp
 def test_a_file_id_that_is_not_a_hex_digest_cannot_be_built(hostile: str) -> None:
     with pytest.raises(ValueError, match="not a file id"):
         FileId(hostile)
+
+
+def test_chunks_stay_in_memory_until_settled_and_a_deleted_one_never_reaches_the_disk(
+    tmp_path: Path,
+) -> None:
+    store = BufferingStore(tmp_path)
+    store.put(FILE_ID, 0, b"finished inside its batch")
+    store.put(FILE_ID, 1, b"still open at the batch end")
+
+    assert files_under(tmp_path) == []
+    assert store.get(FILE_ID, 1) == b"still open at the batch end"
+    assert read_all(store.open(FILE_ID, 0)) == b"finished inside its batch"
+
+    store.delete(FILE_ID, 0)
+    store.settle()
+
+    assert [path.name for path in files_under(tmp_path)] == ["00001"]
+    assert BufferingStore(tmp_path).get(FILE_ID, 1) == b"still open at the batch end"
