@@ -55,7 +55,7 @@ def run(world: World, size: int, chunk_size: int, batch_size: int, repeats: int)
         if response["batchItemFailures"]:
             raise BenchError(f"the handler asked for redelivery: {response}")
         world.check_upload(spec, spec.sha256())
-        to_last_byte.append(world.receiver.finished_at[spec.path] - started)
+        to_last_byte.append(world.receiver.finished_at(spec.path) - started)
         to_return.append(returned - started)
         floor.append(_plain_put(world, size))
     return LatencyResult(
@@ -79,6 +79,6 @@ def _plain_put(world: World, size: int) -> float:
     with plain_session() as session, path.open("rb") as body:
         started = time.perf_counter()
         put_file(session, spec.endpoint, body)
-        seconds = world.receiver.finished_at[spec.path] - started
+        seconds = world.receiver.finished_at(spec.path) - started
     path.unlink()
     return seconds

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import itertools
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -34,21 +32,16 @@ class BenchError(RuntimeError):
 
 
 class TimedReceiver(LocalReceiver):
-    """A LocalReceiver that also notes when each upload's last byte arrived.
-
-    The receiver records a PUT only once it has read the whole body, so the moment of
-    recording is the moment of the last byte.
-    """
+    """A LocalReceiver that keeps no bodies and finds the latest upload to a path."""
 
     def __init__(self) -> None:
         super().__init__(keep_bodies=False)
-        self.finished_at: dict[str, float] = {}
-        self._times = threading.Lock()
 
-    def _record(self, put: ReceivedPut) -> None:
-        with self._times:
-            self.finished_at[put.path] = time.perf_counter()
-        super()._record(put)
+    def finished_at(self, path: str) -> float:
+        put = self.upload(path)
+        if put is None:
+            raise BenchError(f"nothing was uploaded to {path.split('?')[0]}")
+        return put.finished_at
 
     def upload(self, path: str) -> ReceivedPut | None:
         """The latest PUT received at ``path`` (query string included), if any."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -22,6 +23,8 @@ class ReceivedPut:
     size: int
     sha256: str
     body: bytes | None
+    finished_at: float
+    """time.perf_counter() when the last byte arrived."""
 
 
 class LocalReceiver:
@@ -126,6 +129,7 @@ def _handler_for(receiver: LocalReceiver) -> type[BaseHTTPRequestHandler]:
                     size=size,
                     sha256=digest.hexdigest(),
                     body=bytes(kept) if kept is not None else None,
+                    finished_at=time.perf_counter(),
                 )
             )
             self._answer(200, b"")
