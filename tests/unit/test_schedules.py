@@ -24,6 +24,20 @@ from tests.fakes import (
 )
 
 
+def _stream(rng: random.Random, files: int) -> tuple[dict[str, bytes], list[StreamRecord]]:
+    """Files of random sizes cut at random chunk sizes, a quarter re-sent, all shuffled."""
+    contents = {
+        f"https://example.com/f{i}?sig=s{i}": rng.randbytes(rng.randint(0, 3000))
+        for i in range(files)
+    }
+    records: list[StreamRecord] = []
+    for endpoint, content in contents.items():
+        records += file_records(endpoint, content, rng.randint(100, 900))
+    records += rng.sample(records, k=len(records) // 4)  # producer retries
+    rng.shuffle(records)
+    return contents, records
+
+
 @given(
     seed=st.integers(min_value=0, max_value=2**32),
     files=st.integers(min_value=1, max_value=4),
@@ -34,15 +48,7 @@ def test_every_file_is_uploaded_whole_under_shuffles_duplicates_recycles_and_fau
     seed: int, files: int, batch_size: int, fault_rate: float
 ) -> None:
     rng = random.Random(seed)
-    contents = {
-        f"https://example.com/f{i}?sig=s{i}": rng.randbytes(rng.randint(0, 3000))
-        for i in range(files)
-    }
-    records: list[StreamRecord] = []
-    for endpoint, content in contents.items():
-        records += file_records(endpoint, content, rng.randint(100, 900))
-    records += rng.sample(records, k=len(records) // 4)  # producer retries
-    rng.shuffle(records)
+    contents, records = _stream(rng, files)
     by_sequence = {r.sequence_number: r for r in records}
     events = [{"kinesis": {"sequenceNumber": r.sequence_number}} for r in records]
 
@@ -86,15 +92,7 @@ def test_shared_backend_uploads_every_file_once_across_interleaved_shards_and_fa
     seed: int, files: int, shard_count: int, batch_size: int, fault_rate: float
 ) -> None:
     rng = random.Random(seed)
-    contents = {
-        f"https://example.com/s{i}?sig=s{i}": rng.randbytes(rng.randint(0, 3000))
-        for i in range(files)
-    }
-    records: list[StreamRecord] = []
-    for endpoint, content in contents.items():
-        records += file_records(endpoint, content, rng.randint(100, 900))
-    records += rng.sample(records, k=len(records) // 4)
-    rng.shuffle(records)
+    contents, records = _stream(rng, files)
     shards: list[list[StreamRecord]] = [records[i::shard_count] for i in range(shard_count)]
 
     remote, state, uploader, archive = (

@@ -29,23 +29,8 @@ class Crash(BaseException):
 
 
 @pytest.fixture
-def remote() -> FakeRemoteStore:
-    return FakeRemoteStore()
-
-
-@pytest.fixture
 def state() -> FakeStateStore:
     return FakeStateStore()
-
-
-@pytest.fixture
-def uploader() -> FakeUploader:
-    return FakeUploader()
-
-
-@pytest.fixture
-def archive() -> FakeArchive:
-    return FakeArchive()
 
 
 @pytest.fixture
