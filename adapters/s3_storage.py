@@ -187,7 +187,7 @@ class S3RecordArchive:
         self, record: StreamRecord, reason: RejectionReason, detail: str, file_id: FileId | None
     ) -> str:
         day = datetime.now(UTC).strftime("%Y/%m/%d")
-        key = f"{QUARANTINE}{day}/{_safe(record.sequence_number)}"
+        key = f"{QUARANTINE}{day}/{_safe(record.record_id)}"
         metadata = {
             "reason": reason.value,
             "detail": _ascii(detail),

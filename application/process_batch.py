@@ -93,7 +93,8 @@ class ProcessBatch:
         )
         if first is None:
             return []
-        return [record.sequence_number for record in records[first:]]
+        # User records unpacked from one aggregated Kinesis record share its sequence number.
+        return list(dict.fromkeys(record.sequence_number for record in records[first:]))
 
     def _process(self, record: StreamRecord, batch: BatchState, tracked: list[_Tracked]) -> bool:
         """Validate and ingest one record; False when it must be delivered again."""
@@ -144,6 +145,7 @@ class ProcessBatch:
         """Log and quarantine; return False when the quarantine could not be written."""
         fields = {
             "sequence_number": record.sequence_number,
+            "sub_sequence": record.sub_sequence,
             "reason": rejection.reason.value,
             "detail": rejection.detail,
             "file_id": str(file_id) if file_id else None,

@@ -187,7 +187,7 @@ class FakeArchive:
         self, record: StreamRecord, reason: RejectionReason, detail: str, file_id: FileId | None
     ) -> str:
         self.quarantined.append(Quarantined(record, reason, detail))
-        return f"quarantine/{record.sequence_number}"
+        return f"quarantine/{record.record_id}"
 
     def keep_failed(self, assembled: AssembledFile, body: Body) -> str:
         self.failed[assembled.file_id] = read_all(body)
