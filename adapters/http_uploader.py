@@ -17,7 +17,8 @@ from attrs import frozen
 
 from adapters.guarded_transport import refused_by_guard
 from application.body import ByteStream
-from application.ports import Body, PermanentUploadError, TransientUploadError
+from application.metrics import Metric, NoMetrics
+from application.ports import Body, Metrics, PermanentUploadError, TransientUploadError
 from domain import redact
 
 log = logging.getLogger("sfb")
@@ -72,11 +73,13 @@ class RequestsUploader:
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._session = session
         self._timeout = (connect_timeout, read_timeout)
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
+        self._metrics = metrics or NoMetrics()
         self._rng = rng or random.Random()  # jitter, not a secret
 
     def upload(self, put_endpoint: str, body: Body) -> None:
@@ -96,6 +99,7 @@ class RequestsUploader:
                     "upload attempt failed; retrying",
                     extra={"endpoint": where, "attempt": attempt, "reason": str(error)},
                 )
+                self._metrics.add(Metric.UPLOAD_RETRIES)
                 self._sleep(pause)
 
     def _put_once(self, put_endpoint: str, body: Body, where: str) -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import time
 from enum import Enum
 from functools import partial
 
 from application.body import AssembledBody, ChunkCorrupted, Part
+from application.metrics import Metric, NoMetrics
 from application.pending import PendingFile
 from application.ports import (
     LocalChunkStore,
+    Metrics,
     PermanentUploadError,
     RecordArchive,
     RemoteChunkStore,
@@ -34,11 +37,13 @@ class AssembleAndUpload:
         remote: RemoteChunkStore,
         uploader: Uploader,
         archive: RecordArchive,
+        metrics: Metrics | None = None,
     ) -> None:
         self._local = local
         self._remote = remote
         self._uploader = uploader
         self._archive = archive
+        self._metrics = metrics or NoMetrics()
 
     def __call__(self, entry: PendingFile) -> UploadResult:
         assembled = AssembledFile.from_partitions(
@@ -50,6 +55,7 @@ class AssembleAndUpload:
             "endpoint": redact(entry.put_endpoint),
             "bytes": assembled.size,
         }
+        started = time.monotonic()
         try:
             self._uploader.upload(entry.put_endpoint, body)
         except (TransientUploadError, ChunkCorrupted) as error:
@@ -65,6 +71,9 @@ class AssembleAndUpload:
                 extra={**fields, "reason": str(error), "kept_as": key},
             )
             return UploadResult.KEPT_AS_FAILED
+        self._metrics.add(Metric.FILES_COMPLETED)
+        self._metrics.add(Metric.BYTES_UPLOADED, assembled.size)
+        self._metrics.add(Metric.UPLOAD_LATENCY, (time.monotonic() - started) * 1000)
         log.info("file uploaded", extra=fields)
         return UploadResult.UPLOADED
 

@@ -11,6 +11,7 @@ from typing import Protocol
 from attrs import field, frozen
 
 from application.body import ByteStream
+from application.metrics import Metric
 from application.pending import PendingFile
 from application.records import StreamRecord
 from domain import (
@@ -201,6 +202,16 @@ class Body(Protocol):
 
     def open(self) -> ByteStream:
         """A fresh reader positioned at the first byte."""
+
+
+class Metrics(Protocol):
+    """Counters and timings gathered during a batch, published at its end."""
+
+    def add(self, metric: Metric, value: float = 1.0, reason: str | None = None) -> None:
+        """Add to a counter, or record one timing; ``reason`` splits rejections."""
+
+    def publish(self) -> None:
+        """Write what was gathered since the last publish, then start again from zero."""
 
 
 class Uploader(Protocol):

@@ -14,7 +14,8 @@ from typing import Protocol
 from attrs import define
 
 from application.batch_state import BatchState
-from application.ports import EndpointPolicy, RecordArchive, RequestValidator
+from application.metrics import Metric, NoMetrics
+from application.ports import EndpointPolicy, Metrics, RecordArchive, RequestValidator
 from application.records import StreamRecord
 from domain import Admission, Chunk, ChunkRejected, FileId, redact
 
@@ -53,6 +54,7 @@ class ProcessBatch:
         flush: BatchFlush,
         archive: RecordArchive,
         deadline_margin: float = 10.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self._validator = validator
         self._policy = policy
@@ -60,6 +62,7 @@ class ProcessBatch:
         self._flush = flush
         self._archive = archive
         self._margin = deadline_margin
+        self._metrics = metrics or NoMetrics()
         self._batches = 0
 
     def __call__(
@@ -88,6 +91,7 @@ class ProcessBatch:
 
         self._flush(batch)
         failed |= self._settle(batch, tracked)
+        self._metrics.publish()
         first = next(
             (i for i, record in enumerate(records) if record.sequence_number in failed), None
         )
@@ -104,7 +108,10 @@ class ProcessBatch:
             chunk = self._validator.validate(record.data)
             file_id, endpoint = chunk.file_id, chunk.put_endpoint
             self._policy.check(chunk.put_endpoint)
-            self._ingest(chunk, batch)
+            admission = self._ingest(chunk, batch)
+            self._metrics.add(
+                Metric.CHUNKS_ACCEPTED if admission is Admission.NEW else Metric.DUPLICATES
+            )
             tracked.append(_Tracked(record, chunk.file_id, chunk.partition, endpoint))
         except ChunkRejected as rejection:
             return self._reject(record, rejection, file_id, endpoint)
@@ -160,4 +167,5 @@ class ProcessBatch:
             )
             return False
         log.warning("record rejected", extra={**fields, "quarantined_as": key})
+        self._metrics.add(Metric.REJECTIONS, reason=rejection.reason.value)
         return True

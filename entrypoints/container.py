@@ -10,6 +10,7 @@ import boto3
 from dependency_injector import containers, providers
 
 from adapters.dynamodb_state import DynamoDbFileStateStore
+from adapters.emf_metrics import EmfMetrics
 from adapters.endpoint_policy import HostPolicy
 from adapters.guarded_transport import guarded_session
 from adapters.http_uploader import RequestsUploader, RetryPolicy
@@ -60,6 +61,7 @@ class Container(containers.DeclarativeContainer):
         settings.provided.state_ttl_seconds,
     )
     archive = providers.Singleton(S3RecordArchive, s3_client, settings.provided.s3_bucket)
+    metrics = providers.Singleton(EmfMetrics)
     validator = providers.Singleton(JsonSchemaRequestValidator)
     policy = providers.Singleton(HostPolicy, settings.provided.upload_allowed_hosts)
     # Every connection re-checks its addresses with the same policy: no DNS rebinding.
@@ -74,9 +76,12 @@ class Container(containers.DeclarativeContainer):
             attempts=settings.provided.upload_max_attempts,
             max_total=settings.provided.upload_retry_seconds,
         ),
+        metrics=metrics,
     )
 
-    assemble = providers.Factory(AssembleAndUpload, local_store, remote_store, uploader, archive)
+    assemble = providers.Factory(
+        AssembleAndUpload, local_store, remote_store, uploader, archive, metrics
+    )
     lifecycle = providers.Factory(FileLifecycle, cache, local_store, remote_store, assemble)
     shared_ingest = providers.Factory(
         SharedIngestChunk,
@@ -109,6 +114,7 @@ class Container(containers.DeclarativeContainer):
         flush,
         archive,
         deadline_margin=settings.provided.deadline_margin_seconds,
+        metrics=metrics,
     )
 
     decode_event = providers.Object(records_from_event)

@@ -21,6 +21,7 @@ from application.body import ByteStream
 from application.flush import FlushPending, NothingToFlush
 from application.ingest import IngestChunk
 from application.lifecycle import FileLifecycle
+from application.metrics import Metric
 from application.ports import (
     Body,
     FileSummary,
@@ -491,3 +492,18 @@ class SharedFakeContainer:
         self.process = ProcessBatch(
             FakeValidator(), FakePolicy(), ingest, NothingToFlush(), self.archive
         )
+
+
+class FakeMetrics:
+    """Sums what is added; ``published`` holds one dict per publish."""
+
+    def __init__(self) -> None:
+        self.current: dict[tuple[Metric, str | None], float] = {}
+        self.published: list[dict[tuple[Metric, str | None], float]] = []
+
+    def add(self, metric: Metric, value: float = 1.0, reason: str | None = None) -> None:
+        self.current[(metric, reason)] = self.current.get((metric, reason), 0.0) + value
+
+    def publish(self) -> None:
+        self.published.append(self.current)
+        self.current = {}

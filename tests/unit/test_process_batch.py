@@ -4,10 +4,26 @@ from __future__ import annotations
 
 import random
 
+from adapters.memory_cache import InMemoryPartitionCache
+from application.assemble import AssembleAndUpload
+from application.flush import FlushPending
+from application.ingest import IngestChunk
+from application.lifecycle import FileLifecycle
+from application.metrics import Metric
 from application.ports import TransientUploadError
+from application.process_batch import ProcessBatch
 from domain import FileId, Limits, RejectionReason
 from tests.factories import file_records, payload, raw_record, record
-from tests.fakes import FakeArchive, FakeContainer, FakeRemoteStore, FakeUploader
+from tests.fakes import (
+    FakeArchive,
+    FakeContainer,
+    FakeLocalStore,
+    FakeMetrics,
+    FakePolicy,
+    FakeRemoteStore,
+    FakeUploader,
+    FakeValidator,
+)
 
 URL = "https://bucket.example.com/files/photo.jpg?X-Amz-Signature=SECRET"
 CONTENT = bytes(range(256)) * 40 + b"tail"
@@ -291,3 +307,34 @@ def test_the_first_record_is_processed_even_past_the_margin_so_the_shard_moves(
 
     assert failed == [r.sequence_number for r in records[1:]]
     assert remote.partitions_of(FileId.for_endpoint(URL)) == {0}
+
+
+def test_a_batch_counts_accepted_duplicate_and_rejected_records(
+    remote: FakeRemoteStore, uploader: FakeUploader, archive: FakeArchive
+) -> None:
+    metrics, cache, local = FakeMetrics(), InMemoryPartitionCache(), FakeLocalStore()
+    files = FileLifecycle(
+        cache, local, remote, AssembleAndUpload(local, remote, uploader, archive, metrics)
+    )
+    process = ProcessBatch(
+        FakeValidator(),
+        FakePolicy(),
+        IngestChunk(cache, local, files, Limits()),
+        FlushPending(cache, local, files),
+        archive,
+        metrics=metrics,
+    )
+    records = file_records(URL, CONTENT, 5000)
+
+    process([*records, records[0], raw_record("%% not base64")])
+
+    assert metrics.published == [
+        {
+            (Metric.CHUNKS_ACCEPTED, None): len(records),
+            (Metric.DUPLICATES, None): 1,
+            (Metric.REJECTIONS, "data-not-json"): 1,
+            (Metric.FILES_COMPLETED, None): 1,
+            (Metric.BYTES_UPLOADED, None): len(CONTENT),
+            (Metric.UPLOAD_LATENCY, None): metrics.published[0][(Metric.UPLOAD_LATENCY, None)],
+        }
+    ]
