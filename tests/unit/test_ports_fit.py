@@ -12,6 +12,7 @@ import boto3
 from moto import mock_aws
 
 from adapters.dynamodb_state import DynamoDbFileStateStore
+from adapters.emf_metrics import EmfMetrics
 from adapters.endpoint_policy import HostPolicy
 from adapters.guarded_transport import AddressGuard, guarded_session
 from adapters.http_uploader import RequestsUploader
@@ -25,6 +26,7 @@ from application.ports import (
     EndpointPolicy,
     FileStateStore,
     LocalChunkStore,
+    Metrics,
     PartitionCache,
     RecordArchive,
     RemoteChunkStore,
@@ -34,6 +36,7 @@ from application.ports import (
 from tests.fakes import (
     FakeArchive,
     FakeLocalStore,
+    FakeMetrics,
     FakePolicy,
     FakeRemoteStore,
     FakeStateStore,
@@ -58,8 +61,9 @@ def test_adapters_and_fakes_fit_their_ports(tmp_path: Path) -> None:
         validator: RequestValidator = JsonSchemaRequestValidator()
         endpoint_policy: EndpointPolicy = policy
         config: Config = Settings(s3_bucket="bucket")
+        metrics: Metrics = EmfMetrics()
         checks += [cache, local, remote, state, archive, uploader, validator, endpoint_policy]
-        checks.append(config)
+        checks += [config, metrics]
 
     fake_local: LocalChunkStore = FakeLocalStore()
     fake_remote: RemoteChunkStore = FakeRemoteStore()
@@ -68,7 +72,8 @@ def test_adapters_and_fakes_fit_their_ports(tmp_path: Path) -> None:
     fake_uploader: Uploader = FakeUploader()
     fake_validator: RequestValidator = FakeValidator()
     fake_policy: EndpointPolicy = FakePolicy()
+    fake_metrics: Metrics = FakeMetrics()
     checks += [fake_local, fake_remote, fake_state, fake_archive, fake_uploader]
-    checks += [fake_validator, fake_policy]
+    checks += [fake_validator, fake_policy, fake_metrics]
 
-    assert len(checks) == 16
+    assert len(checks) == 18
