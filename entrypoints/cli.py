@@ -30,6 +30,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     split.add_argument("--put-endpoint", required=True, help="where the file will be PUT")
     split.add_argument("--chunk-size", type=int, default=512 * 1024, help="bytes per chunk")
 
+    publish = commands.add_parser(
+        "publish", help="put a file's chunks on a Kinesis stream (batched PutRecords)"
+    )
+    publish.add_argument("file", type=Path)
+    publish.add_argument("--stream", required=True, help="the Kinesis stream's name")
+    publish.add_argument("--put-endpoint", required=True, help="where the file will be PUT")
+    publish.add_argument("--chunk-size", type=int, default=512 * 1024, help="bytes per chunk")
+    publish.add_argument(
+        "--spread", action="store_true", help="scatter a file's chunks over shards (dynamodb)"
+    )
+
+    consume = commands.add_parser(
+        "consume",
+        help="read every shard of a stream and feed the handler, as Lambda would",
+        description="One container per shard, settings from the environment; a batch with "
+        "batchItemFailures is read again from the lowest reported sequence number.",
+    )
+    consume.add_argument("--stream", required=True, help="the Kinesis stream's name")
+    consume.add_argument("--batch-size", type=int, default=10, help="records per invocation")
+
     commands.add_parser(
         "provision",
         help="create the S3_BUCKET and, for the dynamodb backend, the STATE_TABLE with TTL",
@@ -55,6 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "provision":
             return _provision()
+        if args.command == "publish":
+            return _publish(args.file, args.stream, args.put_endpoint, args.chunk_size, args.spread)
+        if args.command == "consume":
+            return _consume(args.stream, args.batch_size)
         if args.command == "status":
             return _status()
         if args.command == "redrive":
@@ -121,6 +145,51 @@ def _redrive(file_id: str | None, all_failed: bool) -> int:
     for target, result in results.items():
         print(f"{target}: {result.value}")
     return 0 if all(r is RedriveResult.UPLOADED for r in results.values()) else 1
+
+
+def _publish(file: Path, stream: str, put_endpoint: str, chunk_size: int, spread: bool) -> int:
+    import boto3
+
+    from entrypoints.events import split_payloads
+    from entrypoints.streams import Progress, publish
+
+    payloads = list(split_payloads(file.read_bytes(), put_endpoint, chunk_size))
+    progress = Progress("publish", len(payloads))
+    put = publish(boto3.client("kinesis"), stream, payloads, spread=spread, progress=progress)
+    progress.close()
+    print(f"{put} records put on {stream}")
+    return 0
+
+
+def _consume(stream: str, batch_size: int) -> int:
+    import os
+    from collections.abc import Mapping
+    from typing import Any
+
+    import boto3
+
+    from entrypoints.container import build_container
+    from entrypoints.lambda_handler import handle
+    from entrypoints.streams import Invoke, Progress, consume
+
+    base = build_container(os.environ).settings()
+
+    def container_for(shard_id: str) -> Invoke:
+        container = build_container({**os.environ, "TMP_DIR": str(base.tmp_dir / shard_id)})
+
+        def invoke(event: Mapping[str, Any]) -> Mapping[str, Any]:
+            return handle(container, event, None)
+
+        return invoke
+
+    progress = Progress("consume", None)
+    report = consume(boto3.client("kinesis"), stream, container_for, batch_size, progress=progress)
+    progress.close()
+    print(
+        f"{report.batches} batches, {report.records} records read "
+        f"({report.redelivered} again after batch failures) from {len(report.shards)} shards"
+    )
+    return 0
 
 
 def _provision() -> int:

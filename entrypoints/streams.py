@@ -1,0 +1,238 @@
+"""`sfb publish` and `sfb consume`: a real Kinesis stream, for local use and the demo.
+
+publish batches PutRecords (500 records or 5 MB a call) and sends again the entries Kinesis
+refused; consume reads every shard and feeds each shard's batches to its own container, one
+batch at a time, starting again at the lowest reported sequence number as Lambda does.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
+
+from attrs import define, field
+
+from domain import FileId
+from entrypoints.events import encode_payload, kinesis_record
+
+if TYPE_CHECKING:
+    from mypy_boto3_kinesis import KinesisClient
+    from mypy_boto3_kinesis.type_defs import PutRecordsRequestEntryTypeDef
+
+MAX_RECORDS_PER_CALL = 500
+MAX_BYTES_PER_CALL = 5 * 1024 * 1024
+Invoke = Callable[[Mapping[str, Any]], Mapping[str, Any]]
+
+
+class Progress:
+    """A one-line progress bar on a terminal stream; silent where nothing is to show."""
+
+    def __init__(self, label: str, total: int | None, stream: TextIO | None = None) -> None:
+        self._label = label
+        self._total = total
+        self._done = 0
+        self._stream = stream if stream is not None else sys.stderr
+
+    def advance(self, count: int = 1) -> None:
+        self._done += count
+        if self._total is None:
+            self._stream.write(f"\r{self._label:8} {self._done} records")
+        else:
+            filled = int(30 * min(self._done, self._total) / max(self._total, 1))
+            bar = "#" * filled + "." * (30 - filled)
+            self._stream.write(f"\r{self._label:8} [{bar}] {self._done}/{self._total}")
+        self._stream.flush()
+
+    def close(self) -> None:
+        self._stream.write("\n")
+        self._stream.flush()
+
+
+class PublishFailed(RuntimeError):
+    """Kinesis kept refusing some records after every retry."""
+
+
+def publish(
+    client: KinesisClient,
+    stream: str,
+    payloads: Sequence[dict[str, Any]],
+    spread: bool = False,
+    attempts: int = 5,
+    sleep: Callable[[float], None] = time.sleep,
+    progress: Progress | None = None,
+) -> int:
+    """Put every payload on the stream; return how many records were put.
+
+    By default all chunks of a file share one partition key (its file id), so one shard
+    carries the file, as the local backend wants; ``spread`` scatters them over shards.
+    """
+    batch: list[PutRecordsRequestEntryTypeDef] = []
+    size = 0
+    for payload in payloads:
+        data = encode_payload(payload)
+        key = str(FileId.for_endpoint(payload["putEndpoint"]))
+        if spread:
+            key = f"{key}-{payload['partition']}"
+        if batch and (
+            len(batch) == MAX_RECORDS_PER_CALL or size + len(data) + len(key) > MAX_BYTES_PER_CALL
+        ):
+            _put(client, stream, batch, attempts, sleep, progress)
+            batch, size = [], 0
+        batch.append({"Data": data, "PartitionKey": key})
+        size += len(data) + len(key)
+    if batch:
+        _put(client, stream, batch, attempts, sleep, progress)
+    return len(payloads)
+
+
+def _put(
+    client: KinesisClient,
+    stream: str,
+    batch: list[PutRecordsRequestEntryTypeDef],
+    attempts: int,
+    sleep: Callable[[float], None],
+    progress: Progress | None,
+) -> None:
+    pending = batch
+    for attempt in range(attempts):
+        response = client.put_records(StreamName=stream, Records=pending)
+        refused = [
+            entry
+            for entry, result in zip(pending, response["Records"], strict=True)
+            if result.get("ErrorCode")
+        ]
+        if progress is not None:
+            progress.advance(len(pending) - len(refused))
+        if not refused:
+            return
+        pending = refused
+        sleep(random.uniform(0, 0.1 * 2**attempt))  # jitter, not a secret
+    raise PublishFailed(f"Kinesis refused {len(pending)} records after {attempts} attempts")
+
+
+@define
+class ShardReader:
+    shard_id: str
+    invoke: Invoke
+    iterator: str | None
+    done: bool = False
+    delivered: int = 0
+    redelivered: int = 0
+
+
+@define
+class ConsumeReport:
+    batches: int = 0
+    records: int = 0
+    redelivered: int = 0
+    shards: dict[str, int] = field(factory=dict)
+
+
+def consume(
+    client: KinesisClient,
+    stream: str,
+    container_for: Callable[[str], Invoke],
+    batch_size: int = 10,
+    max_batches: int = 100_000,
+    progress: Progress | None = None,
+) -> ConsumeReport:
+    """Read every shard to its end, one batch per shard in turn; raise if stuck."""
+    arn = client.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["StreamARN"]
+    readers = [
+        ShardReader(
+            shard["ShardId"],
+            container_for(shard["ShardId"]),
+            client.get_shard_iterator(
+                StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+            )["ShardIterator"],
+        )
+        for shard in _shards(client, stream)
+    ]
+    report = ConsumeReport()
+    while not all(reader.done for reader in readers):
+        for reader in readers:
+            if reader.done or reader.iterator is None:
+                reader.done = True
+                continue
+            if report.batches >= max_batches:
+                raise RuntimeError(f"shard {reader.shard_id} still not drained")
+            _step(client, stream, arn, reader, batch_size, report, progress)
+    report.shards = {reader.shard_id: reader.delivered for reader in readers}
+    return report
+
+
+def _shards(client: KinesisClient, stream: str) -> list[dict[str, Any]]:
+    shards: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"StreamName": stream}
+    while True:
+        page = client.list_shards(**kwargs)
+        shards.extend(dict(s) for s in page["Shards"])
+        token = page.get("NextToken")
+        if not token:
+            return shards
+        kwargs = {"NextToken": token}
+
+
+def _step(
+    client: KinesisClient,
+    stream: str,
+    arn: str,
+    reader: ShardReader,
+    batch_size: int,
+    report: ConsumeReport,
+    progress: Progress | None,
+) -> None:
+    assert reader.iterator is not None
+    page = client.get_records(ShardIterator=reader.iterator, Limit=batch_size)
+    records = page["Records"]
+    if not records:
+        reader.iterator = page.get("NextShardIterator")
+        reader.done = page.get("MillisBehindLatest", 0) == 0
+        return
+    event = {
+        "Records": [
+            kinesis_record(
+                bytes(r["Data"]),
+                r["SequenceNumber"],
+                partition_key=r["PartitionKey"],
+                shard_id=reader.shard_id,
+                stream_arn=arn,
+            )
+            for r in records
+        ]
+    }
+    response = reader.invoke(event)
+    report.batches += 1
+    report.records += len(records)
+    failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+    sequences = [r["SequenceNumber"] for r in records]
+    if not failed:
+        reader.delivered += len(records)
+        reader.iterator = page.get("NextShardIterator")
+        if progress is not None:
+            progress.advance(len(records))
+        return
+    lowest = min(sequences.index(s) for s in failed if s in sequences)
+    reader.delivered += lowest
+    report.redelivered += len(records) - lowest
+    if progress is not None:
+        progress.advance(lowest)
+    reader.iterator = client.get_shard_iterator(
+        StreamName=stream,
+        ShardId=reader.shard_id,
+        ShardIteratorType="AT_SEQUENCE_NUMBER",
+        StartingSequenceNumber=sequences[lowest],
+    )["ShardIterator"]
+
+
+def shuffled_with_duplicates(
+    payloads: Iterable[dict[str, Any]], rng: random.Random, duplicate_share: float = 0.2
+) -> list[dict[str, Any]]:
+    """What a retrying producer puts on a stream: some chunks twice, in no order."""
+    chosen = list(payloads)
+    sent = chosen + rng.sample(chosen, k=int(len(chosen) * duplicate_share))
+    rng.shuffle(sent)
+    return sent
