@@ -1,4 +1,4 @@
-"""A local HTTP endpoint that receives PUTs the way S3 does, for the demo and the tests.
+"""A local HTTP endpoint that receives PUTs the way S3 does, for the tests and the benchmark.
 
 Like S3 it refuses chunked transfer encoding (411) and needs Content-Length. It listens on
 127.0.0.1 only and records each request's path, headers, size and sha256.

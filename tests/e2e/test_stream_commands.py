@@ -3,6 +3,8 @@ handler, one container per shard, as a platform team would try the service local
 
 from __future__ import annotations
 
+import base64
+import json
 import random
 
 import boto3
@@ -91,3 +93,21 @@ def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]
         main([command, "--help"])
     assert done.value.code == 0
     assert "usage: sfb" in capsys.readouterr().out
+
+
+def test_sfb_split_prints_one_payload_per_chunk_that_reassembles_the_file(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = stack.root / "split.bin"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = random.Random(5).randbytes(2_500)
+    path.write_bytes(data)
+
+    assert (
+        main(["split", str(path), "--put-endpoint", "https://e.example/f", "--chunk-size", "1000"])
+        == 0
+    )
+
+    payloads = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(p["partition"], p["partitionCount"]) for p in payloads] == [(0, 3), (1, 3), (2, 3)]
+    assert b"".join(base64.b64decode(p["content"]) for p in payloads) == data
