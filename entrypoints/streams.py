@@ -28,7 +28,7 @@ Invoke = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 
 
 class Progress:
-    """A one-line progress bar on a terminal stream; silent where nothing is to show."""
+    """A one-line progress bar on a terminal; elsewhere (a CI log) one line at the end."""
 
     def __init__(self, label: str, total: int | None, stream: TextIO | None = None) -> None:
         self._label = label
@@ -38,6 +38,8 @@ class Progress:
 
     def advance(self, count: int = 1) -> None:
         self._done += count
+        if not self._stream.isatty():
+            return
         if self._total is None:
             self._stream.write(f"\r{self._label:8} {self._done} records")
         else:
@@ -47,6 +49,9 @@ class Progress:
         self._stream.flush()
 
     def close(self) -> None:
+        if not self._stream.isatty():
+            total = f"/{self._total}" if self._total is not None else ""
+            self._stream.write(f"{self._label:8} {self._done}{total} records")
         self._stream.write("\n")
         self._stream.flush()
 
