@@ -33,8 +33,7 @@ class TmpChunkStore:
         self._held[(file_id, partition)] = content
 
     def settle(self) -> None:
-        while self._held:
-            (file_id, partition), content = next(iter(self._held.items()))
+        for (file_id, partition), content in list(self._held.items()):
             self._write(file_id, partition, content)
             del self._held[(file_id, partition)]
 

@@ -80,18 +80,14 @@ class SharedIngestChunk:
         try:
             admission = state.judge(chunk.partition, chunk.partition_count, chunk.ref, self._limits)
         except ChunkRejected:
-            self._discard(chunk)
+            self._remote.discard(chunk)  # its bytes will never be assembled
             raise
         if state.status.is_closed:
-            self._discard(chunk)  # a late duplicate: the file is finished without it
+            self._remote.discard(chunk)  # a late duplicate: the file is finished without it
             return admission
         if state.is_complete and chunk.file_id not in batch.deferred:
             self.complete(chunk.file_id, chunk.put_endpoint, chunk.partition_count, batch)
         return admission
-
-    def _discard(self, chunk: Chunk) -> None:
-        """Remove the object this chunk just wrote: its bytes will never be assembled."""
-        self._remote.discard(chunk)
 
     def complete(
         self, file_id: FileId, put_endpoint: str, partition_count: int, batch: BatchState

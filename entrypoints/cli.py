@@ -137,11 +137,11 @@ def _redrive(file_id: str | None, all_failed: bool) -> int:
     from domain import FileId
 
     redrive = _operator_container().redrive()
-    results = (
-        redrive.all_failed()
-        if all_failed
-        else {FileId(file_id or ""): redrive(FileId(file_id or ""))}
-    )
+    if all_failed:
+        results = redrive.all_failed()
+    else:
+        target = FileId(file_id or "")
+        results = {target: redrive(target)}
     for target, result in results.items():
         print(f"{target}: {result.value}")
     return 0 if all(r is RedriveResult.UPLOADED for r in results.values()) else 1
