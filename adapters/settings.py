@@ -40,6 +40,8 @@ SETTING_NAMES = (
     "CLAIM_LEASE_SECONDS",
     "STATE_TTL_SECONDS",
     "DEADLINE_MARGIN_SECONDS",
+    "INCOMPLETE_FILE_TTL_SECONDS",
+    "METRICS_SERVICE",
 )
 DYNAMODB_MAX_PARTITIONS = 15_000
 """A file's item holds 16 bytes a partition and must stay under DynamoDB's 400 KB."""
@@ -61,6 +63,8 @@ class Settings:
     claim_lease_seconds: float = 960.0
     state_ttl_seconds: float = 86_400.0
     deadline_margin_seconds: float = 10.0
+    incomplete_file_ttl_seconds: float = 86_400.0
+    metrics_service: str = "streaming-file-builder"
     ssm_parameter_path: str | None = None
 
     @classmethod
@@ -130,6 +134,8 @@ class Settings:
             claim_lease_seconds=_number(values, "CLAIM_LEASE_SECONDS", 960.0),
             state_ttl_seconds=_number(values, "STATE_TTL_SECONDS", 86_400.0),
             deadline_margin_seconds=_number(values, "DEADLINE_MARGIN_SECONDS", 10.0),
+            incomplete_file_ttl_seconds=_number(values, "INCOMPLETE_FILE_TTL_SECONDS", 86_400.0),
+            metrics_service=_optional(values, "METRICS_SERVICE") or "streaming-file-builder",
             ssm_parameter_path=ssm_path,
         )
 

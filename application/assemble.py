@@ -66,6 +66,7 @@ class AssembleAndUpload:
             return UploadResult.RETRY_LATER
         except PermanentUploadError as error:
             key = self._archive.keep_failed(assembled, body)
+            self._metrics.add(Metric.UPLOADS_FAILED)
             log.error(
                 "upload refused for good; the assembled file is kept",
                 extra={**fields, "reason": str(error), "kept_as": key},

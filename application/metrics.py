@@ -13,6 +13,12 @@ class Metric(Enum):
     BYTES_UPLOADED = ("BytesUploaded", "Bytes")
     UPLOAD_RETRIES = ("UploadRetries", "Count")
     UPLOAD_LATENCY = ("UploadLatency", "Milliseconds")
+    UPLOADS_FAILED = ("UploadsFailed", "Count")
+    # Published by the scheduled expiry run: how many files are still collecting, the age
+    # of the oldest, and how many were given up after INCOMPLETE_FILE_TTL_SECONDS.
+    INCOMPLETE_FILES = ("IncompleteFiles", "Count")
+    OLDEST_INCOMPLETE_FILE_AGE = ("OldestIncompleteFileAge", "Seconds")
+    INCOMPLETE_FILES_EXPIRED = ("IncompleteFilesExpired", "Count")
 
     @property
     def metric_name(self) -> str:

@@ -61,7 +61,7 @@ class Container(containers.DeclarativeContainer):
         settings.provided.state_ttl_seconds,
     )
     archive = providers.Singleton(S3RecordArchive, s3_client, settings.provided.s3_bucket)
-    metrics = providers.Singleton(EmfMetrics)
+    metrics = providers.Singleton(EmfMetrics, service=settings.provided.metrics_service)
     validator = providers.Singleton(JsonSchemaRequestValidator)
     policy = providers.Singleton(HostPolicy, settings.provided.upload_allowed_hosts)
     # Every connection re-checks its addresses with the same policy: no DNS rebinding.
