@@ -1,4 +1,11 @@
-"""JSON-lines logging: one object per line, with the fields a log search needs."""
+"""JSON-lines logging: one object per line, with the fields a log search needs.
+
+With the function's log format set to JSON, Lambda keeps a stdout line that is a JSON object
+with a ``level`` key as it is, and its application log-level filter reads ``level`` and
+``timestamp`` (RFC 3339; a line without a valid one counts as INFO). Hence ``timestamp``
+(UTC, ``Z``) beside the older ``time``, and fields of a call's ``extra`` never replace the
+entry's own.
+"""
 
 from __future__ import annotations
 
@@ -33,17 +40,24 @@ def _scrubbed(value: object) -> object:
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        created = datetime.fromtimestamp(record.created, UTC)
         entry: dict[str, object] = {
             "level": record.levelname,
             "message": scrub(record.getMessage()),
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": created.isoformat(timespec="milliseconds"),
+            "timestamp": created.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "logger": record.name,
         }
         rid = request_id.get()
         if rid is not None:
             entry["request_id"] = rid
         for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_") and value is not None:
+            if (
+                key not in _STANDARD
+                and key not in entry
+                and not key.startswith("_")
+                and value is not None
+            ):
                 entry[key] = _scrubbed(value)
         if record.exc_info:
             entry["exception"] = scrub(self.formatException(record.exc_info))

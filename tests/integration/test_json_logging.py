@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -64,6 +65,28 @@ def test_an_entry_names_level_message_time_and_logger(captured: Captured) -> Non
     assert entry["message"] == "upload refused for good"
     assert entry["logger"] == captured.logger.name
     assert datetime.fromisoformat(entry["time"]).utcoffset() is not None
+
+
+def test_an_entry_carries_an_rfc3339_utc_timestamp_for_lambdas_log_level_filter(
+    captured: Captured,
+) -> None:
+    captured.logger.debug("a debug line Lambda may filter")
+
+    (entry,) = captured.entries()
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z", entry["timestamp"])
+    stamp = datetime.fromisoformat(entry["timestamp"])
+    assert stamp.utcoffset() == timedelta(0)
+    assert stamp == datetime.fromisoformat(entry["time"])
+    assert entry["level"] == "DEBUG"
+
+
+def test_an_extra_field_cannot_replace_the_level_or_the_timestamp(captured: Captured) -> None:
+    captured.logger.info("odd extras", extra={"timestamp": "yesterday", "level": "TRACE"})
+
+    (entry,) = captured.entries()
+    assert entry["level"] == "INFO"
+    assert entry["timestamp"].endswith("Z")
+    assert entry["timestamp"] != "yesterday"
 
 
 def test_extra_fields_become_fields_of_the_entry(captured: Captured) -> None:
