@@ -2,19 +2,47 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check
 STAMP := $(VENV)/.installed-stamp
+LOCKED_STAMP := $(VENV)/.locked-stamp
 # dynalite (tools/dynalite) is the DynamoDB the concurrency tests race against.
 PACKAGE := dist/streaming-file-builder.zip
 DYNALITE := tools/dynalite
 DYNALITE_STAMP := $(DYNALITE)/node_modules/.installed
 
-.PHONY: venv dynalite test lint typecheck unit package demo bench chaos clean
+# Locked dependencies (`make lock` writes both): the dev environment for any python the
+# project supports, and the Lambda's runtime dependencies for its python on manylinux x86_64.
+DEV_LOCK := requirements/dev.txt
+LAMBDA_LOCK := requirements/lambda.txt
+DEV_PYTHON := $(shell sed -n 's/^requires-python *= *">=\([0-9.]*\)"/\1/p' pyproject.toml)
 
-$(STAMP): pyproject.toml
+# The Lambda's python is named once, in template.yaml's Globals (`Runtime: pythonX.Y`);
+# the zip, `sam build` and the lambda lock are all made for the version read from there.
+RUNTIMES := $(shell sed -n 's/^[[:space:]]*Runtime:[[:space:]]*python\([0-9][0-9.]*\)[[:space:]]*$$/\1/p' template.yaml)
+LAMBDA_PYTHON := $(firstword $(RUNTIMES))
+check-runtime = $(if $(filter 1,$(words $(RUNTIMES))),,$(error template.yaml must name the \
+	Lambda runtime exactly once, as `Runtime: pythonX.Y` (found: $(or $(RUNTIMES),none))))
+LAMBDA_PLATFORM = --platform manylinux2014_x86_64 --implementation cp \
+	--python-version $(LAMBDA_PYTHON) --only-binary=:all:
+# The Lambda's wheels, downloaded once per lock and runtime; installing from here needs no
+# index, so `sam build` (and its test) works offline once `make package` has run.
+WHEELHOUSE := build/wheelhouse/python$(LAMBDA_PYTHON)
+
+.PHONY: venv dynalite test lint typecheck unit package lock demo bench chaos clean \
+	build-Function build-ExpireFunction
+
+# The lock alone (and so uv, which `make lock` needs), then the project itself on top of it:
+# editable, without dependencies and built by the lock's setuptools, so nothing is resolved or
+# fetched beyond the lock. `pip check` fails if pyproject.toml asks for what the lock lacks.
+$(LOCKED_STAMP): $(DEV_LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	$(PIP) install --quiet --require-hashes --no-deps -r $(DEV_LOCK)
+	touch $@
+
+$(STAMP): $(LOCKED_STAMP) pyproject.toml
+	$(PIP) install --quiet --no-deps --no-build-isolation --no-index -e .
+	$(PIP) check || { echo "$(DEV_LOCK) does not satisfy pyproject.toml: run make lock" >&2; exit 1; }
+	touch $@
 
 venv: $(STAMP)
 
@@ -41,17 +69,55 @@ unit: $(STAMP) $(DYNALITE_STAMP)
 
 test: lint typecheck package unit
 
-# The deployable zip: the project and its runtime dependencies for Lambda's python3.11 on
-# x86_64, no tests, no dev tools. SAM's CodeUri points at build/package.
-package: $(STAMP)
-	rm -rf build/package build/wheel $(PACKAGE)
+# Both locks, every dependency at its newest version within pyproject.toml's ranges. The dev
+# lock also holds what builds the project (pyproject's build-system requires) and pip; the
+# lambda lock takes the dev lock's versions (aws-sam-cli pins boto3) for the Lambda's python.
+lock: $(LOCKED_STAMP)
+	$(check-runtime)
+	$(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], "pip", sep="\n")' \
+		| $(BIN)/uv pip compile --quiet --upgrade --generate-hashes --custom-compile-command 'make lock' \
+			--universal --python-version $(DEV_PYTHON) --extra dev pyproject.toml - -o $(DEV_LOCK)
+	$(BIN)/uv pip compile --quiet --upgrade --generate-hashes --custom-compile-command 'make lock' \
+		--python-version $(LAMBDA_PYTHON) --python-platform x86_64-manylinux2014 --only-binary :all: \
+		--constraints $(DEV_LOCK) pyproject.toml -o $(LAMBDA_LOCK)
+
+$(WHEELHOUSE)/.complete: $(LAMBDA_LOCK) | $(LOCKED_STAMP)
+	$(check-runtime)
+	rm -rf $(WHEELHOUSE)
+	$(PIP) download --quiet --require-hashes --no-deps $(LAMBDA_PLATFORM) -d $(WHEELHOUSE) \
+		-r $(LAMBDA_LOCK) || { echo "no wheels of $(LAMBDA_LOCK) for python$(LAMBDA_PYTHON):" \
+		"offline, or the lock is for another python (make lock)" >&2; exit 1; }
+	touch $@
+
+# The one recipe that fills a Lambda code folder ($(1)): the project's wheel and the locked
+# runtime dependencies for the template's python on x86_64, from the wheelhouse, no index;
+# no tests, no dev tools, no byte code compiled by this machine's python.
+define lambda-code
+	$(check-runtime)
+	rm -rf build/wheel
+	$(PIP) wheel --quiet --no-deps --no-build-isolation --no-index --wheel-dir build/wheel .
+	$(PIP) install --quiet --no-compile --no-index --find-links $(WHEELHOUSE) --require-hashes \
+		--no-deps $(LAMBDA_PLATFORM) --target $(1) -r $(LAMBDA_LOCK)
+	$(PIP) install --quiet --no-compile --no-index --no-deps --upgrade --target $(1) build/wheel/*.whl
+	rm -rf $(1)/bin
+endef
+
+# The deployable zip, for anything that takes a zip (`sam build` makes the same folder).
+package: $(STAMP) $(WHEELHOUSE)/.complete
+	rm -rf build/package $(PACKAGE)
 	mkdir -p build/package dist
-	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir build/wheel .
-	$(BIN)/python -m pip install --quiet --target build/package --implementation cp \
-		--python-version 3.11 --platform manylinux2014_x86_64 --only-binary=:all: \
-		build/wheel/*.whl
-	rm -rf build/package/bin
+	$(call lambda-code,build/package)
 	cd build/package && ../../$(BIN)/python -m zipfile -c ../../$(PACKAGE) .
+
+# `sam build` (template.yaml: `BuildMethod: makefile`, `CodeUri: .`) runs
+# `make build-<LogicalId>` with ARTIFACTS_DIR set. samconfig.toml (build_in_source) makes it
+# run here, not in a scratch copy of this folder, which SAM would first fill with .venv and
+# node_modules (hundreds of MB): the build takes seconds and reuses the wheelhouse. Every
+# function gets the same code (they differ by handler); since they share build/, they are
+# built one after the other, as `sam build` does unless told `--parallel`.
+build-Function build-ExpireFunction: $(STAMP) $(WHEELHOUSE)/.complete
+	$(if $(ARTIFACTS_DIR),,$(error $@ is run by `sam build`, which sets ARTIFACTS_DIR))
+	$(call lambda-code,$(ARTIFACTS_DIR))
 
 # Many more random schedules of both backends than CI runs, each with a fresh seed; the
 # statistics say how many schedules ran and how many held.
@@ -68,4 +134,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache $(DYNALITE)/node_modules
+	rm -rf $(VENV) build dist .aws-sam *.egg-info .mypy_cache .ruff_cache $(DYNALITE)/node_modules

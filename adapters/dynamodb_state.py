@@ -1,9 +1,10 @@
 """DynamoDB as the shared file state: one item per file, changed only by conditional updates.
 
-Item: ``file_id`` (key), ``partition_count``, ``received_count``, ``byte_count``, ``status``,
-``p<n>`` (the first 16 bytes of partition n's sha256), ``claim_owner``, ``claim_until``,
-``created_at``, ``updated_at``, ``finished_at`` and ``expires_at`` (the table's TTL
-attribute). Sixteen bytes a partition keep a 15,000-partition item under DynamoDB's 400 KB.
+Item: ``file_id`` (key), ``partition_count``, ``received_count``, ``byte_count``, ``status``
+(collecting, assembling, uploaded, failed, expired), ``p<n>`` (the first 16 bytes of
+partition n's sha256), ``claim_owner``, ``claim_until``, ``created_at``, ``updated_at``,
+``finished_at`` and ``expires_at`` (the table's TTL attribute). Sixteen bytes a partition
+keep a 15,000-partition item under DynamoDB's 400 KB.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from application.ports import FileSummary
-from domain import DIGEST_PREFIX, ChunkRef, FileId, FileState, FileStatus
+from domain import DIGEST_PREFIX, ChunkRef, FileId, FileState, FileStatus, IncompleteFile
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -27,10 +28,20 @@ def _partition_attribute(partition: int) -> str:
 
 
 class DynamoDbFileStateStore:
-    def __init__(self, client: DynamoDBClient, table: str, ttl_seconds: float) -> None:
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table: str,
+        ttl_seconds: float,
+        incomplete_ttl_seconds: float = 0.0,
+    ) -> None:
+        """``ttl_seconds`` keeps a closed file's tombstone; a collecting file's item lives
+        ``incomplete_ttl_seconds`` longer, so the expiry run always gives it up (and reports
+        it) before DynamoDB's TTL could delete it unseen."""
         self._db = client
         self._table = table
         self._ttl = ttl_seconds
+        self._collecting_ttl = ttl_seconds + incomplete_ttl_seconds
 
     def _key(self, file_id: FileId) -> dict[str, Any]:
         return {KEY_ATTRIBUTE: {"S": str(file_id)}}
@@ -78,7 +89,7 @@ class DynamoDbFileStateStore:
                 ":count": {"N": str(partition_count)},
                 ":collecting": {"S": FileStatus.COLLECTING.value},
                 ":now": {"N": _number(now)},
-                ":expires": {"N": str(int(now + self._ttl))},
+                ":expires": {"N": str(int(now + self._collecting_ttl))},
                 ":one": {"N": "1"},
                 ":size": {"N": str(ref.size)},
                 ":room": {"N": str(max_file_bytes - ref.size)},
@@ -213,6 +224,68 @@ class DynamoDbFileStateStore:
                     )
                 )
         return sorted(summaries, key=lambda summary: summary.since)
+
+    def incomplete(self) -> list[IncompleteFile]:
+        """The files still collecting with partitions missing, from a Scan of the table.
+
+        The table rather than a listing of pending/: the item is what the give-up's condition
+        reads, so candidates and the decision share one truth (a listing would count a chunk
+        object whose UpdateItem never ran as received, and would need a GetItem a file for
+        its status and endpoint). The scan reads every item, tombstones included (billed by
+        their size); at a few runs an hour that costs little against the table's writes.
+        """
+        found = []
+        paginator = self._db.get_paginator("scan")
+        for page in paginator.paginate(
+            TableName=self._table,
+            FilterExpression="#status = :collecting AND received_count < partition_count",
+            ProjectionExpression=(
+                "file_id, received_count, partition_count, byte_count, created_at, put_endpoint"
+            ),
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":collecting": {"S": FileStatus.COLLECTING.value}},
+        ):
+            for item in page.get("Items", []):
+                found.append(
+                    IncompleteFile(
+                        FileId(item[KEY_ATTRIBUTE]["S"]),
+                        int(item["partition_count"]["N"]),
+                        int(item["received_count"]["N"]),
+                        int(item["byte_count"]["N"]),
+                        float(item["created_at"]["N"]),
+                        item.get("put_endpoint", {}).get("S"),
+                    )
+                )
+        return sorted(found, key=lambda file: file.first_seen)
+
+    def give_up(self, file: IncompleteFile, cutoff: float, now: float) -> bool:
+        """One conditional update, so it can never race an assembler or a completing chunk:
+        whichever DynamoDB applies first wins, and a chunk refused after it reads ``expired``.
+
+        The item stays a tombstone for STATE_TTL_SECONDS, so late chunks are recognised.
+        """
+        return (
+            self._conditional(
+                Key=self._key(file.file_id),
+                UpdateExpression=(
+                    "SET #status = :expired, finished_at = :now, #ttl = :expires "
+                    "REMOVE claim_owner, claim_until"
+                ),
+                ConditionExpression=(
+                    "#status = :collecting AND received_count < partition_count "
+                    "AND created_at < :cutoff"
+                ),
+                ExpressionAttributeNames={"#status": "status", "#ttl": TTL_ATTRIBUTE},
+                ExpressionAttributeValues={
+                    ":expired": {"S": FileStatus.EXPIRED.value},
+                    ":collecting": {"S": FileStatus.COLLECTING.value},
+                    ":cutoff": {"N": _number(cutoff)},
+                    ":now": {"N": _number(now)},
+                    ":expires": {"N": str(int(now + self._ttl))},
+                },
+            )
+            is not None
+        )
 
     def mark_redriven(self, file_id: FileId, now: float) -> None:
         self._conditional(

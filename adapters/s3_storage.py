@@ -1,4 +1,5 @@
-"""S3 as remote storage: one object per pending chunk, quarantined records, failed files.
+"""S3 as remote storage: one object per pending chunk, quarantined records, failed files,
+records of files given up incomplete.
 
 A chunk's key carries its partition count and sha256 (``pending/<file-id>/<partition>.<count>.
 <sha256>``), so one LIST tells which partitions are durable and whether a newcomer conflicts,
@@ -11,14 +12,24 @@ import json
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from boto3.s3.transfer import TransferConfig
 
 from application.body import ByteStream
 from application.ports import Body, FileSummary
 from application.records import StreamRecord
-from domain import AssembledFile, Chunk, ChunkRef, FileId, PartitionSet, RejectionReason, redact
+from domain import (
+    AssembledFile,
+    Chunk,
+    ChunkRef,
+    ExpiredFile,
+    FileId,
+    IncompleteFile,
+    PartitionSet,
+    RejectionReason,
+    redact,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -26,6 +37,7 @@ if TYPE_CHECKING:
 PENDING = "pending/"
 QUARANTINE = "quarantine/"
 FAILED = "failed/"
+EXPIRED = "expired/"
 _CHUNK_KEY = re.compile(r"^(\d+)\.(\d+)\.([0-9a-f]{64})$")
 _DELETE_BATCH = 1000
 
@@ -39,6 +51,19 @@ def chunk_key(file_id: FileId, partition: int, partition_count: int, digest: str
 
 def endpoint_key(file_id: FileId) -> str:
     return f"{PENDING}{file_id}/{ENDPOINT_NOTE}"
+
+
+def expired_key(file_id: FileId) -> str:
+    return f"{EXPIRED}{file_id}.json"
+
+
+class _Listed(NamedTuple):
+    """One chunk object as a LIST shows it."""
+
+    partition: int
+    partition_count: int
+    size: int
+    stored_at: float
 
 
 class S3ChunkStore:
@@ -123,37 +148,77 @@ class S3ChunkStore:
         return str(note["putEndpoint"])
 
     def files(self) -> list[FileSummary]:
-        found: dict[str, list[tuple[int, int, int, float]]] = {}
-        paginator = self._s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self._bucket, Prefix=PENDING):
-            for item in page.get("Contents", []):
-                file_part, _, name = item["Key"][len(PENDING) :].partition("/")
-                match = _CHUNK_KEY.match(name)
-                if match is None:
-                    continue
-                found.setdefault(file_part, []).append(
-                    (
-                        int(match.group(1)),
-                        int(match.group(2)),
-                        item["Size"],
-                        item["LastModified"].timestamp(),
-                    )
-                )
         summaries = []
-        for file_part, chunks in sorted(found.items()):
-            count = chunks[0][1]
-            received = len({partition for partition, _, _, _ in chunks})
+        for file_part, chunks in sorted(self._listing(PENDING).items()):
+            count = chunks[0].partition_count
+            received = len({chunk.partition for chunk in chunks})
             summaries.append(
                 FileSummary(
                     FileId(file_part),
                     "complete" if received == count else "collecting",
                     received,
                     count,
-                    sum(size for _, _, size, _ in chunks),
-                    min(since for _, _, _, since in chunks),
+                    sum(chunk.size for chunk in chunks),
+                    min(chunk.stored_at for chunk in chunks),
                 )
             )
         return summaries
+
+    def incomplete(self) -> list[IncompleteFile]:
+        """The local backend's files still collecting, from one listing of pending/.
+
+        The listing is that backend's only shared state: a file's first chunk object dates
+        it, and a file whose every partition is stored is complete (redrivable), not listed.
+        """
+        found = []
+        for file_part, chunks in sorted(self._listing(PENDING).items()):
+            try:
+                file_id = FileId(file_part)
+            except ValueError:
+                continue  # not ours: a stray key must not stop every run
+            file = _incomplete(file_id, chunks)
+            if file is not None:
+                found.append(file)
+        return found
+
+    def give_up(self, file: IncompleteFile, cutoff: float, now: float) -> bool:
+        """Listed again just before: a file that completed or was finished since is kept.
+
+        Nothing else holds the local backend's state, so giving up is this check and then
+        ``drop_file``; a container still caching the file learns it at its next listing.
+        """
+        chunks = self._listing(f"{PENDING}{file.file_id}/").get(str(file.file_id))
+        current = _incomplete(file.file_id, chunks) if chunks else None
+        return current is not None and current.first_seen < cutoff
+
+    def drop_file(self, file_id: FileId) -> None:
+        keys: list[str] = []
+        paginator = self._s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self._bucket, Prefix=f"{PENDING}{file_id}/"):
+            keys.extend(item["Key"] for item in page.get("Contents", []))
+        self._delete_keys(keys)
+
+    def _listing(self, prefix: str) -> dict[str, list[_Listed]]:
+        """The chunk objects under ``prefix``, by file id, oldest first (as S3 dates them)."""
+        found: dict[str, list[_Listed]] = {}
+        paginator = self._s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                file_part, _, name = item["Key"][len(PENDING) :].partition("/")
+                match = _CHUNK_KEY.match(name)
+                if match is None:
+                    continue
+                found.setdefault(file_part, []).append(
+                    _Listed(
+                        int(match.group(1)),
+                        int(match.group(2)),
+                        item["Size"],
+                        item["LastModified"].timestamp(),
+                    )
+                )
+        for chunks in found.values():
+            chunks.sort(key=lambda chunk: chunk.stored_at)
+        return found
 
     def _delete_keys(self, keys: list[str]) -> None:
         for start in range(0, len(keys), _DELETE_BATCH):
@@ -173,8 +238,25 @@ class S3ChunkStore:
                 )
 
 
+def _incomplete(file_id: FileId, chunks: list[_Listed]) -> IncompleteFile | None:
+    """The file as a listing shows it (oldest first), or None when every partition is held.
+
+    As in ``S3ChunkStore.get``, the earliest object's partition count and a partition's
+    earliest object stand.
+    """
+    count = chunks[0].partition_count
+    held: dict[int, int] = {}
+    for chunk in chunks:
+        if chunk.partition_count == count and chunk.partition < count:
+            held.setdefault(chunk.partition, chunk.size)
+    if len(held) >= count:
+        return None
+    return IncompleteFile(file_id, count, len(held), sum(held.values()), chunks[0].stored_at)
+
+
 class S3RecordArchive:
-    """quarantine/ keeps a rejected record's data as received; failed/ keeps whole files."""
+    """quarantine/ keeps a rejected record's data as received; failed/ keeps whole files;
+    expired/ keeps what is known of files given up incomplete (never their endpoint)."""
 
     def __init__(
         self, client: S3Client, bucket: str, transfer: TransferConfig | None = None
@@ -270,6 +352,50 @@ class S3RecordArchive:
             Delete={"Objects": [{"Key": key}, {"Key": f"{key}.json"}], "Quiet": True},
         )
 
+    def keep_expired(self, record: ExpiredFile) -> str:
+        key = expired_key(record.file_id)
+        document = {
+            "fileId": str(record.file_id),
+            "partitionCount": record.partition_count,
+            "partitionsReceived": record.received,
+            "bytes": record.size,
+            "firstSeen": _iso(record.first_seen),
+            "expiredAt": _iso(record.expired_at),
+            "backend": record.backend,
+        }
+        self._s3.put_object(
+            Bucket=self._bucket,
+            Key=key,
+            Body=json.dumps(document).encode("utf-8"),
+            ContentType="application/json",
+        )
+        return key
+
+    def expired_files(self) -> list[FileSummary]:
+        """One GET a record: for operators, never on the hot path."""
+        summaries = []
+        paginator = self._s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self._bucket, Prefix=EXPIRED):
+            for item in page.get("Contents", []):
+                if not item["Key"].endswith(".json"):
+                    continue
+                body = self._s3.get_object(Bucket=self._bucket, Key=item["Key"])["Body"].read()
+                try:
+                    document = json.loads(body)
+                    summaries.append(
+                        FileSummary(
+                            FileId(document["fileId"]),
+                            "expired",
+                            int(document["partitionsReceived"]),
+                            int(document["partitionCount"]),
+                            int(document["bytes"]),
+                            datetime.fromisoformat(document["firstSeen"]).timestamp(),
+                        )
+                    )
+                except (ValueError, KeyError, TypeError):
+                    continue  # not a record this service wrote
+        return summaries
+
 
 class _FullReads:
     """boto3 reads a non-seekable body as a file: read(n) is short only at the end."""
@@ -313,6 +439,10 @@ def _safe(text: str) -> str:
 def _is_missing(error: Exception) -> bool:
     code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
     return code in ("NoSuchKey", "404", "NotFound")
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
 
 
 def _ascii(text: str) -> str:

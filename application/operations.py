@@ -12,6 +12,7 @@ from application.lifecycle import Completion, FileLifecycle
 from application.pending import PendingFile
 from application.ports import (
     Body,
+    ExpiryRecords,
     FileStateStore,
     FileSummary,
     PermanentUploadError,
@@ -27,24 +28,34 @@ log = logging.getLogger("sfb")
 
 
 class FileReport:
-    """Every file that is not finished: collecting, complete but not uploaded, or failed."""
+    """Every file that is not finished: collecting, complete but not uploaded, or failed; and
+    every file given up incomplete whose record is kept (``expired``)."""
 
     def __init__(
-        self, remote: RemoteChunkStore, archive: RecordArchive, state: FileStateStore | None
+        self,
+        remote: RemoteChunkStore,
+        archive: RecordArchive,
+        state: FileStateStore | None,
+        expired: ExpiryRecords | None = None,
     ) -> None:
         self._remote = remote
         self._archive = archive
         self._state = state
+        self._expired = expired
 
     def __call__(self) -> list[FileSummary]:
         if self._state is not None:
-            # A failed file is listed once, from its kept copy.
-            unfinished = [
-                s for s in self._state.unfinished() if s.status != FileStatus.FAILED.value
-            ]
+            # A failed or expired file is listed once, from what is kept of it.
+            listed_elsewhere = (FileStatus.FAILED.value, FileStatus.EXPIRED.value)
+            unfinished = [s for s in self._state.unfinished() if s.status not in listed_elsewhere]
         else:
             unfinished = self._remote.files()
-        return unfinished + self._archive.failed_files()
+        listed = unfinished + self._archive.failed_files()
+        if self._expired is None:
+            return listed
+        # On the local backend a late chunk starts an expired file again: one row, the live one.
+        live = {s.file_id for s in listed}
+        return listed + [s for s in self._expired.expired_files() if s.file_id not in live]
 
 
 class RedriveResult(Enum):

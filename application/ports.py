@@ -18,9 +18,11 @@ from domain import (
     AssembledFile,
     Chunk,
     ChunkRef,
+    ExpiredFile,
     FileId,
     FileState,
     FileStatus,
+    IncompleteFile,
     Limits,
     PartitionSet,
     RejectionReason,
@@ -192,6 +194,45 @@ class RecordArchive(Protocol):
 
     def drop_failed(self, file_id: FileId) -> None:
         """Forget a kept file once it has been uploaded after all."""
+
+
+class IncompleteFiles(Protocol):
+    """A state backend's files still collecting: what the scheduled expiry looks at.
+
+    The local backend's state is its pending/ listing (S3ChunkStore); the dynamodb backend's
+    is its table (DynamoDbFileStateStore).
+    """
+
+    def incomplete(self) -> list[IncompleteFile]:
+        """Every file still collecting with partitions missing (complete ones are not listed:
+        they can be redriven)."""
+
+    def give_up(self, file: IncompleteFile, cutoff: float, now: float) -> bool:
+        """Stop collecting the file if it is still incomplete and was first seen before
+        ``cutoff``; False when it completed or changed meanwhile, which wins.
+
+        The file's chunks are left for ``PendingChunks.drop_file``.
+        """
+
+    def endpoint(self, file_id: FileId) -> str | None:
+        """The file's putEndpoint, or None: for the log line, redacted."""
+
+
+class PendingChunks(Protocol):
+    """Remote storage of a file given up."""
+
+    def drop_file(self, file_id: FileId) -> None:
+        """Delete every object the file has under pending/ (its endpoint note included)."""
+
+
+class ExpiryRecords(Protocol):
+    """What is kept of files given up, for operators (``sfb status``) and for producers."""
+
+    def keep_expired(self, record: ExpiredFile) -> str:
+        """Keep the record (never an endpoint); return the key it was stored under."""
+
+    def expired_files(self) -> list[FileSummary]:
+        """Every kept record, with status ``expired``."""
 
 
 class Body(Protocol):

@@ -80,7 +80,8 @@ class SharedIngestChunk:
         try:
             admission = state.judge(chunk.partition, chunk.partition_count, chunk.ref, self._limits)
         except ChunkRejected:
-            self._remote.discard(chunk)  # its bytes will never be assembled
+            # Its bytes will never be assembled: a conflict, or a file given up (expired).
+            self._remote.discard(chunk)
             raise
         if state.status.is_closed:
             self._remote.discard(chunk)  # a late duplicate: the file is finished without it

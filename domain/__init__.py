@@ -7,6 +7,7 @@ from domain.errors import (
     ChunkContentConflict,
     ChunkRejected,
     EndpointRefused,
+    FileExpired,
     FileIncomplete,
     FileTooLarge,
     InvalidRecord,
@@ -15,6 +16,7 @@ from domain.errors import (
     PartitionOutOfRange,
     RejectionReason,
 )
+from domain.expiry import ExpiredFile, IncompleteFile
 from domain.file_state import DIGEST_PREFIX, FileState, FileStatus
 from domain.limits import Limits
 from domain.partition_set import Admission, PartitionSet
@@ -28,11 +30,14 @@ __all__ = [
     "ChunkRef",
     "ChunkRejected",
     "EndpointRefused",
+    "ExpiredFile",
+    "FileExpired",
     "FileId",
     "FileIncomplete",
     "FileState",
     "FileStatus",
     "FileTooLarge",
+    "IncompleteFile",
     "InvalidRecord",
     "Limits",
     "PartitionCountConflict",

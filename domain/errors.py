@@ -16,6 +16,7 @@ class RejectionReason(StrEnum):
     CONTENT_CONFLICT = "content-conflict"
     FILE_TOO_LARGE = "file-too-large"
     ENDPOINT_REFUSED = "endpoint-refused"
+    FILE_EXPIRED = "file-expired"
 
 
 class ChunkRejected(Exception):
@@ -64,6 +65,12 @@ class FileTooLarge(ChunkRejected):
 
 class EndpointRefused(ChunkRejected):
     reason = RejectionReason.ENDPOINT_REFUSED
+
+
+class FileExpired(ChunkRejected):
+    """A chunk of a file given up after INCOMPLETE_FILE_TTL_SECONDS: it can never complete."""
+
+    reason = RejectionReason.FILE_EXPIRED
 
 
 class FileIncomplete(Exception):

@@ -7,7 +7,7 @@ from enum import Enum
 from attrs import frozen
 
 from domain.chunk import ChunkRef
-from domain.errors import ChunkContentConflict, PartitionCountConflict
+from domain.errors import ChunkContentConflict, FileExpired, PartitionCountConflict
 from domain.limits import Limits
 from domain.partition_set import Admission
 
@@ -17,10 +17,12 @@ class FileStatus(Enum):
     ASSEMBLING = "assembling"
     UPLOADED = "uploaded"
     FAILED = "failed"
+    EXPIRED = "expired"
+    """Given up while still incomplete, INCOMPLETE_FILE_TTL_SECONDS after its first chunk."""
 
     @property
     def is_closed(self) -> bool:
-        return self in (FileStatus.UPLOADED, FileStatus.FAILED)
+        return self in (FileStatus.UPLOADED, FileStatus.FAILED, FileStatus.EXPIRED)
 
 
 DIGEST_PREFIX = 32
@@ -46,8 +48,15 @@ class FileState:
     ) -> Admission:
         """Why the store refused to add a chunk: a duplicate, or a conflict raised.
 
-        A closed file takes nothing more: whatever arrives late is a duplicate of the past.
+        A closed file takes nothing more: whatever arrives late at a finished file is a
+        duplicate of the past, but a chunk of a file given up incomplete is rejected, so that
+        its producer's loss is seen (quarantined, counted) rather than silently absorbed.
         """
+        if self.status is FileStatus.EXPIRED:
+            raise FileExpired(
+                f"the file was given up with {self.received} of {self.partition_count} "
+                "partitions before this chunk arrived"
+            )
         if self.status.is_closed:
             return Admission.DUPLICATE
         if partition_count != self.partition_count:

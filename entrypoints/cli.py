@@ -57,10 +57,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(or the default AWS endpoints) point. Idempotent.",
     )
 
-    commands.add_parser(
+    status = commands.add_parser(
         "status",
-        help="list files not finished: collecting, complete but not uploaded, failed",
+        help="list files not finished, how far each got, when it expires, what to do next",
         description="Reads the settings from the environment, like the Lambda does.",
+    )
+    status.add_argument(
+        "--json", action="store_true", help="print a JSON list for scripts instead of the table"
     )
     redrive = commands.add_parser(
         "redrive",
@@ -70,6 +73,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     target = redrive.add_mutually_exclusive_group(required=True)
     target.add_argument("file_id", nargs="?", help="the file id shown by sfb status")
     target.add_argument("--all-failed", action="store_true", help="every file kept as failed")
+    expire = commands.add_parser(
+        "expire",
+        help="give up files still incomplete INCOMPLETE_FILE_TTL_SECONDS after their first chunk",
+        description="What the scheduled expire handler does, once, now: each file still "
+        "missing partitions that long after its first chunk has its chunks deleted, a record "
+        "kept as expired/<file-id>.json and an ERROR line logged. Complete files are kept (sfb "
+        "redrive finishes them). Reads the settings from the environment, like the Lambda does.",
+    )
+    expire.add_argument(
+        "--dry-run", action="store_true", help="list what would be given up; change nothing"
+    )
 
     args = parser.parse_args(argv)
     try:
@@ -80,9 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "consume":
             return _consume(args.stream, args.batch_size)
         if args.command == "status":
-            return _status()
+            return _status(args.json)
         if args.command == "redrive":
             return _redrive(args.file_id, args.all_failed)
+        if args.command == "expire":
+            return _expire(args.dry_run)
         if args.command == "demo":
             from entrypoints.demo import run_demo
 
@@ -105,31 +121,19 @@ def _operator_container() -> Container:
     return build_container(os.environ)
 
 
-def _status() -> int:
+def _status(as_json: bool) -> int:
     import time
 
-    from domain import redact
+    from entrypoints.status_view import status_document, status_rows, status_text
 
-    rows = _operator_container().file_report()()
-    now = time.time()
-    print(f"{'FILE ID':32}  {'STATUS':10}  {'RECEIVED':>11}  {'BYTES':>12}  {'AGE':>8}  ENDPOINT")
-    for row in rows:
-        received = f"{row.received}/{row.partition_count}" if row.partition_count else "-"
-        age = _age(now - row.since) if row.since else "-"
-        endpoint = redact(row.put_endpoint) if row.put_endpoint else "-"
-        print(
-            f"{row.file_id!s:32}  {row.status:10}  {received:>11}  {row.size:>12}  {age:>8}  "
-            f"{endpoint}"
-        )
-    print(f"{len(rows)} file(s) not finished")
+    container = _operator_container()
+    ttl = container.settings().incomplete_file_ttl_seconds
+    rows = status_rows(container.file_report()(), time.time(), ttl)
+    if as_json:
+        sys.stdout.write(json.dumps(status_document(rows), indent=2) + "\n")
+    else:
+        sys.stdout.write(status_text(rows))
     return 0
-
-
-def _age(seconds: float) -> str:
-    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f}{unit}"
-    return f"{max(seconds, 0):.0f}s"
 
 
 def _redrive(file_id: str | None, all_failed: bool) -> int:
@@ -145,6 +149,26 @@ def _redrive(file_id: str | None, all_failed: bool) -> int:
     for target, result in results.items():
         print(f"{target}: {result.value}")
     return 0 if all(r is RedriveResult.UPLOADED for r in results.values()) else 1
+
+
+def _expire(dry_run: bool) -> int:
+    """Publishes no metric: the scheduled handler's EMF lines are what CloudWatch reads."""
+    from application.metrics import NoMetrics
+    from domain import redact
+
+    run = _operator_container().expire_incomplete(metrics=NoMetrics())(dry_run=dry_run)
+    print(f"{'FILE ID':32}  {'RECEIVED':>11}  {'BYTES':>12}  {'AGE':>8}  ENDPOINT")
+    for file in run.expired:
+        received = f"{file.received}/{file.partition_count}"
+        age = f"{file.age(run.now) / 3600:.1f}h"
+        endpoint = redact(file.put_endpoint) if file.put_endpoint else "-"
+        print(f"{file.file_id!s:32}  {received:>11}  {file.size:>12}  {age:>8}  {endpoint}")
+    done = "would be given up" if dry_run else "given up"
+    print(
+        f"{len(run.expired)} of {run.incomplete} incomplete file(s) {done}"
+        + (f"; {len(run.failed)} could not be, see the log" if run.failed else "")
+    )
+    return 1 if run.failed else 0
 
 
 def _publish(file: Path, stream: str, put_endpoint: str, chunk_size: int, spread: bool) -> int:

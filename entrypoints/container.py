@@ -23,6 +23,7 @@ from adapters.ssm_parameters import read_parameters
 from adapters.tmp_storage import TmpChunkStore
 from adapters.validation import JsonSchemaRequestValidator
 from application.assemble import AssembleAndUpload
+from application.expiry import ExpireIncompleteFiles
 from application.flush import FlushPending, NothingToFlush
 from application.ingest import IngestChunk
 from application.lifecycle import FileLifecycle
@@ -50,6 +51,8 @@ class Container(containers.DeclarativeContainer):
     s3_client = providers.Singleton(boto3.client, "s3")
     dynamodb_client = providers.Singleton(boto3.client, "dynamodb")
     owner_id = providers.Singleton(lambda: uuid.uuid4().hex)
+    # Epoch seconds for every use case: tests override this one provider to move time.
+    clock = providers.Object(time.time)
 
     cache = providers.Singleton(InMemoryPartitionCache)
     local_store = providers.Singleton(TmpChunkStore, settings.provided.tmp_dir)
@@ -59,6 +62,7 @@ class Container(containers.DeclarativeContainer):
         dynamodb_client,
         settings.provided.state_table,
         settings.provided.state_ttl_seconds,
+        incomplete_ttl_seconds=settings.provided.incomplete_file_ttl_seconds,
     )
     archive = providers.Singleton(S3RecordArchive, s3_client, settings.provided.s3_bucket)
     metrics = providers.Singleton(EmfMetrics, service=settings.provided.metrics_service)
@@ -91,7 +95,7 @@ class Container(containers.DeclarativeContainer):
         settings.provided.limits,
         owner_id,
         settings.provided.claim_lease_seconds,
-        providers.Object(time.time),
+        clock,
     )
     ingest = providers.Selector(
         backend,
@@ -121,7 +125,7 @@ class Container(containers.DeclarativeContainer):
 
     # What operators run through `sfb status` and `sfb redrive`.
     shared_state = providers.Selector(backend, local=providers.Object(None), dynamodb=state_store)
-    file_report = providers.Factory(FileReport, remote_store, archive, shared_state)
+    file_report = providers.Factory(FileReport, remote_store, archive, shared_state, archive)
     redrive = providers.Factory(
         Redrive,
         remote_store,
@@ -130,7 +134,21 @@ class Container(containers.DeclarativeContainer):
         lifecycle,
         providers.Selector(backend, local=providers.Object(None), dynamodb=shared_ingest),
         shared_state,
-        providers.Object(time.time),
+        clock,
+    )
+
+    # What the scheduled `expire` handler and `sfb expire` run: the local backend's state is
+    # its pending/ listing, the dynamodb backend's its table; chunks are S3 objects for both.
+    incomplete_files = providers.Selector(backend, local=remote_store, dynamodb=state_store)
+    expire_incomplete = providers.Factory(
+        ExpireIncompleteFiles,
+        files=incomplete_files,
+        chunks=remote_store,
+        records=archive,
+        clock=clock,
+        ttl_seconds=settings.provided.incomplete_file_ttl_seconds,
+        backend=backend,
+        metrics=metrics,
     )
 
 

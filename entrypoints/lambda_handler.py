@@ -1,4 +1,5 @@
-"""The Lambda entrypoint: Kinesis batch in, ``batchItemFailures`` out."""
+"""The Lambda entrypoints: Kinesis batch in, ``batchItemFailures`` out (``handler``); and the
+scheduled give-up of incomplete files (``expire``)."""
 
 from __future__ import annotations
 
@@ -18,15 +19,48 @@ class BatchResponse(TypedDict):
     batchItemFailures: list[BatchItemFailure]
 
 
+class ExpirySummary(TypedDict):
+    incompleteFiles: int
+    expired: int
+    oldestIncompleteFileAgeSeconds: float
+    expiredFileIds: list[str]
+    failedFileIds: list[str]
+
+
 _container: Container | None = None
 
 
-def handler(event: Mapping[str, Any], context: object) -> BatchResponse:
+def _root() -> Container:
     """The container is built on the first invocation (the cold start), then reused."""
     global _container  # one composition root per Lambda container
     if _container is None:
         _container = build_container(os.environ)
-    return handle(_container, event, context)
+    return _container
+
+
+def handler(event: Mapping[str, Any], context: object) -> BatchResponse:
+    return handle(_root(), event, context)
+
+
+def expire(event: Mapping[str, Any], context: object) -> ExpirySummary:
+    """EventBridge's schedule calls it every few minutes; its event carries nothing needed."""
+    return run_expiry(_root(), context)
+
+
+def run_expiry(container: Container, context: object) -> ExpirySummary:
+    """One expiry run on a given container (tests move its clock)."""
+    token = request_id.set(getattr(context, "aws_request_id", None))
+    try:
+        run = container.expire_incomplete()()
+    finally:
+        request_id.reset(token)
+    return {
+        "incompleteFiles": run.incomplete,
+        "expired": len(run.expired),
+        "oldestIncompleteFileAgeSeconds": round(run.oldest_age, 3),
+        "expiredFileIds": [str(file.file_id) for file in run.expired],
+        "failedFileIds": [str(file_id) for file_id in run.failed],
+    }
 
 
 def _remaining_seconds(context: object) -> Callable[[], float] | None:

@@ -10,7 +10,7 @@ import io
 import json
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from attrs import define, field
@@ -37,9 +37,11 @@ from domain import (
     Chunk,
     ChunkRef,
     EndpointRefused,
+    ExpiredFile,
     FileId,
     FileState,
     FileStatus,
+    IncompleteFile,
     InvalidRecord,
     Limits,
     PartitionSet,
@@ -81,12 +83,17 @@ class _Stored:
     partition_count: int
     ref: ChunkRef
     content: bytes
+    stored_at: float = 0.0
 
 
 class FakeRemoteStore:
-    """One store shared by every fake container, like S3; counts requests as S3 would bill."""
+    """One store shared by every fake container, like S3; counts requests as S3 would bill.
 
-    def __init__(self) -> None:
+    ``clock`` dates each object as S3's LastModified does (the local backend's first seen).
+    """
+
+    def __init__(self, clock: Callable[[], float] | None = None) -> None:
+        self.clock = clock or (lambda: 0.0)
         self.objects: dict[tuple[FileId, int, str], _Stored] = {}
         self.endpoints: dict[FileId, str] = {}
         self.requests = 0
@@ -105,11 +112,15 @@ class FakeRemoteStore:
             self._order += 1
             key = (chunk.file_id, chunk.partition, chunk.ref.digest)
             self.objects.setdefault(
-                key, _Stored(self._order, chunk.partition_count, chunk.ref, chunk.content)
+                key,
+                _Stored(self._order, chunk.partition_count, chunk.ref, chunk.content, self.clock()),
             )
 
     def get(self, file_id: FileId) -> PartitionSet | None:
         self._request("get")
+        return self._listing(file_id)
+
+    def _listing(self, file_id: FileId) -> PartitionSet | None:
         found = sorted(
             (
                 (stored, partition)
@@ -170,6 +181,33 @@ class FakeRemoteStore:
     def partitions_of(self, file_id: FileId) -> set[int]:
         return {p for (f, p, _) in self.objects if f == file_id}
 
+    def incomplete(self) -> list[IncompleteFile]:
+        self._request("list")
+        found = [
+            self._incomplete(file_id) for file_id in dict.fromkeys(f for f, _, _ in self.objects)
+        ]
+        return [file for file in found if file is not None]
+
+    def give_up(self, file: IncompleteFile, cutoff: float, now: float) -> bool:
+        self._request("list")
+        current = self._incomplete(file.file_id)
+        return current is not None and current.first_seen < cutoff
+
+    def drop_file(self, file_id: FileId) -> None:
+        self._request("delete")
+        for key in [k for k in self.objects if k[0] == file_id]:
+            del self.objects[key]
+        self.endpoints.pop(file_id, None)
+
+    def _incomplete(self, file_id: FileId) -> IncompleteFile | None:
+        listing = self._listing(file_id)
+        if listing is None or listing.is_complete:
+            return None
+        first_seen = min(s.stored_at for (f, _, _), s in self.objects.items() if f == file_id)
+        return IncompleteFile(
+            file_id, listing.partition_count, len(listing.parts), listing.size, first_seen
+        )
+
 
 @define
 class Quarantined:
@@ -183,6 +221,7 @@ class FakeArchive:
         self.quarantined: list[Quarantined] = []
         self.failed: dict[FileId, bytes] = {}
         self.failed_endpoints: dict[FileId, str] = {}
+        self.expired: dict[FileId, ExpiredFile] = {}
 
     def quarantine(
         self, record: StreamRecord, reason: RejectionReason, detail: str, file_id: FileId | None
@@ -209,6 +248,16 @@ class FakeArchive:
     def drop_failed(self, file_id: FileId) -> None:
         self.failed.pop(file_id, None)
         self.failed_endpoints.pop(file_id, None)
+
+    def keep_expired(self, record: ExpiredFile) -> str:
+        self.expired[record.file_id] = record
+        return f"expired/{record.file_id}.json"
+
+    def expired_files(self) -> list[FileSummary]:
+        return [
+            FileSummary(r.file_id, "expired", r.received, r.partition_count, r.size, r.first_seen)
+            for r in self.expired.values()
+        ]
 
     def reasons(self) -> list[RejectionReason]:
         return [q.reason for q in self.quarantined]
@@ -454,6 +503,41 @@ class FakeStateStore:
             item = self.items.get(file_id)
             if item is not None and item.status is FileStatus.FAILED:
                 item.status = FileStatus.UPLOADED
+
+    def incomplete(self) -> list[IncompleteFile]:
+        with self._lock:
+            self._request()
+            return [
+                IncompleteFile(
+                    file_id,
+                    item.partition_count,
+                    len(item.digests),
+                    item.size,
+                    item.created_at,
+                    item.put_endpoint,
+                )
+                for file_id, item in self.items.items()
+                if item.status is FileStatus.COLLECTING and len(item.digests) < item.partition_count
+            ]
+
+    def give_up(self, file: IncompleteFile, cutoff: float, now: float) -> bool:
+        """Atomic, as the conditional UpdateItem is."""
+        with self._lock:
+            self._request()
+            item = self.items.get(file.file_id)
+            if (
+                item is None
+                or item.status is not FileStatus.COLLECTING
+                or len(item.digests) >= item.partition_count
+                or not item.created_at < cutoff
+            ):
+                return False
+            item.status, item.claim_owner, item.expires_at = (
+                FileStatus.EXPIRED,
+                None,
+                now + self._ttl,
+            )
+            return True
 
 
 class FakeClock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import boto3
@@ -13,6 +14,7 @@ from moto.server import ThreadedMotoServer
 
 from adapters.json_logging import JsonFormatter, configure_logging
 from entrypoints.local_receiver import LocalReceiver
+from tests.e2e.dynalite import DynaliteUnavailable, running_dynalite
 from tests.e2e.support import LogLines, Stack
 
 AWS_ENVIRONMENT = {
@@ -89,3 +91,17 @@ def logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[LogLines]:
         monkeypatch.setattr(handler, "stream", lines.stream)
     yield lines
     logger.setLevel(level)
+
+
+@pytest.fixture(scope="module")
+def dynalite_url() -> Iterator[str]:
+    """dynalite on 127.0.0.1 for one module's races; stopped when the module ends."""
+    with ExitStack() as running:
+        problem = ""
+        try:
+            url = running.enter_context(running_dynalite())
+        except DynaliteUnavailable as error:
+            problem = str(error)
+        if problem:
+            pytest.fail(problem, pytrace=False)
+        yield url

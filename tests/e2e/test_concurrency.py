@@ -10,9 +10,8 @@ from __future__ import annotations
 import random
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +22,7 @@ from domain import FileId
 from entrypoints.container import Container, build_container
 from entrypoints.lambda_handler import handle
 from entrypoints.shard_driver import DriveReport, drive_shard
-from tests.e2e.dynalite import DynaliteUnavailable, create_state_table, running_dynalite
+from tests.e2e.dynalite import create_state_table
 from tests.e2e.support import LambdaContext, Record, SourceFile, Stack
 
 THREADS = 8
@@ -35,19 +34,6 @@ MAX_INVOCATIONS = 500
 """A thread whose shard makes no progress in this many batches fails the test."""
 START_TIMEOUT = 60.0
 """How long the barrier waits for every thread: a bound against a hang, not a measure."""
-
-
-@pytest.fixture(scope="module")
-def dynalite_url() -> Iterator[str]:
-    with ExitStack() as running:
-        problem = ""
-        try:
-            url = running.enter_context(running_dynalite())
-        except DynaliteUnavailable as error:
-            problem = str(error)
-        if problem:
-            pytest.fail(problem, pytrace=False)
-        yield url
 
 
 @dataclass

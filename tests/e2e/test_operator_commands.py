@@ -3,7 +3,9 @@ Lambda uses, with the settings in the environment; and the handler's deadline.""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -43,8 +45,17 @@ def test_a_complete_file_the_stream_gave_up_on_is_listed_and_finished_by_redrive
     assert main(["status"]) == 0
     listed = capsys.readouterr().out
     assert file_id in listed
-    assert "3/3" in listed
+    assert "[##############] 3/3" in listed
+    assert f"next: complete but never uploaded: sfb redrive {file_id}" in listed
+    assert listed.splitlines()[-1] == "1 file not finished: 1 complete; 0 expire soon"
     assert SECRET not in listed
+
+    [row] = _status_json(capsys)
+    assert row["file_id"] == file_id
+    assert (row["state"], row["received"], row["partition_count"]) == ("complete", 3, 3)
+    assert row["bytes"] == 30_000
+    assert row["expires_in_seconds"] is None
+    assert row["next_step"] == f"complete but never uploaded: sfb redrive {file_id}"
 
     assert main(["redrive", file_id]) == 0
     assert f"{file_id}: uploaded" in capsys.readouterr().out
@@ -54,6 +65,61 @@ def test_a_complete_file_the_stream_gave_up_on_is_listed_and_finished_by_redrive
 
     assert main(["status"]) == 0
     assert file_id not in capsys.readouterr().out
+    assert _status_json(capsys) == []
+
+
+@pytest.mark.parametrize("backend", ["local", "dynamodb"])
+def test_a_file_still_collecting_counts_down_to_its_expiry(
+    stack: Stack,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    backend: str,
+) -> None:
+    extra = {}
+    if backend == "dynamodb":
+        extra = {"STATE_BACKEND": "dynamodb", "STATE_TABLE": f"t-{stack.bucket}"}
+    container = stack.container("lambda", **extra)
+    if backend == "dynamodb":
+        provision(container.settings(), stack.s3, container.dynamodb_client(), say=lambda _: None)
+    source = stack.file(f"half-{backend}.bin", size=30_000, chunk_size=10_000)
+    assert failures(stack.invoke(container, stack.seq.records(source.payloads[:2]))) == []
+    file_id = str(FileId.for_endpoint(source.endpoint))
+    _environment(monkeypatch, stack, **extra)
+
+    assert main(["status"]) == 0
+    listed = capsys.readouterr().out
+    assert "collecting" in listed
+    assert "[#########-----] 2/3" in listed
+    assert "next: waiting for 1 missing chunk" in listed
+    assert SECRET not in listed
+    [row] = _status_json(capsys)
+    assert (row["file_id"], row["state"], row["received"]) == (file_id, "collecting", 2)
+    assert 86_400 - 600 < row["expires_in_seconds"] <= 86_400
+    assert row["expires_soon"] is False
+    assert row["first_seen"].endswith("Z")
+    assert row["endpoint"] in (None, source.endpoint.split("?")[0])
+
+    monkeypatch.setenv("INCOMPLETE_FILE_TTL_SECONDS", "600")
+    assert main(["status"]) == 0
+    listed = capsys.readouterr().out
+    assert "(soon)" in listed
+    assert "next: expires soon: given up by the first expiry run after " in listed
+    assert listed.splitlines()[-1] == "1 file not finished: 1 collecting; 1 expires soon"
+    [row] = _status_json(capsys)
+    assert row["expires_soon"] is True
+    assert 0 < row["expires_in_seconds"] <= 600
+
+
+def test_status_fails_with_one_line_when_a_setting_is_wrong(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _environment(monkeypatch, stack, INCOMPLETE_FILE_TTL_SECONDS="soon")
+
+    assert main(["status", "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("sfb status: INCOMPLETE_FILE_TTL_SECONDS must be a number")
+    assert err.count("\n") == 1
 
 
 def test_every_failed_file_is_uploaded_again_by_redrive_all_failed(
@@ -66,12 +132,27 @@ def test_every_failed_file_is_uploaded_again_by_redrive_all_failed(
     _environment(monkeypatch, stack)
 
     assert main(["status"]) == 0
-    assert "failed" in capsys.readouterr().out
+    listed = capsys.readouterr().out
+    assert "failed" in listed
+    assert "(or sfb redrive --all-failed)" in listed
+
+    [row] = _status_json(capsys)
+    assert (row["state"], row["bytes"], row["expires_in_seconds"]) == ("failed", 25_000, None)
+    assert "check the endpoint" in row["next_step"]
 
     assert main(["redrive", "--all-failed"]) == 0
     [put] = stack.uploads_of(source)
     assert put.body == source.data
     assert stack.keys("failed/") == []
+
+
+def _status_json(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    """What `sfb status --json` printed: the whole of stdout is one JSON document."""
+    assert main(["status", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert SECRET not in out
+    document: list[dict[str, Any]] = json.loads(out)
+    return document
 
 
 def test_redrive_of_an_unknown_file_says_so_and_exits_non_zero(

@@ -1,16 +1,18 @@
-"""The deployable zip, unpacked into an empty folder, imports the handler on a clean
-interpreter: nothing it needs comes from this machine's site-packages."""
+"""The deployable zip, unpacked into an empty folder, imports every handler on a clean
+interpreter of the Lambda's own python (template.yaml's runtime): nothing it needs comes
+from this machine's site-packages, and every compiled module is built for that python."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[2] / "dist" / "streaming-file-builder.zip"
+from tests.e2e import lambda_runtime
+from tests.e2e.lambda_runtime import ROOT
+
+PACKAGE = ROOT / "dist" / "streaming-file-builder.zip"
 
 
 @pytest.fixture
@@ -23,6 +25,26 @@ def unpacked(tmp_path: Path) -> Path:
     return target
 
 
+def compiled_modules(names: list[str]) -> list[PurePosixPath]:
+    """The extension modules among a zip's names; a wheel's vendored shared libraries (in a
+    `<name>.libs` folder) are no Python modules and carry no ABI tag."""
+    paths = [PurePosixPath(name) for name in names]
+    return [
+        path
+        for path in paths
+        if path.suffix == ".so" and not any(part.endswith(".libs") for part in path.parts)
+    ]
+
+
+def test_the_template_names_the_lambda_runtime_once_in_its_globals() -> None:
+    template = lambda_runtime.template()
+
+    assert lambda_runtime.runtime().startswith("python")
+    for function in lambda_runtime.functions():
+        properties = template["Resources"][function.logical_id]["Properties"]
+        assert "Runtime" not in properties, f"{function.logical_id} names its own runtime"
+
+
 def test_the_package_holds_the_service_and_its_dependencies_but_no_tests_or_dev_tools(
     unpacked: Path,
 ) -> None:
@@ -31,28 +53,31 @@ def test_the_package_holds_the_service_and_its_dependencies_but_no_tests_or_dev_
     assert {"domain", "application", "adapters", "entrypoints"} <= top
     assert {"boto3", "requests", "jsonschema", "dependency_injector", "orjson"} <= top
     assert not top & {"tests", "moto", "pytest", "mypy", "ruff", "hypothesis", "bench"}
+    assert not top & {"samcli", "uv", "cfnlint", "pip", "setuptools", "bin"}
     assert (unpacked / "adapters" / "schemas" / "chunk.schema.json").is_file()
 
 
-def test_the_handler_imports_on_a_clean_interpreter_from_the_unpacked_package(
+def test_every_compiled_module_in_the_package_is_built_for_the_template_runtime() -> None:
+    if not PACKAGE.exists():
+        pytest.fail(f"{PACKAGE.name} is missing: `make package` builds it (`make test` does)")
+    with zipfile.ZipFile(PACKAGE) as archive:
+        modules = compiled_modules(archive.namelist())
+    tags = (f".{lambda_runtime.abi_tag()}.so", ".abi3.so")
+
+    assert {path.parts[0] for path in modules} >= {"orjson", "pybase64", "rpds"}
+    foreign = [str(path) for path in modules if not path.name.endswith(tags)]
+    assert not foreign, f"built for another python than {lambda_runtime.runtime()}: {foreign}"
+
+
+def test_every_handler_imports_on_a_clean_interpreter_of_the_runtime_from_the_unpacked_package(
     unpacked: Path,
 ) -> None:
-    interpreter = getattr(sys, "_base_executable", sys.executable)
-    probe = (
-        "import sys; sys.path.insert(0, sys.argv[1]); "
-        "import entrypoints.lambda_handler as h, orjson, pybase64; "
-        "assert all(not p.endswith('site-packages') for p in sys.path), sys.path; "
-        "print(h.handler.__module__)"
-    )
+    functions = lambda_runtime.functions()
 
-    done = subprocess.run(
-        [interpreter, "-I", "-S", "-c", probe, str(unpacked)],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=unpacked,
-        env={"PATH": "/usr/bin:/bin"},
-    )
+    done = lambda_runtime.import_handlers(unpacked, [f.handler for f in functions])
 
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "entrypoints.lambda_handler"
+    version, *modules = done.stdout.splitlines()
+    assert version.split() == [str(part) for part in lambda_runtime.python_version()]
+    assert modules[0] == "entrypoints.lambda_handler"
+    assert modules == [f.handler.rpartition(".")[0] for f in functions]

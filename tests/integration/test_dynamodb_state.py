@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from adapters.dynamodb_state import DynamoDbFileStateStore
-from domain import DIGEST_PREFIX, ChunkRef, FileId, FileStatus
+from domain import DIGEST_PREFIX, ChunkRef, FileId, FileStatus, IncompleteFile
 from tests.integration.builders import ref_of
 
 if TYPE_CHECKING:
@@ -241,6 +241,15 @@ def test_a_file_still_collecting_expires_a_ttl_after_its_last_chunk(
     assert item(dynamodb, table)["expires_at"] == {"N": str(int(NOW + 100 + TTL))}
 
 
+def test_a_collecting_file_outlives_its_expiry_so_the_expiry_run_reports_it_before_the_ttl(
+    dynamodb: DynamoDBClient, table: str
+) -> None:
+    store = DynamoDbFileStateStore(dynamodb, table, ttl_seconds=TTL, incomplete_ttl_seconds=500)
+    add(store, 0, 3, now=NOW)
+
+    assert item(dynamodb, table)["expires_at"] == {"N": str(int(NOW + 500 + TTL))}
+
+
 def test_release_returns_a_claimed_file_to_collecting_so_anyone_may_claim_it_again(
     store: DynamoDbFileStateStore,
 ) -> None:
@@ -347,3 +356,105 @@ def attribute_size(value: dict[str, Any]) -> int:
         digits = Decimal(str(data)).normalize().as_tuple().digits
         return -(-len(digits) // 2) + 1
     raise AssertionError(f"no size rule for attribute type {kind}")
+
+
+# Expiry of incomplete files
+
+CUTOFF = NOW + 1
+"""A give-up's cutoff (now less INCOMPLETE_FILE_TTL_SECONDS) just after the file began."""
+LATER = NOW + 90_000
+
+
+def only_incomplete(store: DynamoDbFileStateStore) -> IncompleteFile:
+    [file] = store.incomplete()
+    return file
+
+
+def test_incomplete_lists_only_files_collecting_with_partitions_missing(
+    store: DynamoDbFileStateStore,
+) -> None:
+    add(store, 0, 3, now=NOW + 5)
+    add(store, 2, 3, now=NOW + 9)
+    done = "https://uploads.example.com/done.bin"
+    add(store, 0, 1, endpoint=done)  # complete, never claimed: redrivable, not expired
+    claimed = "https://uploads.example.com/claimed.bin"
+    add(store, 0, 1, endpoint=claimed)
+    assert store.claim(FileId.for_endpoint(claimed), "owner-a", NOW, NOW + 60)
+
+    file = only_incomplete(store)
+
+    assert (file.file_id, file.partition_count, file.received) == (FILE, 3, 2)
+    assert file.size == len(content(0)) + len(content(2))
+    assert file.first_seen == NOW + 5
+    assert file.put_endpoint == ENDPOINT
+
+
+def test_give_up_closes_the_file_as_expired_in_one_conditional_update(
+    store: DynamoDbFileStateStore, dynamodb: DynamoDBClient, table: str
+) -> None:
+    add(store, 0, 3)
+
+    assert store.give_up(only_incomplete(store), CUTOFF, LATER)
+
+    stored = item(dynamodb, table)
+    assert stored["status"] == {"S": FileStatus.EXPIRED.value}
+    assert stored["finished_at"] == {"N": f"{LATER:.3f}"}
+    assert stored["expires_at"] == {"N": str(int(LATER + TTL))}
+    assert store.incomplete() == []
+    assert store.unfinished()[0].status == FileStatus.EXPIRED.value
+
+
+def test_give_up_refuses_a_file_first_seen_at_or_after_the_cutoff(
+    store: DynamoDbFileStateStore,
+) -> None:
+    add(store, 0, 3, now=CUTOFF)
+
+    assert not store.give_up(only_incomplete(store), CUTOFF, LATER)
+    assert store.read(FILE, 0) is not None
+    assert only_incomplete(store).received == 1
+
+
+def test_a_chunk_completing_the_file_before_the_give_up_wins(
+    store: DynamoDbFileStateStore,
+) -> None:
+    add(store, 0, 2)
+    file = only_incomplete(store)
+    add(store, 1, 2)
+
+    assert not store.give_up(file, CUTOFF, LATER)
+
+    assert store.claim(FILE, "owner-a", LATER, LATER + 60)
+
+
+def test_an_assembling_or_already_expired_file_is_not_given_up(
+    store: DynamoDbFileStateStore,
+) -> None:
+    add(store, 0, 2)
+    file = only_incomplete(store)
+    assert store.give_up(file, CUTOFF, LATER)
+    assert not store.give_up(file, CUTOFF, LATER + 1)
+
+    other = "https://uploads.example.com/assembling.bin"
+    add(store, 0, 1, endpoint=other)
+    other_id = FileId.for_endpoint(other)
+    assert store.claim(other_id, "owner-a", NOW, NOW + 60)
+    assembling = IncompleteFile(other_id, 1, 0, 0, NOW)
+    assert not store.give_up(assembling, CUTOFF, LATER)
+    state = store.read(other_id, 0)
+    assert state is not None
+    assert state.status is FileStatus.ASSEMBLING
+
+
+def test_an_expired_file_refuses_every_chunk_and_reads_as_expired(
+    store: DynamoDbFileStateStore,
+) -> None:
+    add(store, 0, 3)
+    assert store.give_up(only_incomplete(store), CUTOFF, LATER)
+
+    assert add(store, 1, 3, now=LATER + 1) is None
+    assert add(store, 0, 3, now=LATER + 1) is None
+
+    state = store.read(FILE, 1)
+    assert state is not None
+    assert (state.status, state.received, state.held_digest) == (FileStatus.EXPIRED, 1, None)
+    assert not store.claim(FILE, "owner-a", LATER, LATER + 60)

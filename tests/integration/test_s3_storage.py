@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+import json
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import boto3
@@ -12,8 +13,17 @@ import pytest
 
 from adapters.endpoint_policy import HostPolicy
 from adapters.s3_storage import PENDING, S3ChunkStore, S3RecordArchive, chunk_key
+from application.ports import FileSummary
 from application.records import StreamRecord
-from domain import AssembledFile, EndpointRefused, FileId, PartitionSet, RejectionReason, redact
+from domain import (
+    AssembledFile,
+    EndpointRefused,
+    ExpiredFile,
+    FileId,
+    PartitionSet,
+    RejectionReason,
+    redact,
+)
 from entrypoints.events import encode_payload, sequence_number
 from tests.integration.builders import (
     BUCKET,
@@ -313,3 +323,102 @@ def test_keep_failed_metadata_names_the_endpoint_without_its_query(s3_client: S3
     assert SIGNED_QUERY not in key
     metadata = s3_client.head_object(Bucket=BUCKET, Key=key)["Metadata"]
     assert metadata["endpoint"] == "https://uploads.example.com/files/report.csv"
+
+
+# Expiry of incomplete files (the local backend's IncompleteFiles and PendingChunks; records)
+
+MAY_FIRST = datetime(2024, 5, 1, 12, 0, 0)
+MAY_FIRST_EPOCH = MAY_FIRST.replace(tzinfo=UTC).timestamp()
+
+
+def put_chunk_at(
+    s3: S3Client, monkeypatch: pytest.MonkeyPatch, seconds: int, endpoint: str, p: int, count: int
+) -> None:
+    content = f"{endpoint} part {p}".encode()
+    key = chunk_key(FileId.for_endpoint(endpoint), p, count, ref_of(content).digest)
+    put_at(s3, monkeypatch, MAY_FIRST + timedelta(seconds=seconds), key, content)
+
+
+def test_incomplete_lists_files_missing_partitions_dated_by_their_oldest_chunk(
+    s3_client: S3Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put_chunk_at(s3_client, monkeypatch, 30, ENDPOINT, 2, 4)
+    put_chunk_at(s3_client, monkeypatch, 10, ENDPOINT, 0, 4)
+    put_chunk_at(s3_client, monkeypatch, 20, OTHER_ENDPOINT, 0, 1)  # complete: redrivable
+    store = S3ChunkStore(s3_client, BUCKET)
+    store.note_endpoint(FILE_ID, ENDPOINT)
+    s3_client.put_object(Bucket=BUCKET, Key=f"{PENDING}not-a-file-id/00000.2.{'a' * 64}", Body=b"")
+
+    [file] = store.incomplete()
+
+    size = len(f"{ENDPOINT} part 0") + len(f"{ENDPOINT} part 2")
+    assert (file.file_id, file.partition_count, file.received, file.size) == (FILE_ID, 4, 2, size)
+    assert file.first_seen == MAY_FIRST_EPOCH + 10
+    assert file.put_endpoint is None
+    assert store.endpoint(FILE_ID) == ENDPOINT
+
+
+def test_give_up_holds_only_for_a_file_still_incomplete_and_first_seen_before_the_cutoff(
+    s3_client: S3Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put_chunk_at(s3_client, monkeypatch, 0, ENDPOINT, 0, 2)
+    store = S3ChunkStore(s3_client, BUCKET)
+    [file] = store.incomplete()
+    now = MAY_FIRST_EPOCH + 100
+
+    assert not store.give_up(file, MAY_FIRST_EPOCH, now)  # not older than the cutoff
+    assert store.give_up(file, MAY_FIRST_EPOCH + 1, now)
+    put_chunk_at(s3_client, monkeypatch, 50, ENDPOINT, 1, 2)  # completed since the listing
+    assert not store.give_up(file, MAY_FIRST_EPOCH + 1, now)
+    assert store.incomplete() == []
+
+
+def test_drop_file_deletes_every_object_of_the_file_and_nothing_else(
+    s3_client: S3Client,
+) -> None:
+    store = S3ChunkStore(s3_client, BUCKET)
+    store.put(chunk(ENDPOINT, p, 1005, b"%d" % p) for p in range(1002))
+    store.put([chunk(ENDPOINT, 0, 7, b"a conflicting count")])
+    store.note_endpoint(FILE_ID, ENDPOINT)
+    store.put([chunk(OTHER_ENDPOINT, 0, 2, b"other")])
+    store.note_endpoint(OTHER_ID, OTHER_ENDPOINT)
+
+    store.drop_file(FILE_ID)
+    store.drop_file(FILE_ID)
+
+    assert keys_under(s3_client, f"{PENDING}{FILE_ID}/") == []
+    assert len(keys_under(s3_client, f"{PENDING}{OTHER_ID}/")) == 2
+
+
+def test_an_expiry_record_is_kept_as_json_without_the_endpoint_and_listed_as_expired(
+    s3_client: S3Client,
+) -> None:
+    archive = S3RecordArchive(s3_client, BUCKET)
+    record = ExpiredFile(FILE_ID, 4, 3, 3_000, MAY_FIRST_EPOCH, MAY_FIRST_EPOCH + 86_400.5, "local")
+
+    key = archive.keep_expired(record)
+
+    assert key == f"expired/{FILE_ID}.json"
+    stored = s3_client.get_object(Bucket=BUCKET, Key=key)
+    document = json.loads(stored["Body"].read())
+    assert document == {
+        "fileId": str(FILE_ID),
+        "partitionCount": 4,
+        "partitionsReceived": 3,
+        "bytes": 3_000,
+        "firstSeen": "2024-05-01T12:00:00.000+00:00",
+        "expiredAt": "2024-05-02T12:00:00.500+00:00",
+        "backend": "local",
+    }
+    assert stored["ContentType"] == "application/json"
+    assert stored["Metadata"] == {}
+    assert archive.expired_files() == [
+        FileSummary(FILE_ID, "expired", 3, 4, 3_000, MAY_FIRST_EPOCH)
+    ]
+
+
+def test_expired_files_skips_objects_it_did_not_write(s3_client: S3Client) -> None:
+    s3_client.put_object(Bucket=BUCKET, Key="expired/notes.txt", Body=b"hello")
+    s3_client.put_object(Bucket=BUCKET, Key="expired/broken.json", Body=b"{not json")
+
+    assert S3RecordArchive(s3_client, BUCKET).expired_files() == []

@@ -10,14 +10,19 @@ from domain import (
     Chunk,
     ChunkContentConflict,
     ChunkRef,
+    FileExpired,
     FileId,
     FileIncomplete,
+    FileState,
+    FileStatus,
     FileTooLarge,
+    IncompleteFile,
     Limits,
     PartitionCountConflict,
     PartitionCountTooLarge,
     PartitionOutOfRange,
     PartitionSet,
+    RejectionReason,
     redact,
 )
 
@@ -116,3 +121,25 @@ def test_assembled_file_lists_parts_in_partition_order_with_exact_size() -> None
 def test_an_incomplete_file_cannot_be_assembled() -> None:
     with pytest.raises(FileIncomplete):
         AssembledFile.from_partitions(FileId.for_endpoint("e"), "e", PartitionSet(2))
+
+
+def test_a_late_chunk_of_an_expired_file_is_rejected_but_of_an_uploaded_one_is_a_duplicate() -> (
+    None
+):
+    expired = FileState(3, 2, 20, FileStatus.EXPIRED)
+    uploaded = FileState(3, 3, 30, FileStatus.UPLOADED)
+
+    with pytest.raises(FileExpired, match="given up with 2 of 3") as raised:
+        expired.judge(2, 3, ref(b"late"), Limits())
+    assert raised.value.reason is RejectionReason.FILE_EXPIRED
+    assert FileStatus.EXPIRED.is_closed
+    assert uploaded.judge(2, 3, ref(b"late"), Limits()) is Admission.DUPLICATE
+
+
+def test_an_incomplete_file_is_overdue_once_first_seen_before_the_cutoff() -> None:
+    file = IncompleteFile(FileId.for_endpoint(SECRET_URL), 4, 3, 300, 1_000.0, SECRET_URL)
+
+    assert file.is_overdue(1_000.5)
+    assert not file.is_overdue(1_000.0)
+    assert file.age(4_600.0) == 3_600.0
+    assert "SECRET" not in repr(file)

@@ -24,10 +24,13 @@ from adapters.validation import JsonSchemaRequestValidator
 from application.ports import (
     Config,
     EndpointPolicy,
+    ExpiryRecords,
     FileStateStore,
+    IncompleteFiles,
     LocalChunkStore,
     Metrics,
     PartitionCache,
+    PendingChunks,
     RecordArchive,
     RemoteChunkStore,
     RequestValidator,
@@ -77,3 +80,22 @@ def test_adapters_and_fakes_fit_their_ports(tmp_path: Path) -> None:
     checks += [fake_validator, fake_policy, fake_metrics]
 
     assert len(checks) == 18
+
+
+def test_the_expiry_ports_fit_both_backends_adapters_and_the_fakes() -> None:
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        local_files: IncompleteFiles = S3ChunkStore(s3, "bucket")
+        shared_files: IncompleteFiles = DynamoDbFileStateStore(dynamodb, "table", 60.0)
+        chunks: PendingChunks = S3ChunkStore(s3, "bucket")
+        records: ExpiryRecords = S3RecordArchive(s3, "bucket")
+
+    fake_local_files: IncompleteFiles = FakeRemoteStore()
+    fake_shared_files: IncompleteFiles = FakeStateStore()
+    fake_chunks: PendingChunks = FakeRemoteStore()
+    fake_records: ExpiryRecords = FakeArchive()
+    checks: list[object] = [local_files, shared_files, chunks, records]
+    checks += [fake_local_files, fake_shared_files, fake_chunks, fake_records]
+
+    assert len(checks) == 8
