@@ -72,12 +72,14 @@ test: lint typecheck package unit
 # Both locks, every dependency at its newest version within pyproject.toml's ranges. The dev
 # lock also holds what builds the project (pyproject's build-system requires) and pip; the
 # lambda lock takes the dev lock's versions (aws-sam-cli pins boto3) for the Lambda's python.
+# `make lock LOCK_UPGRADE=` keeps every pin that still fits (after adding a dependency).
+LOCK_UPGRADE ?= --upgrade
 lock: $(LOCKED_STAMP)
 	$(check-runtime)
 	$(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], "pip", sep="\n")' \
-		| $(BIN)/uv pip compile --quiet --upgrade --generate-hashes --custom-compile-command 'make lock' \
+		| $(BIN)/uv pip compile --quiet $(LOCK_UPGRADE) --generate-hashes --custom-compile-command 'make lock' \
 			--universal --python-version $(DEV_PYTHON) --extra dev pyproject.toml - -o $(DEV_LOCK)
-	$(BIN)/uv pip compile --quiet --upgrade --generate-hashes --custom-compile-command 'make lock' \
+	$(BIN)/uv pip compile --quiet $(LOCK_UPGRADE) --generate-hashes --custom-compile-command 'make lock' \
 		--python-version $(LAMBDA_PYTHON) --python-platform x86_64-manylinux2014 --only-binary :all: \
 		--constraints $(DEV_LOCK) pyproject.toml -o $(LAMBDA_LOCK)
 
@@ -122,7 +124,7 @@ build-Function build-ExpireFunction: $(STAMP) $(WHEELHOUSE)/.complete
 # Many more random schedules of both backends than CI runs, each with a fresh seed; the
 # statistics say how many schedules ran and how many held.
 chaos: $(STAMP)
-	SFB_HYPOTHESIS_PROFILE=chaos $(BIN)/pytest tests/unit/test_schedules.py \
+	SFB_HYPOTHESIS_PROFILE=chaos $(BIN)/pytest $(wildcard tests/unit/test_schedules*.py) \
 		--hypothesis-show-statistics -q
 
 demo: $(STAMP)

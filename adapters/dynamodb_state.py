@@ -2,8 +2,9 @@
 
 Item: ``file_id`` (key), ``partition_count``, ``received_count``, ``byte_count``, ``status``
 (collecting, assembling, uploaded, failed, expired), ``p<n>`` (the first 16 bytes of
-partition n's sha256), ``claim_owner``, ``claim_until``, ``created_at``, ``updated_at``,
-``finished_at`` and ``expires_at`` (the table's TTL attribute). Sixteen bytes a partition
+partition n's sha256), ``claim_owner``, ``claim_until``, ``finished_by`` (the owner that
+closed it), ``created_at``, ``updated_at``, ``finished_at`` and ``expires_at`` (the table's
+TTL attribute). Sixteen bytes a partition
 keep a 15,000-partition item under DynamoDB's 400 KB.
 """
 
@@ -133,37 +134,46 @@ class DynamoDbFileStateStore:
         }
 
     def claim(self, file_id: FileId, owner: str, now: float, until: float) -> bool:
+        """Also pushes the TTL as a chunk does: a complete file whose uploads keep failing
+        keeps its item (``sfb status``, ``sfb redrive``) as long as it keeps being tried."""
         return (
             self._conditional(
                 Key=self._key(file_id),
                 UpdateExpression=(
-                    "SET #status = :assembling, claim_owner = :owner, claim_until = :until"
+                    "SET #status = :assembling, claim_owner = :owner, claim_until = :until, "
+                    "#ttl = :expires"
                 ),
                 ConditionExpression=(
                     "received_count = partition_count AND (#status = :collecting "
                     "OR (#status = :assembling AND claim_until < :now))"
                 ),
-                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeNames={"#status": "status", "#ttl": TTL_ATTRIBUTE},
                 ExpressionAttributeValues={
                     ":assembling": {"S": FileStatus.ASSEMBLING.value},
                     ":collecting": {"S": FileStatus.COLLECTING.value},
                     ":owner": {"S": owner},
                     ":until": {"N": _number(until)},
                     ":now": {"N": _number(now)},
+                    ":expires": {"N": str(int(now + self._collecting_ttl))},
                 },
             )
             is not None
         )
 
     def finish(self, file_id: FileId, owner: str, status: FileStatus, now: float) -> bool:
+        """The tombstone keeps its closer in ``finished_by``, so the same request retried by
+        botocore after a lost answer finds its own work done and succeeds: the caller then
+        deletes the chunks instead of taking the claim for lost."""
         return (
             self._conditional(
                 Key=self._key(file_id),
                 UpdateExpression=(
-                    "SET #status = :status, finished_at = :now, #ttl = :expires "
-                    "REMOVE claim_owner, claim_until"
+                    "SET #status = :status, finished_at = :now, finished_by = :owner, "
+                    "#ttl = :expires REMOVE claim_owner, claim_until"
                 ),
-                ConditionExpression="claim_owner = :owner",
+                ConditionExpression=(
+                    "claim_owner = :owner OR (finished_by = :owner AND #status = :status)"
+                ),
                 ExpressionAttributeNames={"#status": "status", "#ttl": TTL_ATTRIBUTE},
                 ExpressionAttributeValues={
                     ":status": {"S": status.value},
@@ -175,16 +185,19 @@ class DynamoDbFileStateStore:
             is not None
         )
 
-    def release(self, file_id: FileId, owner: str) -> None:
+    def release(self, file_id: FileId, owner: str, now: float) -> None:
         self._conditional(
             Key=self._key(file_id),
-            UpdateExpression="SET #status = :collecting REMOVE claim_owner, claim_until",
+            UpdateExpression=(
+                "SET #status = :collecting, #ttl = :expires REMOVE claim_owner, claim_until"
+            ),
             ConditionExpression="claim_owner = :owner AND #status = :assembling",
-            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeNames={"#status": "status", "#ttl": TTL_ATTRIBUTE},
             ExpressionAttributeValues={
                 ":collecting": {"S": FileStatus.COLLECTING.value},
                 ":assembling": {"S": FileStatus.ASSEMBLING.value},
                 ":owner": {"S": owner},
+                ":expires": {"N": str(int(now + self._collecting_ttl))},
             },
         )
 

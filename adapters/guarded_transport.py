@@ -14,9 +14,15 @@ from typing import Any, Protocol
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.exceptions import InvalidSchema, InvalidURL, MissingSchema, URLRequired
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, PoolManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    LocationValueError,
+    NameResolutionError,
+    NewConnectionError,
+)
 from urllib3.util import connection
 
 from domain import EndpointRefused
@@ -39,6 +45,17 @@ class GuardRefused(NewConnectionError):
     """The policy refused the address at connect time: a permanent answer."""
 
 
+URL_ERRORS: tuple[type[Exception], ...] = (
+    InvalidURL,
+    InvalidSchema,
+    MissingSchema,
+    URLRequired,
+    LocationValueError,
+)
+"""requests' and urllib3's refusals of the URL itself (urllib3's may escape requests
+unwrapped): no later attempt can succeed, so they are never transient."""
+
+
 def _guarded(base: type[HTTPConnection], guard: AddressGuard, scheme: str) -> type[HTTPConnection]:
     class GuardedConnection(base):  # type: ignore[valid-type,misc]  # a class made per guard
         def _new_conn(self) -> socket.socket:
@@ -48,6 +65,8 @@ def _guarded(base: type[HTTPConnection], guard: AddressGuard, scheme: str) -> ty
                 raise GuardRefused(self, f"refused by the upload guard: {refused.detail}") from None
             except socket.gaierror as error:
                 raise NameResolutionError(self.host, self, error) from error
+            except UnicodeError:  # a name no resolver can encode: never worth another try
+                raise GuardRefused(self, "refused by the upload guard: invalid host name") from None
             failure: Exception = NewConnectionError(self, "the host has no address")
             for address in addresses:
                 try:
@@ -101,7 +120,7 @@ def guarded_session(guard: AddressGuard) -> requests.Session:
     return session
 
 
-def refused_by_guard(error: requests.RequestException) -> bool:
+def refused_by_guard(error: Exception) -> bool:
     """Whether a requests error came from the guard (permanent) rather than the network."""
     seen: set[int] = set()
     current: BaseException | None = error

@@ -14,8 +14,9 @@ from collections.abc import Callable
 
 import requests
 from attrs import frozen
+from urllib3.exceptions import LocationValueError
 
-from adapters.guarded_transport import refused_by_guard
+from adapters.guarded_transport import URL_ERRORS, refused_by_guard
 from application.body import ByteStream
 from application.metrics import Metric, NoMetrics
 from application.ports import Body, Metrics, PermanentUploadError, TransientUploadError
@@ -60,8 +61,13 @@ class _SizedReader:
         self._stream.close()
 
 
-def _is_transient(status: int) -> bool:
-    return status == 429 or status >= 500
+S3_REQUEST_TIMEOUT = b"<Code>RequestTimeout</Code>"
+"""S3's answer (as a 400) when the body arrived too slowly: the same PUT may pass later."""
+
+
+def _is_transient(status: int, answer: bytes) -> bool:
+    """5xx, 429, 408 and S3's RequestTimeout may pass on a later attempt; other 4xx never."""
+    return status in (408, 429) or status >= 500 or (status == 400 and S3_REQUEST_TIMEOUT in answer)
 
 
 class RequestsUploader:
@@ -111,17 +117,24 @@ class RequestsUploader:
                 timeout=self._timeout,
                 allow_redirects=False,
             )
-        except requests.RequestException as error:
+        except (requests.RequestException, LocationValueError) as error:
             # requests' messages quote the URL with its query string: never pass them on.
             if refused_by_guard(error):
                 raise PermanentUploadError(f"the upload guard refused {where}") from None
+            if isinstance(error, URL_ERRORS):
+                raise PermanentUploadError(
+                    f"{where} is not a URL that can be sent to ({type(error).__name__})"
+                ) from None
             raise TransientUploadError(f"{type(error).__name__} talking to {where}") from None
         finally:
             reader.close()
         with response:
             status = response.status_code
+            # Only a 400 needs its body read, and only its code is kept: never the text.
+            answer = response.content if status == 400 else b""
         if 200 <= status < 300:
             return
-        if _is_transient(status):
-            raise TransientUploadError(f"{where} answered HTTP {status}")
+        if _is_transient(status, answer):
+            code = " RequestTimeout" if status == 400 else ""
+            raise TransientUploadError(f"{where} answered HTTP {status}{code}")
         raise PermanentUploadError(f"{where} answered HTTP {status}")

@@ -1,25 +1,33 @@
 """Kinesis event decoding: the Lambda event's records as StreamRecords, in delivery order.
 
-Records packed by the Kinesis Producer Library (its aggregation format) are unpacked into
-their user records, which keep the Kinesis record's sequence number: that is what a batch
-failure must name.
+Records packed by the Kinesis Producer Library (its aggregation format, read by
+``adapters.kpl``) are unpacked into their user records, which keep the Kinesis record's
+sequence number: that is what a batch failure must name. An aggregate that cannot be read
+becomes one record marked unusable (quarantined whole, as delivered); a user record that
+cannot be used is marked unusable alone, and the others go on.
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
 from collections.abc import Mapping
 from typing import Any, NotRequired, TypedDict
 
-from aws_kinesis_agg import MAGIC
-from aws_kinesis_agg.deaggregator import deaggregate_records
+import pybase64
+from attrs import evolve
 
-from application.records import StreamRecord
+from adapters import kpl
+from application.records import StreamRecord, Unusable
+from domain import RejectionReason
 
 # Only data that starts with the KPL's magic bytes can be aggregated: checking the base64
 # text for them costs nothing, so plain records are never decoded twice.
-_AGGREGATED_PREFIX = base64.b64encode(MAGIC[:3]).decode("ascii")
+_AGGREGATED_PREFIX = pybase64.b64encode(kpl.MAGIC[:3]).decode("ascii")
+
+MAX_UNUSABLE_USER_RECORDS = 100
+"""Past this many unusable user records, an aggregate is quarantined whole: a 1 MiB record
+can hold hundreds of thousands of tiny broken ones, and one quarantine write each could
+outlast the invocation and stall the shard on every redelivery."""
 
 
 class KinesisData(TypedDict):
@@ -55,32 +63,45 @@ def records_from_event(event: Mapping[str, Any]) -> list[StreamRecord]:
             partition_key=str(kinesis.get("partitionKey", "")),
             source=str(item.get("eventID", "")),
         )
-        records.extend(_user_records(item, record))
+        records.extend(_user_records(record))
     return records
 
 
-def _text(data: object) -> str:
-    """The library hands user records' base64 back as bytes; Lambda's records carry text."""
-    return data.decode("ascii") if isinstance(data, bytes) else str(data)
-
-
-def _user_records(item: Mapping[str, Any], record: StreamRecord) -> list[StreamRecord]:
+def _user_records(record: StreamRecord) -> list[StreamRecord]:
     """The user records inside a KPL-aggregated record, or the record itself."""
     if not record.data.startswith(_AGGREGATED_PREFIX):
         return [record]
     try:
-        unpacked = deaggregate_records([dict(item)])
-    except (binascii.Error, ValueError, KeyError):
-        return [record]  # not an aggregate after all: validation gives the reason
-    if len(unpacked) == 1 and "subSequenceNumber" not in unpacked[0]["kinesis"]:
+        data = pybase64.b64decode(record.data, validate=True)
+    except (binascii.Error, ValueError):
+        return [record]  # not base64: validation gives the reason
+    if not kpl.is_aggregate(data):
         return [record]
+    try:
+        unpacked = kpl.unpack(data)
+    except kpl.UnreadableAggregate as error:
+        return [_unreadable_whole(record, str(error))]
+    broken = sum(user.problem is not None for user in unpacked)
+    if broken > MAX_UNUSABLE_USER_RECORDS:
+        return [_unreadable_whole(record, f"{broken} of its {len(unpacked)} user records unusable")]
     return [
         StreamRecord(
             sequence_number=record.sequence_number,
-            data=_text(user["kinesis"]["data"]),
-            partition_key=str(user["kinesis"].get("partitionKey", "")),
+            data=pybase64.b64encode(user.data).decode("ascii"),
+            partition_key=user.partition_key,
             source=record.source,
-            sub_sequence=int(user["kinesis"]["subSequenceNumber"]),
+            sub_sequence=user.sub_sequence,
+            unusable=None
+            if user.problem is None
+            else Unusable(
+                RejectionReason.KPL_USER_RECORD_UNUSABLE,
+                f"KPL user record unusable: {user.problem}",
+            ),
         )
         for user in unpacked
     ]
+
+
+def _unreadable_whole(record: StreamRecord, why: str) -> StreamRecord:
+    detail = f"KPL aggregate unreadable: {why}"
+    return evolve(record, unusable=Unusable(RejectionReason.KPL_AGGREGATE_UNREADABLE, detail))

@@ -30,6 +30,7 @@ SETTING_NAMES = (
     "STATE_BACKEND",
     "STATE_TABLE",
     "TMP_DIR",
+    "LOCAL_DISK_BUDGET_BYTES",
     "UPLOAD_ALLOWED_HOSTS",
     "MAX_PARTITION_COUNT",
     "MAX_FILE_BYTES",
@@ -54,6 +55,9 @@ class Settings:
     state_backend: StateBackend = StateBackend.LOCAL
     state_table: str | None = None
     tmp_dir: Path = Path("/tmp")  # noqa: S108  # Lambda's only writable disk
+    local_disk_budget_bytes: int | None = None
+    """None: the local store takes a share of TMP_DIR's free space at the start; 0 keeps
+    every chunk off the disk."""
     upload_allowed_hosts: tuple[str, ...] | None = None
     limits: Limits = field(factory=Limits)
     upload_max_attempts: int = 4
@@ -122,6 +126,7 @@ class Settings:
             state_backend=backend,
             state_table=table,
             tmp_dir=Path(_optional(values, "TMP_DIR") or "/tmp"),  # noqa: S108
+            local_disk_budget_bytes=_byte_count(values, "LOCAL_DISK_BUDGET_BYTES"),
             upload_allowed_hosts=_host_list(hosts) if hosts is not None else None,
             limits=Limits(
                 max_partition_count=max_partitions,
@@ -155,6 +160,20 @@ def _integer(values: Mapping[str, str], name: str, default: int) -> int:
         raise SettingsError(f"{name} must be a whole number, not {text!r}") from None
     if number < 1:
         raise SettingsError(f"{name} must be at least 1, not {number}")
+    return number
+
+
+def _byte_count(values: Mapping[str, str], name: str) -> int | None:
+    """A number of bytes, 0 included; None when unset."""
+    text = _optional(values, name)
+    if text is None:
+        return None
+    try:
+        number = int(text)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number of bytes, not {text!r}") from None
+    if number < 0:
+        raise SettingsError(f"{name} may not be negative, not {number}")
     return number
 
 

@@ -12,7 +12,7 @@ import pybase64
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from domain import Chunk, InvalidRecord, RejectionReason
+from domain import Chunk, Endpoint, InvalidRecord, RejectionReason
 
 
 def load_schema() -> dict[str, Any]:
@@ -42,6 +42,9 @@ class JsonSchemaRequestValidator:
                 RejectionReason.SCHEMA,
                 f"{violation.json_path} fails the schema's '{violation.validator}' rule",
             )
+        # Every later step (file id, logs, metadata, URL parsing, IDNA, connecting) reads the
+        # endpoint: one that any of them could not read is rejected here, with its reason.
+        endpoint = Endpoint.parse(document["putEndpoint"])
         try:
             content = pybase64.b64decode(document["content"], validate=True)
         except (binascii.Error, ValueError) as error:
@@ -49,7 +52,7 @@ class JsonSchemaRequestValidator:
                 RejectionReason.CONTENT_NOT_BASE64, "content is not base64"
             ) from error
         return Chunk(
-            put_endpoint=document["putEndpoint"],
+            put_endpoint=endpoint.text,
             partition=int(document["partition"]),
             partition_count=int(document["partitionCount"]),
             content=content,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from enum import Enum
 from functools import partial
 
-from application.body import AssembledBody, ChunkCorrupted, Part
+from application.body import AssembledBody, ChunkUnavailable, Part
 from application.metrics import Metric, NoMetrics
 from application.pending import PendingFile
 from application.ports import (
@@ -19,7 +20,7 @@ from application.ports import (
     TransientUploadError,
     Uploader,
 )
-from domain import AssembledFile, redact
+from domain import AssembledFile, ChunkRef, redact
 
 log = logging.getLogger("sfb")
 
@@ -58,7 +59,7 @@ class AssembleAndUpload:
         started = time.monotonic()
         try:
             self._uploader.upload(entry.put_endpoint, body)
-        except (TransientUploadError, ChunkCorrupted) as error:
+        except (TransientUploadError, ChunkUnavailable) as error:
             log.warning(
                 "upload failed; the file stays complete and is retried on redelivery",
                 extra={**fields, "reason": str(error)},
@@ -81,15 +82,24 @@ class AssembleAndUpload:
     def body(self, entry: PendingFile, assembled: AssembledFile) -> AssembledBody:
         """Each part is read from this container's disk when it is there, else from remote.
 
-        Bytes this container hashed when it stored them are not hashed again (their length
-        still is); bytes read back from remote storage are.
+        Bytes still in memory since this batch hashed them on arrival are not hashed again
+        (their length still is); bytes read back from disk or remote storage are, before any
+        of them is sent.
         """
-        count = entry.partitions.partition_count
         return AssembledBody(
             tuple(
-                Part(ref, partial(self._local.open, entry.file_id, partition), verify=False)
-                if partition in entry.local
-                else Part(ref, partial(self._remote.open, entry.file_id, partition, count, ref))
-                for partition, ref in enumerate(assembled.parts)
+                self._part(entry, partition, ref) for partition, ref in enumerate(assembled.parts)
             )
         )
+
+    def _part(self, entry: PendingFile, partition: int, ref: ChunkRef) -> Part:
+        count = entry.partitions.partition_count
+        remote = partial(self._remote.open, entry.file_id, partition, count, ref)
+        if partition not in entry.local:
+            return Part(ref, remote)
+        held = self._local.held(entry.file_id, partition)
+        if held is not None:
+            return Part(ref, partial(io.BytesIO, held), verify=False)
+        # A durable chunk whose disk copy fails is read from remote storage instead.
+        fallback = remote if partition in entry.durable else None
+        return Part(ref, partial(self._local.open, entry.file_id, partition), fallback=fallback)

@@ -39,6 +39,10 @@ class IngestChunk:
             self._local.put(chunk.file_id, chunk.partition, chunk.content)
             entry = entry.with_local_part(chunk.partition, chunk.ref, batch.number)
         else:
+            if chunk.partition in entry.unflushed:
+                # Its record was reported because these bytes never reached remote storage;
+                # holding them again means a disk that fails to read them back cannot stop it.
+                self._local.put(chunk.file_id, chunk.partition, chunk.content)
             entry = entry.touched(batch.number)
         self._cache.push(entry)
         if entry.partitions.is_complete and chunk.file_id not in batch.deferred:

@@ -11,7 +11,7 @@ from application.assemble import AssembleAndUpload, UploadResult
 from application.batch_state import BatchState, LateRejection
 from application.pending import PendingFile, reconcile
 from application.ports import LocalChunkStore, PartitionCache, RemoteChunkStore
-from domain import Chunk, FileStatus
+from domain import Chunk, FileStatus, Limits
 
 log = logging.getLogger("sfb")
 
@@ -32,15 +32,22 @@ class FileLifecycle:
         local: LocalChunkStore,
         remote: RemoteChunkStore,
         assemble: AssembleAndUpload,
+        limits: Limits | None = None,
     ) -> None:
         self._cache = cache
         self._local = local
         self._remote = remote
         self._assemble = assemble
+        self._limits = limits or Limits()
 
     def refresh(self, entry: PendingFile, batch: BatchState) -> PendingFile:
-        """Read remote storage's listing for the file and merge it in (one request)."""
-        fresh, rejected = reconcile(entry, self._remote.get(entry.file_id), batch.number)
+        """Read remote storage's listing for the file and merge it in (one request).
+
+        Chunks that other containers stored count towards MAX_FILE_BYTES: a file whose
+        chunks went to two containers is held to the same limit as one that did not.
+        """
+        listing = self._remote.get(entry.file_id)
+        fresh, rejected = reconcile(entry, listing, batch.number, self._limits)
         for partition in entry.local - fresh.local:
             self._local.delete(entry.file_id, partition)
         for partition, error in rejected:

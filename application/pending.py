@@ -5,11 +5,11 @@ from __future__ import annotations
 from attrs import evolve, field, frozen
 
 from domain import (
-    ChunkContentConflict,
     ChunkRef,
     ChunkRejected,
     FileId,
     FileStatus,
+    Limits,
     PartitionCountConflict,
     PartitionSet,
     redact,
@@ -48,6 +48,10 @@ class PendingFile:
             touched_in=batch,
         )
 
+    def without_local(self, partitions: frozenset[int]) -> PendingFile:
+        """The bytes of ``partitions`` left this container's store (evicted, or dropped)."""
+        return evolve(self, local=self.local - partitions)
+
     def touched(self, batch: int) -> PendingFile:
         return evolve(self, touched_in=batch)
 
@@ -73,15 +77,15 @@ class PendingFile:
 
 
 def reconcile(
-    entry: PendingFile, listing: PartitionSet | None, batch: int
+    entry: PendingFile, listing: PartitionSet | None, batch: int, limits: Limits
 ) -> tuple[PendingFile, list[tuple[int, ChunkRejected]]]:
     """Merge what remote storage holds with what this container holds; remote stands.
 
     Remote storage is the truth between batches: chunks this container holds from earlier
     batches but remote storage no longer lists were finished (or expired) elsewhere and are
-    dropped. Chunks received in this batch and not yet flushed join the remote ones unless
-    they contradict them: the first count and the first bytes stand, so those are returned
-    as rejections.
+    dropped. Chunks received in this batch and not yet flushed join the remote ones by the
+    domain's merge: the first count, the first bytes and MAX_FILE_BYTES stand, so those that
+    contradict them are returned as rejections.
     """
     count = entry.partitions.partition_count
     if listing is not None and listing.partition_count != count:
@@ -102,29 +106,16 @@ def reconcile(
         )
         return fresh, rejected
 
-    remote = listing.parts if listing is not None else {}
-    parts: dict[int, ChunkRef] = dict(remote)
-    local: set[int] = set()
-    rejected = []
-    unflushed = entry.unflushed
-    for p in sorted(entry.local):
-        ref = entry.partitions.parts[p]
-        held = remote.get(p)
-        if held == ref:
-            local.add(p)
-        elif held is not None:
-            if p in unflushed:
-                rejected.append((p, ChunkContentConflict.at(p)))
-        elif p in unflushed:
-            parts[p] = ref
-            local.add(p)
+    remote = listing if listing is not None else PartitionSet(count)
+    held = entry.partitions.parts
+    merged, refused = remote.merged({p: held[p] for p in entry.unflushed}, limits)
     fresh = PendingFile(
         entry.file_id,
         entry.put_endpoint,
-        PartitionSet(count, parts),
-        local=frozenset(local),
-        durable=frozenset(remote),
+        merged,
+        local=frozenset(p for p in entry.local if merged.parts.get(p) == held[p]),
+        durable=frozenset(remote.parts),
         checked_in=batch,
         touched_in=batch,
     )
-    return fresh, rejected
+    return fresh, list(refused.items())

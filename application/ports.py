@@ -60,16 +60,12 @@ class PartitionCache(Protocol):
 
 
 class LocalChunkStore(Protocol):
-    """Chunk bytes kept on this container's disk between invocations (the seed's /tmp)."""
+    """Chunk bytes kept by this container between invocations (the seed's /tmp): in memory
+    for the batch at hand (a batch is at most Lambda's 6 MB payload, so files finishing inside
+    it never touch the disk), then on disk within a budget of bytes."""
 
     def put(self, file_id: FileId, partition: int, content: bytes) -> None:
-        """Store a chunk atomically: a reader never sees a partial file.
-
-        Raises
-        ------
-        OSError
-            When the disk refuses the write.
-        """
+        """Hold a chunk in memory; only ``persist`` touches the disk."""
 
     def get(self, file_id: FileId, partition: int) -> bytes:
         """Return the chunk's bytes.
@@ -83,15 +79,38 @@ class LocalChunkStore(Protocol):
     def open(self, file_id: FileId, partition: int) -> ByteStream:
         """Open the chunk for streaming reads."""
 
+    def held(self, file_id: FileId, partition: int) -> bytes | None:
+        """The chunk's bytes while they are still in memory since ``put`` (hashed on arrival,
+        so they need no second hash); None once they would be read back from disk."""
+
     def delete(self, file_id: FileId, partition: int) -> None:
-        """Remove the chunk; a missing chunk is not an error."""
+        """Remove the chunk from memory and disk; a missing chunk is not an error, nor is a
+        disk that refuses (the chunk is no longer counted either way)."""
 
-    def settle(self) -> None:
-        """Put on disk what the store still holds in memory: called at every batch's end.
+    def persist(self, file_id: FileId, partition: int) -> bool:
+        """Move a held chunk to disk, atomically (a reader never sees a partial file).
 
-        A store may keep the batch's chunks in memory (a batch is at most Lambda's 6 MB
-        payload), so that files finishing inside the batch never touch the disk.
+        Returns False, the chunk still in memory, when it does not fit the budget: the store
+        never has more than ``budget`` bytes on disk.
+
+        Raises
+        ------
+        OSError
+            When the disk refuses the write (no space, an I/O error, no permission); the chunk
+            stays in memory and nothing partial is left on disk.
         """
+
+    @property
+    def usage(self) -> int:
+        """Bytes of chunks on disk, counted as they are written and deleted: no walk."""
+
+    @property
+    def budget(self) -> int:
+        """The most bytes of chunks the store keeps on disk (LOCAL_DISK_BUDGET_BYTES)."""
+
+    def tidy(self) -> None:
+        """Go on deleting what an earlier container left on this disk, for a bounded time;
+        called at every batch's end. Never raises."""
 
 
 class RemoteChunkStore(Protocol):
@@ -157,13 +176,19 @@ class FileStateStore(Protocol):
         """Every held partition's digest prefix, for checking chunks before assembly."""
 
     def claim(self, file_id: FileId, owner: str, now: float, until: float) -> bool:
-        """Take the right to assemble a complete file, if nobody holds an unexpired claim."""
+        """Take the right to assemble a complete file, if nobody holds an unexpired claim.
+
+        Keeps the item as long as a collecting file's (an unfinished file must not vanish
+        while its chunks are stored)."""
 
     def finish(self, file_id: FileId, owner: str, status: FileStatus, now: float) -> bool:
-        """Close a claimed file (uploaded or failed) as a tombstone; False if the claim was lost."""
+        """Close a claimed file (uploaded or failed) as a tombstone; False if the claim was lost.
 
-    def release(self, file_id: FileId, owner: str) -> None:
-        """Give a claim back so the next delivery may try again."""
+        Idempotent for its owner: asked again after it closed the file with that status (a
+        retried request whose answer was lost), it answers True."""
+
+    def release(self, file_id: FileId, owner: str, now: float) -> None:
+        """Give a claim back so the next delivery may try again; keeps the item as ``claim``."""
 
     def endpoint(self, file_id: FileId) -> str | None:
         """The putEndpoint of the file's first chunk, or None."""
@@ -262,7 +287,8 @@ class Uploader(Protocol):
         Raises
         ------
         TransientUploadError
-            When the endpoint may accept the same request later (5xx, 429, network).
+            When the endpoint may accept the same request later (5xx, 429, 408, S3's
+            RequestTimeout, network).
         PermanentUploadError
             When it never will (other 4xx, redirects).
         """

@@ -8,7 +8,8 @@ so the first record that is not processed and every record after it are reported
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Protocol
 
 from attrs import define
@@ -23,6 +24,26 @@ log = logging.getLogger("sfb")
 
 Remaining = Callable[[], float]
 """Seconds left in the invocation."""
+
+
+class InvocationDeadline:
+    """The time left in the batch ProcessBatch is running, for what must not outlast the
+    invocation (the dynamodb backend's claim lease). One per container, shared by the two."""
+
+    def __init__(self) -> None:
+        self._remaining: Remaining | None = None
+
+    def left(self) -> float | None:
+        """Seconds left, or None outside a batch or when the caller gave no clock."""
+        return None if self._remaining is None else self._remaining()
+
+    @contextmanager
+    def running(self, remaining: Remaining | None) -> Iterator[None]:
+        previous, self._remaining = self._remaining, remaining
+        try:
+            yield
+        finally:
+            self._remaining = previous
 
 
 class ChunkIngest(Protocol):
@@ -55,6 +76,7 @@ class ProcessBatch:
         archive: RecordArchive,
         deadline_margin: float = 10.0,
         metrics: Metrics | None = None,
+        deadline: InvocationDeadline | None = None,
     ) -> None:
         self._validator = validator
         self._policy = policy
@@ -63,6 +85,7 @@ class ProcessBatch:
         self._archive = archive
         self._margin = deadline_margin
         self._metrics = metrics or NoMetrics()
+        self._deadline = deadline or InvocationDeadline()
         self._batches = 0
 
     def __call__(
@@ -72,8 +95,13 @@ class ProcessBatch:
 
         ``remaining`` tells the seconds left before the invocation is killed: once fewer
         than the margin are left, the rest of the batch is left for redelivery (the first
-        record is always processed, so a shard always moves).
+        record is always processed, so a shard always moves). The deadline shares it with
+        whatever must end with the invocation.
         """
+        with self._deadline.running(remaining):
+            return self._run(records, remaining)
+
+    def _run(self, records: Sequence[StreamRecord], remaining: Remaining | None) -> list[str]:
         self._batches += 1
         batch = BatchState(self._batches)
         failed: set[str] = set()
@@ -105,6 +133,8 @@ class ProcessBatch:
         file_id: FileId | None = None
         endpoint = ""
         try:
+            if record.unusable is not None:  # the decoder could make no payload of it
+                raise record.unusable.rejection()
             chunk = self._validator.validate(record.data)
             file_id, endpoint = chunk.file_id, chunk.put_endpoint
             self._policy.check(chunk.put_endpoint)
@@ -116,6 +146,8 @@ class ProcessBatch:
         except ChunkRejected as rejection:
             return self._reject(record, rejection, file_id, endpoint)
         except Exception as error:
+            # Not an answer about the record (an S3 outage, a name lookup that could not be
+            # made now): it is delivered again, never quarantined.
             log.error(
                 "record could not be processed; it will be delivered again",
                 extra={
@@ -156,7 +188,8 @@ class ProcessBatch:
             "reason": rejection.reason.value,
             "detail": rejection.detail,
             "file_id": str(file_id) if file_id else None,
-            "endpoint": redact(endpoint) if endpoint else None,
+            # An endpoint refused as invalid made no chunk: the rejection shows it, redacted.
+            "endpoint": redact(endpoint) if endpoint else rejection.shown_endpoint,
         }
         try:
             key = self._archive.quarantine(record, rejection.reason, rejection.detail, file_id)

@@ -4,6 +4,20 @@ from __future__ import annotations
 
 from attrs import field, frozen
 
+from domain import ChunkRejected, InvalidRecord, RejectionReason
+
+
+@frozen
+class Unusable:
+    """Why the event decoder could make no payload of a record (a broken KPL aggregate or
+    user record): the record is quarantined with this reason instead of being validated."""
+
+    reason: RejectionReason
+    detail: str
+
+    def rejection(self) -> ChunkRejected:
+        return InvalidRecord(self.reason, self.detail)
+
 
 @frozen
 class StreamRecord:
@@ -15,6 +29,8 @@ class StreamRecord:
     source: str = ""
     sub_sequence: int | None = None
     """Position inside a KPL-aggregated Kinesis record; None for a plain record."""
+    unusable: Unusable | None = None
+    """Set by the decoder when the record cannot be a payload; None for every other record."""
 
     @property
     def record_id(self) -> str:

@@ -2,7 +2,8 @@
 
 Each chunk is made durable in remote storage before the shared state counts it, so the state
 never names bytes that could be lost. Exactly one invocation wins the claim to assemble a
-complete file; a holder that dies is replaced once its lease has passed.
+complete file; a holder that fails gives the claim back at once, and one that dies is
+replaced once its lease has passed: when its invocation must have ended, if it knew that.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from application.assemble import AssembleAndUpload, UploadResult
 from application.batch_state import BatchState
 from application.pending import PendingFile
 from application.ports import FileStateStore, RemoteChunkStore
+from application.process_batch import InvocationDeadline
 from domain import (
     DIGEST_PREFIX,
     Admission,
@@ -29,6 +31,10 @@ from domain import (
 
 log = logging.getLogger("sfb")
 
+LEASE_MARGIN_SECONDS = 5.0
+"""Added to the invocation's remaining time for a claim's lease: clock differences between
+hosts, and the claim's own request."""
+
 
 class SharedIngestChunk:
     def __init__(
@@ -40,6 +46,7 @@ class SharedIngestChunk:
         owner: str,
         lease_seconds: float,
         clock: Callable[[], float],
+        deadline: InvocationDeadline | None = None,
     ) -> None:
         self._remote = remote
         self._state = state
@@ -48,6 +55,7 @@ class SharedIngestChunk:
         self._owner = owner
         self._lease = lease_seconds
         self._clock = clock
+        self._deadline = deadline or InvocationDeadline()
 
     def __call__(self, chunk: Chunk, batch: BatchState) -> Admission:
         """Raises a domain.ChunkRejected when the chunk contradicts the shared state."""
@@ -93,14 +101,40 @@ class SharedIngestChunk:
     def complete(
         self, file_id: FileId, put_endpoint: str, partition_count: int, batch: BatchState
     ) -> None:
-        """Claim, assemble and upload a complete file; the outcome is noted in ``batch``."""
+        """Claim, assemble and upload a complete file; the outcome is noted in ``batch``.
+
+        Whatever fails after the claim gives it back before the error goes on, so the next
+        delivery may try at once instead of waiting out the lease.
+        """
         now = self._clock()
-        if not self._state.claim(file_id, self._owner, now, now + self._lease):
+        if not self._state.claim(file_id, self._owner, now, now + self._lease_for()):
             state = self._state.read(file_id, 0)
             if state is not None and not state.status.is_closed:
                 # Another invocation assembles it now; if it dies, a redelivery takes over.
                 batch.deferred.add(file_id)
             return
+        try:
+            finished = self._assemble_claimed(file_id, put_endpoint, partition_count, batch)
+        except Exception:
+            self._release(file_id, put_endpoint)
+            raise
+        if not finished:
+            self._release(file_id, put_endpoint)
+            batch.deferred.add(file_id)
+
+    def _lease_for(self) -> float:
+        """Until the invocation must have ended, when it says how long it has left: a
+        redelivery then takes over right after a holder's timeout. CLAIM_LEASE_SECONDS
+        bounds it, and is the lease when no invocation tells (``sfb redrive``)."""
+        left = self._deadline.left()
+        if left is None:
+            return self._lease
+        return min(self._lease, max(left, 0.0) + LEASE_MARGIN_SECONDS)
+
+    def _assemble_claimed(
+        self, file_id: FileId, put_endpoint: str, partition_count: int, batch: BatchState
+    ) -> bool:
+        """False when the upload must be tried again later (the claim is to be given back)."""
         listing = self._remote.get(file_id)
         digests = self._state.digests(file_id)
         if not _listing_matches(listing, digests, partition_count):
@@ -108,16 +142,12 @@ class SharedIngestChunk:
                 "stored chunks do not match the shared state yet; assembly is retried",
                 extra={"file_id": str(file_id), "endpoint": redact(put_endpoint)},
             )
-            self._state.release(file_id, self._owner)
-            batch.deferred.add(file_id)
-            return
+            return False
         assert listing is not None
         entry = PendingFile(file_id, put_endpoint, listing, durable=frozenset(listing.parts))
         result = self._assemble(entry)
         if result is UploadResult.RETRY_LATER:
-            self._state.release(file_id, self._owner)
-            batch.deferred.add(file_id)
-            return
+            return False
         status = FileStatus.UPLOADED if result is UploadResult.UPLOADED else FileStatus.FAILED
         batch.finished.add(file_id)
         if not self._state.finish(file_id, self._owner, status, self._clock()):
@@ -125,7 +155,7 @@ class SharedIngestChunk:
                 "the claim expired before the file was closed; raise CLAIM_LEASE_SECONDS",
                 extra={"file_id": str(file_id), "endpoint": redact(put_endpoint)},
             )
-            return  # the claim's new holder owns the chunks now, and deletes them
+            return True  # the claim's new holder owns the chunks now, and deletes them
         try:
             self._remote.delete(file_id, listing)
         except Exception as error:
@@ -133,6 +163,21 @@ class SharedIngestChunk:
                 "finished file's chunks could not be deleted; the pending/ lifecycle rule "
                 "expires them",
                 extra={"file_id": str(file_id), "reason": f"{type(error).__name__}: {error}"},
+            )
+        return True
+
+    def _release(self, file_id: FileId, put_endpoint: str) -> None:
+        """Never raises: a claim that cannot be given back lapses with its lease."""
+        try:
+            self._state.release(file_id, self._owner, self._clock())
+        except Exception as error:
+            log.warning(
+                "the claim could not be given back; it lapses with its lease",
+                extra={
+                    "file_id": str(file_id),
+                    "endpoint": redact(put_endpoint),
+                    "reason": f"{type(error).__name__}: {error}",
+                },
             )
 
 

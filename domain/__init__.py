@@ -2,7 +2,7 @@
 
 from domain.assembled import AssembledFile
 from domain.chunk import Chunk, ChunkRef
-from domain.endpoint import FileId, redact
+from domain.endpoint import MAX_ENDPOINT_BYTES, Endpoint, FileId, redact
 from domain.errors import (
     ChunkContentConflict,
     ChunkRejected,
@@ -10,6 +10,7 @@ from domain.errors import (
     FileExpired,
     FileIncomplete,
     FileTooLarge,
+    InvalidEndpoint,
     InvalidRecord,
     PartitionCountConflict,
     PartitionCountTooLarge,
@@ -23,12 +24,14 @@ from domain.partition_set import Admission, PartitionSet
 
 __all__ = [
     "DIGEST_PREFIX",
+    "MAX_ENDPOINT_BYTES",
     "Admission",
     "AssembledFile",
     "Chunk",
     "ChunkContentConflict",
     "ChunkRef",
     "ChunkRejected",
+    "Endpoint",
     "EndpointRefused",
     "ExpiredFile",
     "FileExpired",
@@ -38,6 +41,7 @@ __all__ = [
     "FileStatus",
     "FileTooLarge",
     "IncompleteFile",
+    "InvalidEndpoint",
     "InvalidRecord",
     "Limits",
     "PartitionCountConflict",

@@ -16,13 +16,18 @@ class RejectionReason(StrEnum):
     CONTENT_CONFLICT = "content-conflict"
     FILE_TOO_LARGE = "file-too-large"
     ENDPOINT_REFUSED = "endpoint-refused"
+    ENDPOINT_INVALID = "endpoint-invalid"
     FILE_EXPIRED = "file-expired"
+    KPL_AGGREGATE_UNREADABLE = "kpl-aggregate-unreadable"
+    KPL_USER_RECORD_UNUSABLE = "kpl-user-record-unusable"
 
 
 class ChunkRejected(Exception):
     """A record that can never be processed: logged, quarantined, and checkpointed."""
 
     reason: RejectionReason = RejectionReason.SCHEMA
+    shown_endpoint: str | None = None
+    """The redacted endpoint for the log line, when only the rejection knows it."""
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -65,6 +70,19 @@ class FileTooLarge(ChunkRejected):
 
 class EndpointRefused(ChunkRejected):
     reason = RejectionReason.ENDPOINT_REFUSED
+
+
+class InvalidEndpoint(EndpointRefused):
+    """A putEndpoint some later step could not read, or would read another host from.
+
+    Its detail names what is wrong, never the endpoint: it goes into quarantine metadata.
+    """
+
+    reason = RejectionReason.ENDPOINT_INVALID
+
+    def __init__(self, detail: str, shown_endpoint: str | None = None) -> None:
+        super().__init__(detail)
+        self.shown_endpoint = shown_endpoint
 
 
 class FileExpired(ChunkRejected):

@@ -12,6 +12,7 @@ from attrs.validators import ge
 from domain.chunk import ChunkRef
 from domain.errors import (
     ChunkContentConflict,
+    ChunkRejected,
     PartitionCountConflict,
     PartitionOutOfRange,
 )
@@ -57,6 +58,29 @@ class PartitionSet:
             return Admission.DUPLICATE
         limits.check_growth(self.size, ref.size)
         return Admission.NEW
+
+    def merged(
+        self, newcomers: Mapping[int, ChunkRef], limits: Limits
+    ) -> tuple[PartitionSet, dict[int, ChunkRejected]]:
+        """Join partitions that another holder received to these, which stand.
+
+        Each newcomer is admitted in partition order by the rules of ``admit``, so one that
+        contradicts a held partition, or would push the file past ``limits.max_file_bytes``,
+        is left out and returned as a rejection: the first bytes stand and the merged file
+        stays within the limit whichever containers its chunks went to.
+        """
+        merged = self
+        rejected: dict[int, ChunkRejected] = {}
+        for partition in sorted(newcomers):
+            ref = newcomers[partition]
+            try:
+                admission = merged.admit(partition, self.partition_count, ref, limits)
+            except ChunkRejected as error:
+                rejected[partition] = error
+                continue
+            if admission is Admission.NEW:
+                merged = merged.with_part(partition, ref)
+        return merged, rejected
 
     def with_part(self, partition: int, ref: ChunkRef) -> PartitionSet:
         held = self.parts.get(partition)

@@ -174,10 +174,19 @@ def _expire(dry_run: bool) -> int:
 def _publish(file: Path, stream: str, put_endpoint: str, chunk_size: int, spread: bool) -> int:
     import boto3
 
+    from domain import Endpoint, InvalidEndpoint
     from entrypoints.events import split_payloads
-    from entrypoints.streams import Progress, publish
+    from entrypoints.streams import Progress, check_chunk_size, publish
 
-    payloads = list(split_payloads(file.read_bytes(), put_endpoint, chunk_size))
+    data = file.read_bytes()
+    try:
+        Endpoint.parse(put_endpoint)  # the service would quarantine every chunk
+    except InvalidEndpoint as invalid:
+        raise ValueError(f"--put-endpoint: {invalid.detail}") from None
+    if chunk_size < 1:
+        raise ValueError("--chunk-size must be at least 1 byte")
+    check_chunk_size(len(data), put_endpoint, chunk_size, spread)  # before anything is sent
+    payloads = list(split_payloads(data, put_endpoint, chunk_size))
     progress = Progress("publish", len(payloads))
     put = publish(boto3.client("kinesis"), stream, payloads, spread=spread, progress=progress)
     progress.close()

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Mapping
 
 import boto3
+from botocore.config import Config
 from dependency_injector import containers, providers
 
 from adapters.dynamodb_state import DynamoDbFileStateStore
@@ -28,14 +29,39 @@ from application.flush import FlushPending, NothingToFlush
 from application.ingest import IngestChunk
 from application.lifecycle import FileLifecycle
 from application.operations import FileReport, Redrive
-from application.process_batch import ProcessBatch
+from application.process_batch import InvocationDeadline, ProcessBatch
 from application.shared_ingest import SharedIngestChunk
+
+AWS_MAX_ATTEMPTS = 3
+"""Attempts per AWS call, botocore's standard retry mode included."""
+
+
+def aws_client_config(deadline_margin: float) -> Config:
+    """One stalled AWS call, retries included, must end inside DEADLINE_MARGIN_SECONDS.
+
+    The rule: 3 attempts x (connect margin/20 + read margin/8) = 0.525 x the margin, and the
+    standard mode's backoff between them is under 1 s, then under 2 s; so the whole call
+    ends within the margin whenever the margin is 7 s or more (10 s by default: 0.5 s to
+    connect, 1.25 s to wait for each answer).
+    """
+    return Config(
+        retries={"mode": "standard", "total_max_attempts": AWS_MAX_ATTEMPTS},
+        connect_timeout=deadline_margin / 20,
+        read_timeout=deadline_margin / 8,
+    )
+
+
+COLD_START_MARGIN = 10.0
+"""Parameter Store is read before the settings are known: the default margin stands in."""
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Parameter Store is only contacted when SSM_PARAMETER_PATH asks for it."""
     return Settings.from_environ(
-        environ, parameters=lambda path: read_parameters(boto3.client("ssm"), path)
+        environ,
+        parameters=lambda path: read_parameters(
+            boto3.client("ssm", config=aws_client_config(COLD_START_MARGIN)), path
+        ),
     )
 
 
@@ -48,14 +74,19 @@ class Container(containers.DeclarativeContainer):
     settings = providers.Singleton(load_settings, environ)
     backend = providers.Callable(_backend_name, settings)
 
-    s3_client = providers.Singleton(boto3.client, "s3")
-    dynamodb_client = providers.Singleton(boto3.client, "dynamodb")
+    aws_config = providers.Singleton(aws_client_config, settings.provided.deadline_margin_seconds)
+    s3_client = providers.Singleton(boto3.client, "s3", config=aws_config)
+    dynamodb_client = providers.Singleton(boto3.client, "dynamodb", config=aws_config)
+    # What is left of the invocation, shared by ProcessBatch and the claim it must not outlast.
+    deadline = providers.Singleton(InvocationDeadline)
     owner_id = providers.Singleton(lambda: uuid.uuid4().hex)
     # Epoch seconds for every use case: tests override this one provider to move time.
     clock = providers.Object(time.time)
 
     cache = providers.Singleton(InMemoryPartitionCache)
-    local_store = providers.Singleton(TmpChunkStore, settings.provided.tmp_dir)
+    local_store = providers.Singleton(
+        TmpChunkStore, settings.provided.tmp_dir, settings.provided.local_disk_budget_bytes
+    )
     remote_store = providers.Singleton(S3ChunkStore, s3_client, settings.provided.s3_bucket)
     state_store = providers.Singleton(
         DynamoDbFileStateStore,
@@ -86,7 +117,9 @@ class Container(containers.DeclarativeContainer):
     assemble = providers.Factory(
         AssembleAndUpload, local_store, remote_store, uploader, archive, metrics
     )
-    lifecycle = providers.Factory(FileLifecycle, cache, local_store, remote_store, assemble)
+    lifecycle = providers.Factory(
+        FileLifecycle, cache, local_store, remote_store, assemble, settings.provided.limits
+    )
     shared_ingest = providers.Factory(
         SharedIngestChunk,
         remote_store,
@@ -96,6 +129,7 @@ class Container(containers.DeclarativeContainer):
         owner_id,
         settings.provided.claim_lease_seconds,
         clock,
+        deadline=deadline,
     )
     ingest = providers.Selector(
         backend,
@@ -119,6 +153,7 @@ class Container(containers.DeclarativeContainer):
         archive,
         deadline_margin=settings.provided.deadline_margin_seconds,
         metrics=metrics,
+        deadline=deadline,
     )
 
     decode_event = providers.Object(records_from_event)

@@ -1,8 +1,9 @@
 """`sfb publish` and `sfb consume`: a real Kinesis stream, for local use and the demo.
 
-publish batches PutRecords (500 records or 5 MB a call) and sends again the entries Kinesis
-refused; consume reads every shard and feeds each shard's batches to its own container, one
-batch at a time, starting again at the lowest reported sequence number as Lambda does.
+publish batches PutRecords (500 records or 5 MB a call), refuses before sending anything a
+record over Kinesis' 1 MiB limit, and sends again the entries Kinesis refused; consume reads
+every shard and feeds each shard's batches to its own container, one batch at a time,
+starting again at the lowest reported sequence number as Lambda does.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 
 MAX_RECORDS_PER_CALL = 500
 MAX_BYTES_PER_CALL = 5 * 1024 * 1024
+MAX_RECORD_BYTES = 1024 * 1024
+"""Kinesis' limit on one record: its data (the payload JSON) and its partition key together."""
 Invoke = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 
 
@@ -60,6 +63,77 @@ class PublishFailed(RuntimeError):
     """Kinesis kept refusing some records after every retry."""
 
 
+class RecordTooLarge(ValueError):
+    """A record Kinesis would refuse for its size: said before anything is sent, so that a
+    file is never left half published."""
+
+
+def partition_key(payload: Mapping[str, Any], spread: bool = False) -> str:
+    """The file id, so one shard carries the file; with ``spread``, one key per partition."""
+    key = str(FileId.for_endpoint(payload["putEndpoint"]))
+    return f"{key}-{payload['partition']}" if spread else key
+
+
+def record_bytes(payload: Mapping[str, Any], spread: bool = False) -> int:
+    """What the record counts against MAX_RECORD_BYTES: payload JSON plus partition key."""
+    # The base64 content needs no escaping: its length adds as it is, without encoding it.
+    shell = encode_payload({**payload, "content": ""})
+    return len(shell) + len(payload["content"]) + len(partition_key(payload, spread).encode())
+
+
+def largest_record_bytes(size: int, put_endpoint: str, chunk_size: int, spread: bool) -> int:
+    """The largest record a file of ``size`` bytes makes when cut in ``chunk_size`` chunks.
+
+    The last full chunk has the longest partition number; the final one may be shorter.
+    """
+    count = max(1, -(-size // chunk_size))
+    largest = 0
+    for partition in {max(0, count - 2), count - 1}:
+        piece = max(0, min(chunk_size, size - partition * chunk_size))
+        payload = {
+            "putEndpoint": put_endpoint,
+            "partition": partition,
+            "partitionCount": count,
+            "content": "A" * (4 * -(-piece // 3)),
+        }
+        largest = max(largest, record_bytes(payload, spread))
+    return largest
+
+
+def check_chunk_size(size: int, put_endpoint: str, chunk_size: int, spread: bool) -> None:
+    """Raise RecordTooLarge, naming the largest chunk size that fits, when a record of this
+    file would be over MAX_RECORD_BYTES; the endpoint itself is never quoted (it may be
+    presigned)."""
+    largest = largest_record_bytes(size, put_endpoint, chunk_size, spread)
+    if largest <= MAX_RECORD_BYTES:
+        return
+    fitting = largest_fitting_chunk_size(size, put_endpoint, chunk_size, spread)
+    advice = (
+        f"the largest chunk size that fits with this endpoint is {fitting}"
+        if fitting
+        else "no chunk size fits with this endpoint"
+    )
+    raise RecordTooLarge(
+        f"chunk size {chunk_size} makes records of up to {largest} bytes (payload JSON and "
+        f"partition key), over Kinesis' limit of {MAX_RECORD_BYTES} bytes a record; {advice}"
+    )
+
+
+def largest_fitting_chunk_size(size: int, put_endpoint: str, below: int, spread: bool) -> int:
+    """The largest chunk size under ``below`` whose records all fit; 0 when none does."""
+
+    def fits(chunk_size: int) -> bool:
+        return largest_record_bytes(size, put_endpoint, chunk_size, spread) <= MAX_RECORD_BYTES
+
+    low, high = 0, below  # fits(low) or low == 0; not fits(high)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    # Record size grows with the chunk size but for the digit a smaller partitionCount saves:
+    # a few sizes past the boundary may fit again, never more than 3 base64 quanta past it.
+    return max((c for c in range(low + 1, min(below, low + 13)) if fits(c)), default=low)
+
+
 def publish(
     client: KinesisClient,
     stream: str,
@@ -74,13 +148,18 @@ def publish(
     By default all chunks of a file share one partition key (its file id), so one shard
     carries the file, as the local backend wants; ``spread`` scatters them over shards.
     """
+    for payload in payloads:
+        if (record_size := record_bytes(payload, spread)) > MAX_RECORD_BYTES:
+            raise RecordTooLarge(
+                f"partition {payload['partition']} of file {partition_key(payload)} makes a "
+                f"record of {record_size} bytes, over Kinesis' limit of {MAX_RECORD_BYTES}; "
+                "nothing was sent"
+            )
     batch: list[PutRecordsRequestEntryTypeDef] = []
     size = 0
     for payload in payloads:
         data = encode_payload(payload)
-        key = str(FileId.for_endpoint(payload["putEndpoint"]))
-        if spread:
-            key = f"{key}-{payload['partition']}"
+        key = partition_key(payload, spread)
         if batch and (
             len(batch) == MAX_RECORDS_PER_CALL or size + len(data) + len(key) > MAX_BYTES_PER_CALL
         ):

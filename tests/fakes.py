@@ -6,8 +6,10 @@ The cache port needs no fake: its production adapter already lives in memory.
 from __future__ import annotations
 
 import base64
+import errno
 import io
 import json
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable
@@ -28,7 +30,7 @@ from application.ports import (
     PermanentUploadError,
     TransientUploadError,
 )
-from application.process_batch import ProcessBatch
+from application.process_batch import InvocationDeadline, ProcessBatch
 from application.records import StreamRecord
 from application.shared_ingest import SharedIngestChunk
 from domain import (
@@ -50,16 +52,54 @@ from domain import (
 
 
 class FakeLocalStore:
-    def __init__(self) -> None:
+    """``files`` is every chunk held; ``in_memory`` those put and not yet persisted, which
+    ``held`` returns as the real store does; the rest are "on disk" (a test may change
+    ``files`` to corrupt a chunk read back from disk).
+
+    Unlike the real store it never refuses a chunk over its ``budget``: it records
+    ``peak_usage``, so tests see whether the use cases kept to the budget. ``write_error``
+    (an errno) makes ``persist`` fail as a full or broken disk does; chunks in ``unreadable``
+    fail to read back from disk.
+    """
+
+    def __init__(self, budget: int = 2**62) -> None:
         self.files: dict[tuple[FileId, int], bytes] = {}
-        self.settled = 0
+        self.in_memory: set[tuple[FileId, int]] = set()
+        self.budget = budget
+        self.peak_usage = 0
+        self.write_error: int | None = None
+        self.unreadable: set[tuple[FileId, int]] = set()
+        self.tidied = 0
+
+    @property
+    def usage(self) -> int:
+        return sum(len(c) for key, c in self.files.items() if key not in self.in_memory)
 
     def put(self, file_id: FileId, partition: int, content: bytes) -> None:
         self.files[(file_id, partition)] = content
+        self.in_memory.add((file_id, partition))
+
+    def held(self, file_id: FileId, partition: int) -> bytes | None:
+        key = (file_id, partition)
+        return self.files[key] if key in self.in_memory else None
+
+    def persist(self, file_id: FileId, partition: int) -> bool:
+        key = (file_id, partition)
+        if key not in self.in_memory:
+            return key in self.files
+        if self.write_error is not None:
+            raise OSError(self.write_error, os.strerror(self.write_error))
+        self.in_memory.discard(key)
+        self.unreadable.discard(key)
+        self.peak_usage = max(self.peak_usage, self.usage)
+        return True
 
     def get(self, file_id: FileId, partition: int) -> bytes:
+        key = (file_id, partition)
+        if key in self.unreadable and key not in self.in_memory:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
         try:
-            return self.files[(file_id, partition)]
+            return self.files[key]
         except KeyError:
             raise FileNotFoundError(f"{file_id}/{partition}") from None
 
@@ -68,13 +108,37 @@ class FakeLocalStore:
 
     def delete(self, file_id: FileId, partition: int) -> None:
         self.files.pop((file_id, partition), None)
+        self.in_memory.discard((file_id, partition))
 
-    def settle(self) -> None:
-        self.settled += 1
+    def tidy(self) -> None:
+        self.tidied += 1
+
+    def on_disk(self) -> set[tuple[FileId, int]]:
+        return set(self.files) - self.in_memory
 
 
 class StorageUnavailable(OSError):
     pass
+
+
+class ReadTimedOut(Exception):
+    """What a stream from S3 may raise mid-read (botocore's errors are not all OSErrors)."""
+
+
+class _BreaksMidway:
+    """A stored chunk's stream that gives its first half, then fails."""
+
+    def __init__(self, content: bytes) -> None:
+        self._stream = io.BytesIO(content[: len(content) // 2])
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._stream.read(size)
+        if not data:
+            raise ReadTimedOut("read timeout on the chunk's stream")
+        return data
+
+    def close(self) -> None:
+        self._stream.close()
 
 
 @define
@@ -99,6 +163,8 @@ class FakeRemoteStore:
         self.requests = 0
         self.failing = False
         self.failing_operations: set[str] = set()
+        self.broken_reads = 0
+        """The next streams opened that fail midway (after a successful open)."""
         self._order = 0
 
     def _request(self, operation: str) -> None:
@@ -142,7 +208,11 @@ class FakeRemoteStore:
         self, file_id: FileId, partition: int, partition_count: int, ref: ChunkRef
     ) -> ByteStream:
         self._request("open")
-        return io.BytesIO(self.objects[(file_id, partition, ref.digest)].content)
+        content = self.objects[(file_id, partition, ref.digest)].content
+        if self.broken_reads:
+            self.broken_reads -= 1
+            return _BreaksMidway(content)
+        return io.BytesIO(content)
 
     def delete(self, file_id: FileId, partitions: PartitionSet) -> None:
         self._request("delete")
@@ -354,7 +424,7 @@ class FakeContainer:
 
     def __attrs_post_init__(self) -> None:
         assemble = AssembleAndUpload(self.local, self.remote, self.uploader, self.archive)
-        files = FileLifecycle(self.cache, self.local, self.remote, assemble)
+        files = FileLifecycle(self.cache, self.local, self.remote, assemble, self.limits)
         self.process = ProcessBatch(
             FakeValidator(),
             self.policy,
@@ -379,6 +449,7 @@ class _FileItem:
     expires_at: float = 0.0
     put_endpoint: str = ""
     created_at: float = 0.0
+    finished_by: str | None = None
 
 
 class FakeStateStore:
@@ -389,6 +460,9 @@ class FakeStateStore:
         self.items: dict[FileId, _FileItem] = {}
         self.requests = 0
         self.failing = False
+        self.lost_finish_answers = 0
+        """The next finishes whose answer is lost: botocore sends the request again and the
+        caller gets the second answer."""
         self._ttl = ttl_seconds
         self._lock = threading.Lock()
 
@@ -459,23 +533,37 @@ class FakeStateStore:
             if not free:
                 return False
             item.status, item.claim_owner, item.claim_until = FileStatus.ASSEMBLING, owner, until
+            item.expires_at = now + self._ttl
             return True
 
     def finish(self, file_id: FileId, owner: str, status: FileStatus, now: float) -> bool:
         with self._lock:
             self._request()
-            item = self.items.get(file_id)
-            if item is None or item.claim_owner != owner:
-                return False
-            item.status, item.claim_owner, item.expires_at = status, None, now + self._ttl
-            return True
+            closed = self._finish(file_id, owner, status, now)
+            if closed and self.lost_finish_answers:
+                self.lost_finish_answers -= 1
+                self._request()
+                return self._finish(file_id, owner, status, now)
+            return closed
 
-    def release(self, file_id: FileId, owner: str) -> None:
+    def _finish(self, file_id: FileId, owner: str, status: FileStatus, now: float) -> bool:
+        item = self.items.get(file_id)
+        if item is None:
+            return False
+        mine = item.claim_owner == owner or (item.finished_by == owner and item.status is status)
+        if not mine:
+            return False
+        item.status, item.claim_owner, item.expires_at = status, None, now + self._ttl
+        item.finished_by = owner
+        return True
+
+    def release(self, file_id: FileId, owner: str, now: float) -> None:
         with self._lock:
             self._request()
             item = self.items.get(file_id)
             if item is not None and item.claim_owner == owner:
                 item.status, item.claim_owner = FileStatus.COLLECTING, None
+                item.expires_at = now + self._ttl
 
     def endpoint(self, file_id: FileId) -> str | None:
         with self._lock:
@@ -564,6 +652,7 @@ class SharedFakeContainer:
 
     def __attrs_post_init__(self) -> None:
         assemble = AssembleAndUpload(FakeLocalStore(), self.remote, self.uploader, self.archive)
+        deadline = InvocationDeadline()
         ingest = SharedIngestChunk(
             self.remote,
             self.state,
@@ -572,9 +661,10 @@ class SharedFakeContainer:
             self.owner,
             self.lease_seconds,
             self.clock,
+            deadline=deadline,
         )
         self.process = ProcessBatch(
-            FakeValidator(), FakePolicy(), ingest, NothingToFlush(), self.archive
+            FakeValidator(), FakePolicy(), ingest, NothingToFlush(), self.archive, deadline=deadline
         )
 
 

@@ -15,14 +15,25 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
+from botocore.exceptions import ResponseStreamingError
 from dependency_injector import providers
 
 from application.ports import Body, Uploader
-from application.shared_ingest import SharedIngestChunk
+from application.shared_ingest import LEASE_MARGIN_SECONDS, SharedIngestChunk
 from domain import FileId
 from entrypoints.container import Container, build_container, load_settings
+from entrypoints.events import kinesis_event
+from entrypoints.lambda_handler import handle
 from entrypoints.provision import provision
-from tests.e2e.support import LogLines, Record, SourceFile, Stack, failures, sequence_numbers
+from tests.e2e.support import (
+    SECRET,
+    LogLines,
+    Record,
+    SourceFile,
+    Stack,
+    failures,
+    sequence_numbers,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -288,6 +299,7 @@ def container_at(
             container.owner_id,
             container.settings.provided.claim_lease_seconds,
             providers.Object(clock),
+            deadline=container.deadline,
         )
     )
     container.process_batch()  # built here: boto3 does not promise thread-safe client creation
@@ -438,3 +450,151 @@ def test_ingest_costs_at_most_two_requests_per_chunk_and_assembly_reads_each_chu
     growth = sum(large.ingest.values()) - sum(small.ingest.values())
     assert growth <= 2 * (large.chunks - small.chunks)
     assert large.assembly - small.assembly == large.chunks - small.chunks
+
+
+def chunk_key_of(source: SourceFile, partition: int) -> str:
+    count = source.partition_count
+    return f"pending/{FileId.for_endpoint(source.endpoint)}/{partition:05d}.{count}."
+
+
+def _archive(shared: SharedStack, key: str, container: Container) -> None:
+    """Moved to an archive storage class: GetObject now answers InvalidObjectState."""
+    bucket = shared.stack.bucket
+    shared.stack.s3.copy_object(
+        Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key}, StorageClass="GLACIER"
+    )
+
+
+class BreaksMidway:
+    """An object's body that dies after a few bytes, as a reset connection does."""
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+        self._gave = False
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._gave:
+            raise ResponseStreamingError(error="Connection broken: IncompleteRead")
+        self._gave = True
+        return bytes(self._body.read(3))
+
+    def close(self) -> None:
+        self._body.close()
+
+
+class ResetMidRead:
+    """The container's next GetObject of ``key`` returns a body whose connection breaks."""
+
+    def __init__(self, container: Container, key: str) -> None:
+        self._key = key
+        self._aimed = self._done = False
+        events = container.s3_client().meta.events
+        events.register("before-parameter-build.s3.GetObject", self._aim)
+        events.register("after-call.s3.GetObject", self._break)
+
+    def _aim(self, params: dict[str, Any], **_: Any) -> None:
+        self._aimed = not self._done and params.get("Key") == self._key
+
+    def _break(self, parsed: dict[str, Any], **_: Any) -> None:
+        if self._aimed:
+            self._aimed, self._done = False, True
+            parsed["Body"] = BreaksMidway(parsed["Body"])
+
+
+def _reset_midway(shared: SharedStack, key: str, container: Container) -> None:
+    ResetMidRead(container, key)
+
+
+def _change_bytes(shared: SharedStack, key: str, container: Container) -> None:
+    """Other bytes of the same length under the chunk's key: its digest no longer matches."""
+    stored = shared.stack.read(key)
+    shared.stack.s3.put_object(
+        Bucket=shared.stack.bucket, Key=key, Body=bytes(b ^ 0xFF for b in stored)
+    )
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [_archive, _reset_midway, _change_bytes],
+    ids=["object-archived", "connection-reset-mid-read", "stored-bytes-changed"],
+)
+def test_a_chunk_unreadable_after_the_claim_gives_it_back_and_no_wrong_body_is_ever_complete(
+    shared: SharedStack, logs: LogLines, fault: Callable[[SharedStack, str, Container], None]
+) -> None:
+    stack = shared.stack
+    source = stack.file(f"unreadable-{fault.__name__}.bin", size=40_000, chunk_size=10_000)
+    r = stack.seq.records(source.payloads)
+    a = shared.container("shard-0", UPLOAD_MAX_ATTEMPTS="1")
+    b = shared.container("shard-1", UPLOAD_MAX_ATTEMPTS="1")
+    assert failures(stack.invoke(a, r[1:])) == []
+    [key] = [k for k in stack.keys("pending/") if k.startswith(chunk_key_of(source, 3))]
+    original = stack.read(key)
+    fault(shared, key, b)
+
+    response = stack.invoke(b, r[:1])  # partition 0 completes the file; 3 is read last
+
+    assert failures(response) == sequence_numbers(r[:1])
+    assert stack.uploads_of(source) == []
+    item = shared.item(source)
+    assert item["status"] == {"S": "collecting"}
+    assert "claim_owner" not in item
+    [warning] = logs.at("WARNING")
+    assert warning["message"].startswith("upload failed")
+    assert SECRET not in logs.text
+
+    stack.s3.put_object(Bucket=stack.bucket, Key=key, Body=original)
+    assert failures(stack.invoke(a, r[:1])) == []  # at once: no lease to wait out
+    [put] = stack.uploads_of(source)
+    assert put.body == source.data
+    assert shared.status(source) == "uploaded"
+    assert stack.keys("pending/") == []
+
+
+class LambdaContextWithTime:
+    """Lambda's context as the handler reads it, with ``seconds`` left in the invocation."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.aws_request_id = "lease-test"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int(self.seconds * 1000)
+
+
+def test_a_claims_lease_ends_when_its_invocation_must_have_ended(shared: SharedStack) -> None:
+    stack = shared.stack
+    source = stack.file("lease-from-context.bin", size=20_000, chunk_size=10_000)
+    r = stack.seq.records(source.payloads)
+    leases: list[dict[str, Any]] = []
+    assert failures(stack.invoke(shared.container("first"), r[:1])) == []
+    holder = shared.container("holder")
+    holder.clock.override(providers.Object(Clock(1_000.0)))
+    holder.uploader.override(
+        providers.Object(
+            GatedUploader(holder.uploader(), before=lambda: leases.append(shared.item(source)))
+        )
+    )
+
+    response = handle(holder, kinesis_event(r[1:]), LambdaContextWithTime(seconds=40.0))
+
+    assert failures(response) == []
+    [claimed] = leases
+    assert claimed["status"] == {"S": "assembling"}
+    assert float(claimed["claim_until"]["N"]) == 1_000.0 + 40.0 + LEASE_MARGIN_SECONDS
+    [put] = stack.uploads_of(source)
+    assert put.body == source.data
+
+
+def test_the_containers_aws_clients_time_out_and_retry_within_the_deadline_margin(
+    shared: SharedStack,
+) -> None:
+    margin = 16.0
+    container = shared.container("configured", DEADLINE_MARGIN_SECONDS=str(margin))
+    backoff_bound = 1.0 + 2.0  # botocore's standard mode, before its 2nd and 3rd attempts
+
+    for client in (container.s3_client(), container.dynamodb_client()):
+        config = client.meta.config
+        assert config.retries == {"mode": "standard", "total_max_attempts": 3}
+        assert (config.connect_timeout, config.read_timeout) == (margin / 20, margin / 8)
+        attempts = config.retries["total_max_attempts"]  # the first one included
+        assert attempts * (config.connect_timeout + config.read_timeout) + backoff_bound < margin

@@ -40,13 +40,18 @@ def test_user_records_come_out_in_order_under_their_kinesis_sequence_number() ->
     assert [r.record_id for r in records[1:]] == ["4959-2-0", "4959-2-1", "4959-2-2"]
 
 
-def test_data_that_only_looks_aggregated_is_passed_on_for_validation_to_reject() -> None:
+def test_data_that_starts_with_the_magic_but_is_no_aggregate_is_unusable_whole() -> None:
     looks_packed = kinesis_record(b"\xf3\x89\x9a\xc2 not a real aggregate", "4959-9")
 
     [record] = records_from_event(kinesis_event([looks_packed]))
 
     assert record.sub_sequence is None
     assert record.data == looks_packed["kinesis"]["data"]
+    assert record.unusable is not None
+    assert (
+        record.unusable.detail
+        == "KPL aggregate unreadable: the MD5 does not match the aggregated message"
+    )
 
 
 def test_a_file_sent_in_aggregated_records_is_uploaded_whole(stack: Stack) -> None:

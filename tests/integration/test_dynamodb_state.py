@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -229,7 +230,8 @@ def test_only_the_claim_owner_finishes_and_an_uploaded_file_is_kept_as_a_tombsto
     assert tombstone["expires_at"] == {"N": str(int(NOW + 10.25 + TTL))}
     assert "claim_owner" not in tombstone
     assert "claim_until" not in tombstone
-    assert not store.finish(FILE, "owner-a", FileStatus.UPLOADED, NOW + 11)
+    assert not store.finish(FILE, "owner-b", FileStatus.UPLOADED, NOW + 11)
+    assert not store.finish(FILE, "owner-a", FileStatus.FAILED, NOW + 11)
 
 
 def test_a_file_still_collecting_expires_a_ttl_after_its_last_chunk(
@@ -256,7 +258,7 @@ def test_release_returns_a_claimed_file_to_collecting_so_anyone_may_claim_it_aga
     complete(store, 2)
     assert store.claim(FILE, "owner-a", NOW, NOW + 60)
 
-    store.release(FILE, "owner-a")
+    store.release(FILE, "owner-a", NOW + 1)
 
     state = store.read(FILE, 0)
     assert state is not None
@@ -270,7 +272,7 @@ def test_release_by_anyone_but_the_claim_owner_changes_nothing(
     complete(store, 2)
     assert store.claim(FILE, "owner-a", NOW, NOW + 60)
 
-    store.release(FILE, "owner-b")
+    store.release(FILE, "owner-b", NOW + 1)
 
     assert not store.claim(FILE, "owner-b", NOW + 1, NOW + 61)
     assert store.finish(FILE, "owner-a", FileStatus.UPLOADED, NOW + 2)
@@ -281,11 +283,72 @@ def test_release_does_not_reopen_a_finished_file(store: DynamoDbFileStateStore) 
     assert store.claim(FILE, "owner-a", NOW, NOW + 60)
     assert store.finish(FILE, "owner-a", FileStatus.UPLOADED, NOW + 1)
 
-    store.release(FILE, "owner-a")
+    store.release(FILE, "owner-a", NOW + 2)
 
     state = store.read(FILE, 0)
     assert state is not None
     assert state.status is FileStatus.UPLOADED
+
+
+class LoseFirstAnswer:
+    """Drops the answer to the client's next UpdateItem after DynamoDB applied it, as a
+    connection reset would: botocore's retry then sends the same request again."""
+
+    EVENT = "needs-retry.dynamodb.UpdateItem"
+
+    def __init__(self, dynamodb: DynamoDBClient) -> None:
+        self._events = dynamodb.meta.events
+        # A needs-retry handler answers with a delay; the stubs type every handler as None.
+        self._handler: Callable[..., Any] = self._retry_once
+        self.lost = 0
+
+    def __enter__(self) -> LoseFirstAnswer:
+        self._events.register_first(self.EVENT, self._handler)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._events.unregister(self.EVENT, self._handler)
+
+    def _retry_once(self, attempts: int, **_: Any) -> float | None:
+        if self.lost or attempts != 1:
+            return None
+        self.lost += 1
+        return 0.0  # retry at once: the request was applied, only its answer is gone
+
+
+@pytest.mark.parametrize("closed", [FileStatus.UPLOADED, FileStatus.FAILED])
+def test_a_finish_retried_after_its_answer_was_lost_succeeds_for_its_owner(
+    store: DynamoDbFileStateStore, dynamodb: DynamoDBClient, table: str, closed: FileStatus
+) -> None:
+    complete(store, 2)
+    assert store.claim(FILE, "owner-a", NOW, NOW + 60)
+
+    with LoseFirstAnswer(dynamodb) as network:
+        assert store.finish(FILE, "owner-a", closed, NOW + 1)
+
+    assert network.lost == 1
+    tombstone = item(dynamodb, table)
+    assert tombstone["status"] == {"S": closed.value}
+    assert tombstone["finished_by"] == {"S": "owner-a"}
+    assert not store.claim(FILE, "owner-b", NOW + 100, NOW + 160)
+
+
+def test_claim_and_release_keep_an_unfinished_files_item_as_long_as_a_chunk_does(
+    dynamodb: DynamoDBClient, table: str
+) -> None:
+    store = DynamoDbFileStateStore(dynamodb, table, ttl_seconds=TTL, incomplete_ttl_seconds=500)
+    add(store, 0, 1, now=NOW)
+
+    assert store.claim(FILE, "owner-a", NOW + 1_000, NOW + 1_060)
+    assert item(dynamodb, table)["expires_at"] == {"N": str(int(NOW + 1_000 + TTL + 500))}
+
+    store.release(FILE, "owner-a", NOW + 2_000)
+    assert item(dynamodb, table)["expires_at"] == {"N": str(int(NOW + 2_000 + TTL + 500))}
+
+    assert store.finish(FILE, "owner-a", FileStatus.UPLOADED, NOW + 3_000) is False
+    assert store.claim(FILE, "owner-b", NOW + 3_000, NOW + 3_060)
+    assert store.finish(FILE, "owner-b", FileStatus.UPLOADED, NOW + 3_001)
+    assert item(dynamodb, table)["expires_at"] == {"N": str(int(NOW + 3_001 + TTL))}
 
 
 def test_digests_hold_the_32_hex_digit_prefix_of_every_partition(

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import random
 import threading
+from collections import deque
 from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 import requests
+from botocore.exceptions import ClientError, ResponseStreamingError
 
 from adapters.http_uploader import RequestsUploader, RetryPolicy
-from application.body import AssembledBody, ByteStream
+from application.body import AssembledBody, ByteStream, Part
 from application.ports import PermanentUploadError, TransientUploadError
 from entrypoints.local_receiver import LocalReceiver
-from tests.integration.builders import SECRET, SIGNED_QUERY, body_of, signed
+from tests.integration.builders import SECRET, SIGNED_QUERY, body_of, ref_of, signed
 
 PIECES = [bytes(range(256)) * 400, b"", b"\x00middle\r\n" * 1000, b"tail"]
 CONTENT = b"".join(PIECES)
@@ -231,3 +235,166 @@ def test_one_attempt_means_no_retry(
     assert sleep.pauses == []
     uploader(session, sleep, attempts=1).upload(receiver.url("once"), body_of(PIECES))
     assert receiver.received[0].body == CONTENT
+
+
+BOUND = 30.0
+"""The longest a test waits for the endpoint to finish with a request: a bound, not a measure."""
+
+
+class ScriptedEndpoint:
+    """A PUT endpoint answering from a script (then 200), keeping only the bodies it got whole.
+
+    ``handled`` is released once per request, after its body was read (whole or cut short),
+    so a test can wait for the endpoint instead of racing it.
+    """
+
+    def __init__(self) -> None:
+        self.answers: deque[tuple[int, bytes]] = deque()
+        self.complete: list[bytes] = []
+        self.handled = threading.Semaphore(0)
+        self.url = ""
+
+    def answer(self) -> tuple[int, bytes]:
+        return self.answers.popleft() if self.answers else (200, b"")
+
+
+class _Scripted(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    endpoint: ScriptedEndpoint
+
+    def do_PUT(self) -> None:
+        try:
+            expected = int(self.headers.get("Content-Length", "0"))
+            body = self.rfile.read(expected)  # short when the client gave up midway
+            if len(body) < expected:
+                self.close_connection = True
+                return
+            status, answer = self.endpoint.answer()
+            if status == 200:
+                self.endpoint.complete.append(body)
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+        finally:
+            self.endpoint.handled.release()
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def scripted() -> Iterator[ScriptedEndpoint]:
+    endpoint = ScriptedEndpoint()
+    handler = type("Scripted", (_Scripted,), {"endpoint": endpoint})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    endpoint.url = f"http://127.0.0.1:{server.server_address[1]}/files/report.csv"
+    try:
+        yield endpoint
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def s3_error(code: str) -> bytes:
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+        f"<Message>...</Message><RequestId>4442587FB7D0A2F9</RequestId></Error>"
+    ).encode()
+
+
+def case(status: int, code: str | None, transient: bool) -> Any:
+    body = s3_error(code) if code else b""
+    return pytest.param(status, body, transient, id=f"{status}-{code or 'no-body'}")
+
+
+@pytest.mark.parametrize(
+    ("status", "answer", "transient"),
+    [
+        case(500, "InternalError", True),
+        case(503, "SlowDown", True),
+        case(504, None, True),
+        case(429, None, True),
+        case(408, None, True),
+        case(400, "RequestTimeout", True),
+        case(400, "BadDigest", False),
+        case(400, None, False),
+        case(403, "RequestTimeout", False),
+        case(403, "SignatureDoesNotMatch", False),
+        case(404, None, False),
+        case(411, "MissingContentLength", False),
+    ],
+)
+def test_an_answer_is_retried_exactly_when_the_same_put_may_pass_later(
+    scripted: ScriptedEndpoint,
+    session: requests.Session,
+    sleep: RecordingSleep,
+    status: int,
+    answer: bytes,
+    transient: bool,
+) -> None:
+    scripted.answers.append((status, answer))
+    body = CountingBody(PIECES)
+    put = uploader(session, sleep, attempts=2)
+
+    if transient:
+        put.upload(signed(scripted.url), body)
+        assert (body.opened, scripted.complete) == (2, [CONTENT])
+    else:
+        with pytest.raises(PermanentUploadError, match=str(status)) as refused:
+            put.upload(signed(scripted.url), body)
+        assert SECRET not in str(refused.value)
+        assert (body.opened, scripted.complete) == (1, [])
+
+
+def _s3_refuses_to_open() -> ByteStream:
+    raise ClientError(
+        {"Error": {"Code": "InternalError", "Message": "We encountered an internal error"}},
+        "GetObject",
+    )
+
+
+class _BreaksMidway:
+    """An S3 object's stream that dies after a few bytes, as a reset connection does."""
+
+    def __init__(self) -> None:
+        self._stream = io.BytesIO(b"ta")
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._stream.read(size)
+        if not data:
+            raise ResponseStreamingError(error="Connection broken: IncompleteRead")
+        return data
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+@pytest.mark.parametrize(
+    "last_part",
+    [
+        Part(ref_of(b"tail"), _s3_refuses_to_open),
+        Part(ref_of(b"tail"), _BreaksMidway),
+        Part(ref_of(b"tail"), lambda: io.BytesIO(b"TAIL")),
+    ],
+    ids=["s3-refuses-the-read", "s3-stream-breaks-midway", "stored-bytes-changed"],
+)
+def test_a_last_part_that_cannot_be_served_is_a_transient_failure_and_never_a_whole_body(
+    scripted: ScriptedEndpoint, session: requests.Session, sleep: RecordingSleep, last_part: Part
+) -> None:
+    body = AssembledBody((*body_of(PIECES[:-1]).parts, last_part))
+    attempts = 2
+
+    with pytest.raises(TransientUploadError) as failed:
+        uploader(session, sleep, attempts=attempts).upload(signed(scripted.url), body)
+
+    assert SECRET not in str(failed.value)
+    for _ in range(attempts):
+        assert scripted.handled.acquire(timeout=BOUND), "the endpoint never saw the attempt end"
+    assert scripted.complete == []

@@ -30,6 +30,7 @@ def test_only_the_bucket_is_required_and_everything_else_has_its_default() -> No
         state_backend=StateBackend.LOCAL,
         state_table=None,
         tmp_dir=Path("/tmp"),
+        local_disk_budget_bytes=None,
         upload_allowed_hosts=None,
         limits=Limits(max_partition_count=10_000, max_file_bytes=5 * 1024**3),
         upload_max_attempts=4,
@@ -47,6 +48,7 @@ def test_every_setting_is_read_from_the_environment() -> None:
             "STATE_BACKEND": "DynamoDB",
             "STATE_TABLE": "sfb-state",
             "TMP_DIR": "/var/sfb",
+            "LOCAL_DISK_BUDGET_BYTES": "268435456",
             "UPLOAD_ALLOWED_HOSTS": "Uploads.Example.com, *.example.net ,",
             "MAX_PARTITION_COUNT": "500",
             "MAX_FILE_BYTES": "1048576",
@@ -62,6 +64,7 @@ def test_every_setting_is_read_from_the_environment() -> None:
     assert settings.state_backend is StateBackend.DYNAMODB
     assert settings.state_table == "sfb-state"
     assert settings.tmp_dir == Path("/var/sfb")
+    assert settings.local_disk_budget_bytes == 256 * 1024**2
     assert settings.upload_allowed_hosts == ("uploads.example.com", "*.example.net")
     assert settings.limits == Limits(max_partition_count=500, max_file_bytes=1048576)
     assert settings.upload_max_attempts == 2
@@ -92,6 +95,13 @@ INVALID: list[tuple[str, dict[str, str], str]] = [
     ("negative count", {**BASE, "MAX_PARTITION_COUNT": "-4"}, "MAX_PARTITION_COUNT"),
     ("units in a size", {**BASE, "MAX_FILE_BYTES": "5GB"}, "MAX_FILE_BYTES"),
     ("zero size", {**BASE, "MAX_FILE_BYTES": "0"}, "MAX_FILE_BYTES"),
+    ("units in a budget", {**BASE, "LOCAL_DISK_BUDGET_BYTES": "512MB"}, "LOCAL_DISK_BUDGET_BYTES"),
+    ("negative budget", {**BASE, "LOCAL_DISK_BUDGET_BYTES": "-1"}, "LOCAL_DISK_BUDGET_BYTES"),
+    (
+        "fraction for a budget",
+        {**BASE, "LOCAL_DISK_BUDGET_BYTES": "0.5"},
+        "LOCAL_DISK_BUDGET_BYTES",
+    ),
     ("unknown level", {**BASE, "LOG_LEVEL": "VERBOSE"}, "LOG_LEVEL"),
     ("numeric level", {**BASE, "LOG_LEVEL": "10"}, "LOG_LEVEL"),
     ("hostless allow-list", {**BASE, "UPLOAD_ALLOWED_HOSTS": " , ,"}, "UPLOAD_ALLOWED_HOSTS"),
@@ -111,6 +121,16 @@ def test_an_invalid_setting_fails_naming_its_variable(
 ) -> None:
     with pytest.raises(SettingsError, match=variable):
         Settings.from_environ(environ)
+
+
+def test_a_local_disk_budget_of_zero_is_valid_and_blank_means_the_default() -> None:
+    def budget(text: str) -> int | None:
+        return Settings.from_environ(
+            {**BASE, "LOCAL_DISK_BUDGET_BYTES": text}
+        ).local_disk_budget_bytes
+
+    assert budget("0") == 0
+    assert budget(" ") is None
 
 
 def test_parameters_fill_the_settings_the_environment_leaves_out() -> None:

@@ -120,7 +120,32 @@ INVALID: list[tuple[str, str, RejectionReason]] = [
     (
         "overlong putEndpoint",
         data_of(valid_payload(putEndpoint=ENDPOINT + "x" * 9000)),
-        RejectionReason.SCHEMA,
+        RejectionReason.ENDPOINT_INVALID,
+    ),
+    (
+        "putEndpoint with a lone surrogate, which only the fallback JSON parser reads",
+        data_of(valid_payload(putEndpoint=ENDPOINT + "\ud800")),
+        RejectionReason.ENDPOINT_INVALID,
+    ),
+    (
+        "putEndpoint host label over 63 characters",
+        data_of(valid_payload(putEndpoint=f"https://{'u' * 64}.example.com/{SIGNED_QUERY}")),
+        RejectionReason.ENDPOINT_INVALID,
+    ),
+    (
+        "putEndpoint port out of range",
+        data_of(valid_payload(putEndpoint=signed("https://uploads.example.com:99999/a"))),
+        RejectionReason.ENDPOINT_INVALID,
+    ),
+    (
+        "putEndpoint with credentials",
+        data_of(valid_payload(putEndpoint=signed("https://u:pw@uploads.example.com/a"))),
+        RejectionReason.ENDPOINT_INVALID,
+    ),
+    (
+        "putEndpoint not http",
+        data_of(valid_payload(putEndpoint=signed("ftp://uploads.example.com/a"))),
+        RejectionReason.ENDPOINT_INVALID,
     ),
     (
         "partition equal to partitionCount",
@@ -210,3 +235,23 @@ def test_a_decoder_built_once_decodes_many_records(validator: JsonSchemaRequestV
     ]
 
     assert [chunk.partition for chunk in chunks] == list(range(50))
+
+
+def test_an_idn_endpoint_is_kept_as_the_producer_wrote_it(
+    validator: JsonSchemaRequestValidator,
+) -> None:
+    endpoint = signed("https://Bücher.example/files/ä.csv")
+
+    chunk = validator.validate(data_of(valid_payload(putEndpoint=endpoint)))
+
+    assert chunk.put_endpoint == endpoint  # the file id hashes the producer's own text
+
+
+def test_an_invalid_endpoint_shows_only_its_redacted_form(
+    validator: JsonSchemaRequestValidator,
+) -> None:
+    endpoint = signed("https://user:hunter2@uploads.example.com/files/report.csv")
+
+    error = rejection(validator, data_of(valid_payload(putEndpoint=endpoint)))
+
+    assert error.shown_endpoint == "https://uploads.example.com/files/report.csv"

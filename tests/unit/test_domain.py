@@ -2,14 +2,18 @@ from __future__ import annotations
 
 import hashlib
 
+import idna
 import pytest
 
 from domain import (
+    MAX_ENDPOINT_BYTES,
     Admission,
     AssembledFile,
     Chunk,
     ChunkContentConflict,
     ChunkRef,
+    Endpoint,
+    EndpointRefused,
     FileExpired,
     FileId,
     FileIncomplete,
@@ -17,6 +21,7 @@ from domain import (
     FileStatus,
     FileTooLarge,
     IncompleteFile,
+    InvalidEndpoint,
     Limits,
     PartitionCountConflict,
     PartitionCountTooLarge,
@@ -143,3 +148,288 @@ def test_an_incomplete_file_is_overdue_once_first_seen_before_the_cutoff() -> No
     assert not file.is_overdue(1_000.0)
     assert file.age(4_600.0) == 3_600.0
     assert "SECRET" not in repr(file)
+
+
+def _held(**parts: bytes) -> dict[int, ChunkRef]:
+    return {int(name[1:]): ref(content) for name, content in parts.items()}
+
+
+MERGES: list[
+    tuple[str, dict[int, ChunkRef], dict[int, ChunkRef], int, set[int], dict[int, str]]
+] = [
+    # name, held (they stand), newcomers, MAX_FILE_BYTES, partitions after, rejections
+    ("newcomers that fit join", _held(p0=b"aaaa"), _held(p1=b"bbbb"), 8, {0, 1}, {}),
+    (
+        "the newcomer that pushes past the limit is refused, a later one that fits joins",
+        _held(p0=b"aaaa"),
+        _held(p1=b"bbbbb", p2=b"cc", p3=b"dd"),
+        8,
+        {0, 2, 3},
+        {1: "file-too-large"},
+    ),
+    (
+        "every newcomer past a limit the held chunks already fill is refused",
+        _held(p0=b"aaaa", p1=b"bbbb"),
+        _held(p2=b"c", p3=b""),
+        8,
+        {0, 1, 3},
+        {2: "file-too-large"},
+    ),
+    (
+        "other bytes for a held partition conflict and the held bytes stand",
+        _held(p0=b"aaaa"),
+        _held(p0=b"AAAA", p1=b"bb"),
+        100,
+        {0, 1},
+        {0: "content-conflict"},
+    ),
+    (
+        "the same bytes again are a duplicate, not a rejection",
+        _held(p0=b"aa"),
+        _held(p0=b"aa"),
+        2,
+        {0},
+        {},
+    ),
+    (
+        "nothing held: newcomers fill up to the limit",
+        {},
+        _held(p0=b"aaa", p1=b"bbb"),
+        5,
+        {0},
+        {1: "file-too-large"},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("held", "newcomers", "limit", "after", "rejections"),
+    [case[1:] for case in MERGES],
+    ids=[case[0] for case in MERGES],
+)
+def test_a_merge_keeps_the_held_partitions_and_refuses_newcomers_past_the_limit_or_in_conflict(
+    held: dict[int, ChunkRef],
+    newcomers: dict[int, ChunkRef],
+    limit: int,
+    after: set[int],
+    rejections: dict[int, str],
+) -> None:
+    first = PartitionSet(4, held)
+
+    merged, rejected = first.merged(newcomers, Limits(max_file_bytes=limit))
+
+    assert set(merged.parts) == after
+    assert {p: error.reason.value for p, error in rejected.items()} == rejections
+    assert all(merged.parts[p] == r for p, r in held.items())
+    assert merged.size == sum(r.size for r in merged.parts.values())
+    assert merged.size <= max(limit, first.size)
+
+
+# The putEndpoint parser: every later step reads only what it accepted.
+
+SIG = "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=SECRETSIG"
+
+HOSTILE_ENDPOINTS: list[tuple[str, str, str]] = [
+    # name, putEndpoint, what the reason says
+    ("lone surrogate in the path", "https://files.example.com/a\ud800b" + SIG, "surrogate"),
+    ("lone surrogate in the host", "https://files\udc80.example.com/k" + SIG, "surrogate"),
+    ("host label over 63 characters", "https://" + "a" * 64 + ".example.com/k", "63"),
+    ("IDN label over 63 once encoded", "https://" + "ü" * 58 + ".example.com/k", "IDNA"),
+    ("host over 253 characters", "https://" + ("a" * 60 + ".") * 5 + "com/k", "253"),
+    ("port out of range", "https://files.example.com:99999/k" + SIG, "port"),
+    ("port not a number", "https://files.example.com:https/k" + SIG, "port"),
+    ("port zero", "https://files.example.com:0/k", "port"),
+    ("port with a sign", "https://files.example.com:+443/k", "port"),
+    ("port of six digits", "https://files.example.com:000443/k", "port"),
+    ("user and password", "https://user:hunter2@files.example.com/k" + SIG, "user information"),
+    ("user only", "https://user@files.example.com/k", "user information"),
+    ("userinfo posing as the host", "https://files.example.com@evil.example/k", "user info"),
+    ("NUL in the path", "https://files.example.com/k\x00" + SIG, "control"),
+    ("CRLF header injection", "https://files.example.com/k\r\nX-Evil: 1" + SIG, "control"),
+    ("tab in the host", "https://files.example.com\t/k", "control"),
+    ("DEL in the path", "https://files.example.com/k\x7f", "control"),
+    ("C1 control in the path", "https://files.example.com/k\x85", "control"),
+    ("space in the path", "https://files.example.com/a b" + SIG, "whitespace"),
+    ("space in the host", "https://files example.com/k", "whitespace"),
+    ("leading space", " https://files.example.com/k", "whitespace"),
+    ("trailing newline", "https://files.example.com/k" + SIG + "\n", "control"),
+    ("no-break space", "https://files.example.com/a\u00a0b", "whitespace"),
+    ("zero-width space in the host", "https://files\u200b.example.com/k", "invisible"),
+    ("right-to-left override in the path", "https://files.example.com/\u202ek", "invisible"),
+    ("backslash before @", "https://evil.example\\@files.example.com/k" + SIG, "backslash"),
+    ("backslash as a slash", "https://files.example.com\\evil/k", "backslash"),
+    ("IPv6 zone id, encoded", "https://[fe80::1%25eth0]/k", "zone id"),
+    ("IPv6 zone id, raw", "https://[fe80::1%eth0]/k", "zone id"),
+    ("IPv6 outside brackets", "https://fe80::1/k", "IPv6"),
+    ("IPvFuture literal", "https://[v1.fe80]/k", "IPv6"),
+    ("IPv4 inside brackets", "https://[127.0.0.1]/k", "not a URL"),
+    ("unclosed bracket", "https://[::1/k", "not a URL"),
+    ("text after an IPv6 literal", "https://[::1]evil/k", "IPv6"),
+    ("over the maximum length", "https://files.example.com/" + "a" * 8192, "8192"),
+    (
+        "fullwidth letters, which urllib3 cannot IDNA-encode",
+        "https://\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com/k",
+        "IDNA",
+    ),
+    ("ideographic full stop", "https://bücher。example/k", "IDNA"),
+    ("invalid punycode label", "https://xn--zz.example.com/k", "IDNA"),
+    ("empty host", "https:///k" + SIG, "no host"),
+    ("port without a host", "https://:443/k", "no host"),
+    ("empty label", "https://files..example.com/k", "empty label"),
+    ("leading dot", "https://.example.com/k", "empty label"),
+    ("two trailing dots", "https://files.example.com../k", "empty label"),
+    ("percent-encoded host", "https://%66iles.example.com/k", "percent"),
+    ("wildcard host", "https://*.example.com/k", "character"),
+    ("short IPv4 form", "https://127.1/k", "dotted-quad"),
+    ("hex IPv4 form", "https://0x7f.0.0.1/k", "dotted-quad"),
+    ("IPv4 as one number", "https://2130706433/k", "dotted-quad"),
+    ("octal-looking IPv4", "https://010.0.0.1/k", "dotted-quad"),
+    ("IPv4 with a trailing dot", "https://10.0.0.1./k", "trailing dot"),
+    ("a fragment", "https://files.example.com/k" + SIG + "#frag-secret", "fragment"),
+    ("ftp", "ftp://files.example.com/k", "http"),
+    ("file", "file:///etc/passwd", "http"),
+    ("javascript", "javascript:alert(1)", "http"),
+    ("no scheme", "files.example.com/k", "http"),
+    ("scheme-relative", "//files.example.com/k", "http"),
+    ("scheme without slashes", "https:files.example.com/k", "http"),
+    ("scheme with one slash", "https:/files.example.com/k", "http"),
+]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "says"),
+    [case[1:] for case in HOSTILE_ENDPOINTS],
+    ids=[case[0] for case in HOSTILE_ENDPOINTS],
+)
+def test_a_hostile_endpoint_is_invalid_with_a_reason_that_never_quotes_it(
+    endpoint: str, says: str
+) -> None:
+    with pytest.raises(InvalidEndpoint) as raised:
+        Endpoint.parse(endpoint)
+
+    error = raised.value
+    assert says in error.detail
+    assert error.reason is RejectionReason.ENDPOINT_INVALID
+    assert isinstance(error, EndpointRefused)
+    for text in (error.detail, str(error), repr(error)):
+        for secret in ("SECRETSIG", "X-Amz", "hunter2", "frag-secret", "example", "/k"):
+            assert secret not in text
+
+
+@pytest.mark.parametrize(
+    "endpoint", [case[1] for case in HOSTILE_ENDPOINTS], ids=[case[0] for case in HOSTILE_ENDPOINTS]
+)
+def test_a_hostile_endpoint_is_shown_redacted_and_printable(endpoint: str) -> None:
+    with pytest.raises(InvalidEndpoint) as raised:
+        Endpoint.parse(endpoint)
+
+    shown = raised.value.shown_endpoint
+    assert shown is not None
+    assert shown.isprintable()
+    for secret in ("SECRETSIG", "X-Amz", "hunter2", "frag-secret"):
+        assert secret not in shown
+
+
+VALID_ENDPOINTS: list[tuple[str, str, tuple[str, str, int | None]]] = [
+    # name, putEndpoint, (scheme, host as checked, port)
+    (
+        "S3 presigned URL",
+        "https://bucket.s3.amazonaws.com/exports/a.csv" + SIG,
+        ("https", "bucket.s3.amazonaws.com", None),
+    ),
+    (
+        "upper-case scheme and host",
+        "HTTPS://Files.Example.COM/k",
+        ("https", "files.example.com", None),
+    ),
+    ("explicit https port", "https://files.example.com:443/k", ("https", "files.example.com", 443)),
+    ("explicit http port", "http://files.example.com:80/k", ("http", "files.example.com", 80)),
+    ("highest port", "https://files.example.com:65535/k", ("https", "files.example.com", 65535)),
+    (
+        "port with leading zeros",
+        "https://files.example.com:0443/k",
+        ("https", "files.example.com", 443),
+    ),
+    ("empty port", "https://files.example.com:/k", ("https", "files.example.com", None)),
+    ("IDN", "https://bücher.example/k", ("https", "xn--bcher-kva.example", None)),
+    ("IDN in upper case", "https://BÜCHER.example/k", ("https", "xn--bcher-kva.example", None)),
+    ("IDN with ß", "https://faß.example/k", ("https", "xn--fa-hia.example", None)),
+    (
+        "IDN as A-labels",
+        "https://xn--bcher-kva.example/k",
+        ("https", "xn--bcher-kva.example", None),
+    ),
+    (
+        "IDN label that encodes to 63 characters",
+        "https://" + "ü" * 57 + ".example/k",
+        ("https", idna.encode("ü" * 57).decode("ascii") + ".example", None),
+    ),
+    ("fully qualified name", "https://files.example.com./k", ("https", "files.example.com", None)),
+    ("IPv4 literal", "https://93.184.216.34/k", ("https", "93.184.216.34", None)),
+    (
+        "IPv6 literal",
+        "https://[2606:4700::6810:84E5]:8443/k",
+        ("https", "2606:4700::6810:84e5", 8443),
+    ),
+    ("IPv6 literal spelt out", "http://[0:0:0:0:0:0:0:1]/k", ("http", "::1", None)),
+    ("IPv4-mapped IPv6", "https://[::ffff:8.8.8.8]/k", ("https", "::ffff:808:808", None)),
+    (
+        "underscore in a label",
+        "https://my_bucket.example.com/k",
+        ("https", "my_bucket.example.com", None),
+    ),
+    (
+        "label of 63 characters",
+        "https://" + "a" * 63 + ".example/k",
+        ("https", "a" * 63 + ".example", None),
+    ),
+    ("no path", "https://files.example.com", ("https", "files.example.com", None)),
+    ("query without path", "https://files.example.com?x=1", ("https", "files.example.com", None)),
+    (
+        "non-ASCII path",
+        "https://files.example.com/résumé.pdf" + SIG,
+        ("https", "files.example.com", None),
+    ),
+    (
+        "query with odd characters",
+        "https://files.example.com/k?a=%2F%zz&b=~!$'()*+,;=:@/?&c=ü&d=100%&e=[x]{y}|^`\"<>",
+        ("https", "files.example.com", None),
+    ),
+    (
+        "long path at the maximum length",
+        "https://files.example.com/" + "p" * (MAX_ENDPOINT_BYTES - 26),
+        ("https", "files.example.com", None),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "expected"),
+    [case[1:] for case in VALID_ENDPOINTS],
+    ids=[case[0] for case in VALID_ENDPOINTS],
+)
+def test_a_valid_endpoint_is_accepted_as_it_is_with_its_host_made_canonical(
+    endpoint: str, expected: tuple[str, str, int | None]
+) -> None:
+    parsed = Endpoint.parse(endpoint)
+
+    assert (parsed.scheme, parsed.host, parsed.port) == expected
+    assert parsed.text == endpoint
+    assert parsed.host.isascii()
+    assert "SECRETSIG" not in repr(parsed)
+
+
+def test_the_maximum_length_counts_utf8_bytes() -> None:
+    at_max = "https://files.example.com/" + "p" * (MAX_ENDPOINT_BYTES - 26)
+
+    Endpoint.parse(at_max)
+    with pytest.raises(InvalidEndpoint, match=f"{MAX_ENDPOINT_BYTES + 1} bytes"):
+        Endpoint.parse(at_max + "p")
+    with pytest.raises(InvalidEndpoint, match=f"{MAX_ENDPOINT_BYTES + 1} bytes"):
+        Endpoint.parse(at_max[:-1] + "é")  # as many characters as at_max, one byte more
+
+
+def test_redaction_escapes_what_a_log_line_should_not_carry_raw() -> None:
+    assert redact("https://h.example/a\ud800b?sig=x") == "https://h.example/a\\ud800b"
+    assert redact("https://h.example/a\x1bb?sig=x") == "https://h.example/a\\x1bb"
+    assert redact("https://bücher.example/résumé?sig=x") == "https://bücher.example/résumé"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import random
+
+import pytest
 
 from adapters.memory_cache import InMemoryPartitionCache
 from application.assemble import AssembleAndUpload
@@ -338,3 +341,171 @@ def test_a_batch_counts_accepted_duplicate_and_rejected_records(
             (Metric.UPLOAD_LATENCY, None): metrics.published[0][(Metric.UPLOAD_LATENCY, None)],
         }
     ]
+
+
+# A local disk that is small, full or broken (findings 3 and 9 of "Never stuck, never a wrong
+# body"): no record whose chunk is durable is reported, nothing is uploaded wrong, and the
+# disk is never used past its budget.
+
+CHUNK = 1000
+"""The chunk size of these tests' files: budgets are counted in chunks of it."""
+
+
+def small_disk_container(
+    remote: FakeRemoteStore, uploader: FakeUploader, archive: FakeArchive, chunks: float
+) -> FakeContainer:
+    return FakeContainer(
+        remote, uploader, archive, local=FakeLocalStore(budget=int(chunks * CHUNK))
+    )
+
+
+def local_sets_are_truthful(container: FakeContainer) -> bool:
+    """The cache's entries claim as local exactly the chunks the store holds."""
+    entries = (container.cache.get(f) for f in container.cache.all_keys())
+    claimed = {(e.file_id, p) for e in entries if e is not None for p in e.local}
+    return claimed == set(container.local.files)
+
+
+def test_files_bigger_than_a_tiny_budget_arrive_whole_and_the_disk_never_exceeds_it(
+    remote: FakeRemoteStore, uploader: FakeUploader, archive: FakeArchive
+) -> None:
+    container = small_disk_container(remote, uploader, archive, chunks=2.5)
+    files = {f"https://example.com/big-{n}?sig=S": CONTENT[: 8 * CHUNK] for n in range(2)}
+    streams = [file_records(url, content, CHUNK) for url, content in files.items()]
+    interleaved = [r for pair in zip(*streams, strict=True) for r in pair]
+
+    for start in range(0, len(interleaved), 4):
+        assert container.process(interleaved[start : start + 4]) == []
+        assert local_sets_are_truthful(container)
+
+    for url, content in files.items():
+        assert uploader.bodies_for(url) == [content]
+    assert container.local.peak_usage <= 2.5 * CHUNK
+    assert remote.objects == {}
+    assert container.local.files == {}
+
+
+def test_room_for_a_new_chunk_is_made_by_evicting_the_least_recently_used_file_first(
+    remote: FakeRemoteStore, uploader: FakeUploader, archive: FakeArchive
+) -> None:
+    container = small_disk_container(remote, uploader, archive, chunks=4)
+    urls = [f"https://example.com/f{n}?sig=S" for n in range(3)]
+    records = [file_records(url, CONTENT[: 3 * CHUNK], CHUNK) for url in urls]
+    container.process(records[0][:2])
+    container.process(records[1][:2])
+
+    container.process(records[2][:2])  # the disk holds four chunks: two must go
+
+    ids = [FileId.for_endpoint(url) for url in urls]
+    assert container.local.on_disk() == {(ids[f], p) for f in (1, 2) for p in (0, 1)}
+    assert local_sets_are_truthful(container)
+    for last in (records[0][2], records[1][2], records[2][2]):
+        assert container.process([last]) == []  # the first file's evicted chunks come from S3
+    assert [uploader.bodies_for(url) for url in urls] == [[CONTENT[: 3 * CHUNK]]] * 3
+
+
+DISK_ERRORS = [errno.ENOSPC, errno.EIO, errno.EACCES, errno.EROFS, errno.EDQUOT]
+
+
+@pytest.mark.parametrize("error", DISK_ERRORS, ids=[errno.errorcode[e] for e in DISK_ERRORS])
+def test_a_disk_that_refuses_writes_reports_no_record_whose_chunk_is_durable(
+    remote: FakeRemoteStore, uploader: FakeUploader, archive: FakeArchive, error: int
+) -> None:
+    container = FakeContainer(remote, uploader, archive)
+    container.local.write_error = error
+    spanning = file_records(URL, CONTENT[: 5 * CHUNK], CHUNK)
+    small = file_records("https://example.com/small", b"inside one batch", 4)
+
+    assert container.process([spanning[0], *small, spanning[1]]) == []
+    assert container.process(spanning[2:4]) == []
+    assert container.local.files == {}  # durable in remote storage: dropped, not kept on disk
+    assert local_sets_are_truthful(container)
+    assert container.process(spanning[4:]) == []
+
+    assert uploader.bodies_for(URL) == [CONTENT[: 5 * CHUNK]]
+    assert uploader.bodies_for("https://example.com/small") == [b"inside one batch"]
+    assert remote.objects == {}
+
+
+def test_chunks_not_durable_stay_in_memory_without_room_until_a_redelivery_makes_them_durable(
+    remote: FakeRemoteStore, uploader: FakeUploader, archive: FakeArchive
+) -> None:
+    container = small_disk_container(remote, uploader, archive, chunks=0)
+    records = file_records(URL, CONTENT[: 3 * CHUNK], CHUNK)
+    remote.failing = True
+
+    assert container.process(records[:2]) == [r.sequence_number for r in records[:2]]
+    assert set(container.local.files) == {(FileId.for_endpoint(URL), p) for p in (0, 1)}
+    assert container.local.on_disk() == set()
+
+    remote.failing = False
+    assert container.process(records[:2]) == []
+    assert container.local.files == {}  # durable now; the disk has no room for them
+    assert container.process(records[2:]) == []
+
+    assert uploader.bodies_for(URL) == [CONTENT[: 3 * CHUNK]]
+    assert container.local.peak_usage == 0
+
+
+def test_a_chunk_the_disk_cannot_read_back_is_made_durable_from_its_redelivered_record(
+    remote: FakeRemoteStore, uploader: FakeUploader, archive: FakeArchive
+) -> None:
+    container = FakeContainer(remote, uploader, archive)
+    records = file_records(URL, CONTENT[: 2 * CHUNK], CHUNK)
+    remote.failing = True
+    assert container.process(records[:1]) == [records[0].sequence_number]
+    remote.failing = False
+    key = (FileId.for_endpoint(URL), 0)
+    assert container.local.on_disk() == {key}
+    container.local.unreadable.add(key)
+
+    assert container.process(records[:1]) == []
+    assert container.process(records[1:]) == []
+
+    assert uploader.bodies_for(URL) == [CONTENT[: 2 * CHUNK]]
+
+
+def test_a_local_store_that_breaks_unexpectedly_at_the_batch_end_fails_no_durable_record(
+    container: FakeContainer, uploader: FakeUploader
+) -> None:
+    records = file_records(URL, CONTENT[: 3 * CHUNK], CHUNK)
+
+    def broken() -> None:
+        raise RuntimeError("a bug in the store")
+
+    container.local.tidy = broken  # type: ignore[method-assign]  # a store that breaks
+
+    assert container.process(records[:2]) == []
+    assert container.process(records[2:]) == []
+    assert uploader.bodies_for(URL) == [CONTENT[: 3 * CHUNK]]
+
+
+MERGED_LIMITS = [
+    # MAX_FILE_BYTES, what the second container's batch leaves rejected, whether uploaded
+    (4 * CHUNK, [], True),
+    (4 * CHUNK - 1, [RejectionReason.FILE_TOO_LARGE], False),
+    (3 * CHUNK, [RejectionReason.FILE_TOO_LARGE], False),
+    (2 * CHUNK, [RejectionReason.FILE_TOO_LARGE] * 2, False),
+]
+
+
+@pytest.mark.parametrize(("limit", "rejected", "uploaded"), MERGED_LIMITS)
+def test_max_file_bytes_holds_for_a_file_whose_chunks_went_to_two_containers(
+    remote: FakeRemoteStore,
+    uploader: FakeUploader,
+    archive: FakeArchive,
+    limit: int,
+    rejected: list[RejectionReason],
+    uploaded: bool,
+) -> None:
+    limits = Limits(max_file_bytes=limit)
+    first, second = (FakeContainer(remote, uploader, archive, limits) for _ in range(2))
+    records = file_records(URL, CONTENT[: 4 * CHUNK], CHUNK)
+    assert first.process(records[:2]) == []
+
+    assert second.process(records[2:]) == []  # each container alone sees 2 chunks: no limit
+
+    assert archive.reasons() == rejected
+    assert [q.record for q in archive.quarantined] == records[4 - len(rejected) :]
+    assert uploader.bodies_for(URL) == ([CONTENT[: 4 * CHUNK]] if uploaded else [])
+    assert all(len(body) <= limit for _, body in uploader.uploads)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import random
 import sys
 import threading
+from collections.abc import Callable
 
 import pytest
 
 from application.ports import Body
+from application.shared_ingest import LEASE_MARGIN_SECONDS
 from domain import FileId, FileStatus, RejectionReason
 from tests.factories import file_records, payload, record
 from tests.fakes import (
@@ -260,4 +262,125 @@ def test_while_one_container_uploads_another_completing_the_file_does_not_upload
     holder.join()
     assert reported == [records[-1].sequence_number]  # back later, in case the holder dies
     assert results == [[]]
+    assert uploader.bodies_for(URL) == [CONTENT]
+
+
+class Unexpected(Exception):
+    """An error no layer classifies: it must still give the claim back."""
+
+
+def _open_fails(remote: FakeRemoteStore, uploader: FakeUploader) -> None:
+    remote.failing_operations.add("open")
+
+
+def _stream_breaks_midway(remote: FakeRemoteStore, uploader: FakeUploader) -> None:
+    remote.broken_reads = 1
+
+
+def _listing_fails(remote: FakeRemoteStore, uploader: FakeUploader) -> None:
+    remote.failing_operations.add("get")
+
+
+def _chunk_changed(remote: FakeRemoteStore, uploader: FakeUploader) -> None:
+    stored = next(iter(remote.objects.values()))
+    stored.content = bytes(b ^ 0xFF for b in stored.content)
+
+
+def _uploader_raises(remote: FakeRemoteStore, uploader: FakeUploader) -> None:
+    uploader.script.append(Unexpected("the uploader broke"))
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [_open_fails, _stream_breaks_midway, _listing_fails, _chunk_changed, _uploader_raises],
+    ids=["s3-open-fails", "s3-read-breaks-midway", "listing-fails", "chunk-changed", "other-error"],
+)
+def test_any_failure_after_the_claim_gives_it_back_so_the_next_delivery_finishes_at_once(
+    shards: list[SharedFakeContainer],
+    remote: FakeRemoteStore,
+    state: FakeStateStore,
+    uploader: FakeUploader,
+    fault: Callable[[FakeRemoteStore, FakeUploader], None],
+) -> None:
+    records = file_records(URL, CONTENT, 1000)
+    assert shards[0].process(records[:-1]) == []
+    stored = {key: value.content for key, value in remote.objects.items()}
+    fault(remote, uploader)
+
+    assert shards[0].process(records[-1:]) == [records[-1].sequence_number]
+
+    item = state.items[FileId.for_endpoint(URL)]
+    assert (item.status, item.claim_owner) == (FileStatus.COLLECTING, None)
+    assert uploader.uploads == []
+    remote.failing_operations.clear()
+    for key, content in stored.items():
+        remote.objects[key].content = content  # the fault passes; the clock has not moved
+    assert shards[1].process(records[-1:]) == []
+    assert uploader.bodies_for(URL) == [CONTENT]
+    assert remote.objects == {}
+
+
+@pytest.mark.parametrize(
+    ("remaining", "lease"),
+    [(30.0, 30.0 + LEASE_MARGIN_SECONDS), (0.0, LEASE_MARGIN_SECONDS), (5_000.0, 960.0)],
+    ids=["its-remaining-time", "a-timeout-at-hand", "never-past-claim-lease-seconds"],
+)
+def test_a_dead_holders_claim_is_taken_over_once_its_invocation_must_have_ended(
+    shards: list[SharedFakeContainer],
+    uploader: FakeUploader,
+    clock: FakeClock,
+    remaining: float,
+    lease: float,
+) -> None:
+    records = file_records(URL, CONTENT, 1000)
+    assert shards[0].process(records[:-1]) == []
+    uploader.script.append(Crash())
+    with pytest.raises(Crash):
+        shards[0].process(records[-1:], lambda: remaining)
+    claimed_at = clock.now
+
+    clock.now = claimed_at + lease
+    assert shards[1].process(records[-1:]) == [records[-1].sequence_number]
+    assert uploader.uploads == []
+
+    clock.now = claimed_at + lease + 0.5
+    assert shards[1].process(records[-1:]) == []
+    assert uploader.bodies_for(URL) == [CONTENT]
+
+
+def test_a_redrive_outside_any_invocation_claims_for_claim_lease_seconds(
+    shards: list[SharedFakeContainer], state: FakeStateStore, uploader: FakeUploader
+) -> None:
+    records = file_records(URL, CONTENT, 1000)
+    uploader.script.append(Crash())
+    with pytest.raises(Crash):
+        shards[0].process(records, lambda: 30.0)
+    item = state.items[FileId.for_endpoint(URL)]
+    assert item.claim_until == pytest.approx(shards[0].clock.now + 30.0 + LEASE_MARGIN_SECONDS)
+
+    item.status, item.claim_owner = FileStatus.COLLECTING, None
+    uploader.script.append(Crash())
+    with pytest.raises(Crash):
+        shards[0].process(records[-1:])  # no remaining time known, as for `sfb redrive`
+
+    assert item.claim_until == shards[0].clock.now + shards[0].lease_seconds
+
+
+def test_a_finish_whose_answer_was_lost_still_counts_and_the_chunks_are_deleted(
+    shards: list[SharedFakeContainer],
+    remote: FakeRemoteStore,
+    state: FakeStateStore,
+    uploader: FakeUploader,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    records = file_records(URL, CONTENT, 1000)
+    state.lost_finish_answers = 1
+
+    assert shards[0].process(records) == []
+
+    assert state.lost_finish_answers == 0, "the lost answer was exercised"
+    assert state.items[FileId.for_endpoint(URL)].status is FileStatus.UPLOADED
+    assert remote.objects == {}
+    assert "claim expired" not in caplog.text
+    assert shards[1].process(records[-1:]) == []
     assert uploader.bodies_for(URL) == [CONTENT]
