@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from entrypoints.shard_driver import drive_shard
 from tests.fakes import FakeArchive, FakeContainer, FakeLocalStore, FakeRemoteStore, FakeUploader
 from tests.unit.test_process_batch import local_sets_are_truthful
-from tests.unit.test_schedules import _stream
+from tests.unit.test_schedules import _stream, assert_uploaded_whole
 
 DISK_ERRORS = (errno.ENOSPC, errno.EIO, errno.EROFS, errno.EACCES, errno.EDQUOT)
 
@@ -73,10 +73,6 @@ def test_every_file_is_uploaded_whole_on_a_small_failing_disk_under_the_local_fa
 
     drive_shard(events, invoke, batch_size, max_invocations=5000)
 
-    assert archive.quarantined == []
-    for endpoint, content in contents.items():
-        bodies = uploader.bodies_for(endpoint)
-        assert bodies, f"{endpoint} was never uploaded"
-        assert all(body == content for body in bodies)
+    assert_uploaded_whole(contents, uploader, archive)
     for used in containers + retired:
         assert used.local.peak_usage <= budget

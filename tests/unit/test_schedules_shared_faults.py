@@ -24,7 +24,7 @@ from tests.fakes import (
     FakeUploader,
     SharedFakeContainer,
 )
-from tests.unit.test_schedules import Crash, _stream
+from tests.unit.test_schedules import Crash, _stream, assert_uploaded_once
 
 
 class KilledMidUpload(FakeUploader):
@@ -123,7 +123,5 @@ def test_every_file_is_uploaded_once_and_no_claim_outlives_a_failure_after_it(
 
     for fault, happened in seen.items():
         event(f"{fault}: {'yes' if happened else 'no'}")  # `make chaos` shows how often
-    assert archive.quarantined == []
-    for endpoint, content in contents.items():
-        assert uploader.bodies_for(endpoint) == [content], endpoint
+    assert_uploaded_once(contents, uploader, archive)
     assert remote.objects == {}, "a finished file's chunks were left behind"
