@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, NamedTuple
 
 from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import ClientError
 
 from application.body import ByteStream
 from application.ports import Body, FileSummary
@@ -28,6 +29,7 @@ from domain import (
     IncompleteFile,
     PartitionSet,
     RejectionReason,
+    ShardLedger,
     redact,
 )
 
@@ -38,6 +40,7 @@ PENDING = "pending/"
 QUARANTINE = "quarantine/"
 FAILED = "failed/"
 EXPIRED = "expired/"
+SHARDS = "shards/"
 _CHUNK_KEY = re.compile(r"^(\d+)\.(\d+)\.([0-9a-f]{64})$")
 _DELETE_BATCH = 1000
 
@@ -395,6 +398,76 @@ class S3RecordArchive:
                 except (ValueError, KeyError, TypeError):
                     continue  # not a record this service wrote
         return summaries
+
+
+class S3ShardLedgers:
+    """The local backend's per-shard ledger, ``shards/<shard-id>.json``: file ids only,
+    never an endpoint. One writer at a time: a shard's batches never run in parallel on
+    the local backend (the template refuses a ParallelizationFactor above 1)."""
+
+    def __init__(self, client: S3Client, bucket: str) -> None:
+        self._s3 = client
+        self._bucket = bucket
+
+    def read(self, shard: str) -> ShardLedger | None:
+        try:
+            response = self._s3.get_object(Bucket=self._bucket, Key=ledger_key(shard))
+        except self._s3.exceptions.NoSuchKey:
+            return None
+        except ClientError as error:
+            if _code(error) != "AccessDenied":
+                raise
+            # A role whose listing is narrowed to pending/ gets 403, not 404, for a missing
+            # key: creating the ledger only if it is absent tells a new shard from a refusal.
+            self._create_empty(shard, error)
+            return None
+        document = json.loads(response["Body"].read())
+        return ShardLedger(
+            int(document["version"]),
+            frozenset(FileId(f) for f in document["open"]),
+            {FileId(f): float(at) for f, at in document["finished"].items()},
+        )
+
+    def write(self, shard: str, ledger: ShardLedger) -> None:
+        self._s3.put_object(
+            Bucket=self._bucket,
+            Key=ledger_key(shard),
+            Body=_ledger_document(ledger),
+            ContentType="application/json",
+        )
+
+    def _create_empty(self, shard: str, denied: ClientError) -> None:
+        try:
+            self._s3.put_object(
+                Bucket=self._bucket,
+                Key=ledger_key(shard),
+                Body=_ledger_document(ShardLedger()),
+                ContentType="application/json",
+                IfNoneMatch="*",
+            )
+        except ClientError as error:
+            if _code(error) in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise denied from error  # it exists: the read itself is refused
+            raise
+
+
+def _ledger_document(ledger: ShardLedger) -> bytes:
+    document = {
+        "version": ledger.version,
+        "open": sorted(str(f) for f in ledger.open),
+        "finished": {
+            str(f): at for f, at in sorted(ledger.finished.items(), key=lambda item: str(item[0]))
+        },
+    }
+    return json.dumps(document).encode("utf-8")
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def ledger_key(shard: str) -> str:
+    return f"{SHARDS}{_safe(shard) if shard else '_'}.json"
 
 
 class _FullReads:

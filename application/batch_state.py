@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from attrs import Factory, define, frozen
 
-from domain import ChunkRejected, FileId
+from domain import ChunkRejected, FileId, PartitionSet, ShardLedger
 
 
 @frozen
@@ -23,3 +23,12 @@ class BatchState:
     deferred: set[FileId] = Factory(set)
     not_durable: set[FileId] = Factory(set)
     late_rejections: list[LateRejection] = Factory(list)
+    shard: str = ""
+    ledger: ShardLedger | None = None
+    """The shard's ledger as read at the batch's first chunk (local backend), else None."""
+    ledger_error: Exception | None = None
+    """Why the ledger could not be read: every later chunk of the batch fails the same way."""
+    keeps_ledger: bool = False
+    """Finished files' pending objects wait for the ledger to say so before they go."""
+    made_durable: set[FileId] = Factory(set)
+    cleanup: dict[FileId, PartitionSet] = Factory(dict)

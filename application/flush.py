@@ -53,6 +53,9 @@ class FlushPending:
             entry = self._cache.get(file_id)
             if entry is None:
                 continue
+            if entry.is_open and batch.ledger is not None and batch.ledger.knows(file_id):
+                self._files.forget(entry)  # finished elsewhere: never made pending again
+                continue
             # A duplicate seen through a stale entry may be the redelivery meant to finish a
             # file that another container completed in remote storage: look again.
             stale_touch = entry.touched_in == batch.number and not entry.is_fresh(batch.number)
@@ -68,7 +71,7 @@ class FlushPending:
                     if completion in (Completion.UPLOADED, Completion.FAILED):
                         continue
                 if entry.unflushed:
-                    self._files.make_durable(entry)
+                    self._files.make_durable(entry, batch)
             except Exception as error:
                 log.error(
                     "could not make the file's chunks durable; its records are reported",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from application.batch_state import BatchState
-from application.lifecycle import FileLifecycle
+from application.lifecycle import FileLifecycle, ShardBook
 from application.pending import PendingFile
 from application.ports import LocalChunkStore, PartitionCache
 from domain import Admission, Chunk, Limits
@@ -18,15 +18,24 @@ class IngestChunk:
         local: LocalChunkStore,
         files: FileLifecycle,
         limits: Limits,
+        book: ShardBook | None = None,
     ) -> None:
         self._cache = cache
         self._local = local
         self._files = files
         self._limits = limits
+        self._book = book
 
     def __call__(self, chunk: Chunk, batch: BatchState) -> Admission:
         """Raises a domain.ChunkRejected when the chunk contradicts what is held."""
         self._limits.check_partition_count(chunk.partition_count)
+        if self._book is not None and self._book.current(batch).knows(chunk.file_id):
+            # A late duplicate of a file finished on this shard, maybe by another container:
+            # nothing of it is kept, so nothing of it can be uploaded or left pending.
+            cached = self._cache.get(chunk.file_id)
+            if cached is not None and cached.is_open:
+                self._files.forget(cached)
+            return Admission.DUPLICATE
         entry = self._cache.get(chunk.file_id) or PendingFile.new(
             chunk.file_id, chunk.put_endpoint, chunk.partition_count, batch.number
         )

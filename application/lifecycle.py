@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from enum import Enum
 
 from attrs import evolve
@@ -10,8 +11,8 @@ from attrs import evolve
 from application.assemble import AssembleAndUpload, UploadResult
 from application.batch_state import BatchState, LateRejection
 from application.pending import PendingFile, reconcile
-from application.ports import LocalChunkStore, PartitionCache, RemoteChunkStore
-from domain import Chunk, FileStatus, Limits
+from application.ports import LocalChunkStore, PartitionCache, RemoteChunkStore, ShardLedgers
+from domain import Chunk, FileId, FileStatus, Limits, PartitionSet, ShardLedger
 
 log = logging.getLogger("sfb")
 
@@ -61,7 +62,9 @@ class FileLifecycle:
         Chunks made durable in an earlier batch may since have been finished by another
         container, so such an entry is listed again before anything is uploaded.
         """
-        if entry.durable and not entry.is_fresh(batch.number):
+        remote_open = batch.ledger is not None and batch.ledger.is_open(entry.file_id)
+        if (entry.durable or remote_open) and not entry.is_fresh(batch.number):
+            # Open in the shard's ledger: another container may hold chunks this one never saw.
             entry = self.refresh(entry, batch)
         if not entry.partitions.is_complete:
             return entry, Completion.INCOMPLETE
@@ -79,7 +82,7 @@ class FileLifecycle:
             Completion.UPLOADED if result is UploadResult.UPLOADED else Completion.FAILED
         )
 
-    def make_durable(self, entry: PendingFile) -> PendingFile:
+    def make_durable(self, entry: PendingFile, batch: BatchState) -> PendingFile:
         """Write every chunk only this container holds to remote storage.
 
         The first time a file's chunks go remote, its endpoint goes with them, so that an
@@ -98,6 +101,7 @@ class FileLifecycle:
             for partition in unflushed
         )
         durable = evolve(entry, durable=entry.durable | frozenset(unflushed))
+        batch.made_durable.add(entry.file_id)
         self._cache.push(durable)
         return durable
 
@@ -114,15 +118,96 @@ class FileLifecycle:
         for partition in entry.local:
             self._local.delete(entry.file_id, partition)
         if entry.durable:
+            batch.cleanup[entry.file_id] = entry.partitions.only(entry.durable)
+        if not batch.keeps_ledger:
+            self.clean_up(batch)
+        return closed
+
+    def clean_up(self, batch: BatchState) -> None:
+        """Delete finished files' pending chunks; with a ledger, only once it says finished
+        (else a redelivery to another container would find neither chunks nor ledger entry
+        and finish the file again with other bytes)."""
+        while batch.cleanup:
+            file_id, partitions = batch.cleanup.popitem()
             try:
-                self._remote.delete(entry.file_id, entry.partitions.only(entry.durable))
+                self._remote.delete(file_id, partitions)
             except Exception as error:
                 log.warning(
                     "finished file's pending chunks could not be deleted; "
                     "the pending/ lifecycle rule expires them",
                     extra={
-                        "file_id": str(entry.file_id),
+                        "file_id": str(file_id),
                         "reason": f"{type(error).__name__}: {error}",
                     },
                 )
-        return closed
+
+
+class ShardBook:
+    """Keeps the shard's ledger for one container (local backend): read once a batch, at
+    its first chunk; written at batch end only when the batch changed it.
+
+    Every finished file is noted, those completing inside one batch too: a chunk of such a
+    file that reaches another container later (a producer's retry, other bytes) would
+    otherwise start it again there and could finish it with other bytes. The cost is one
+    PUT per batch that opens or finishes a file, none per file.
+    """
+
+    def __init__(
+        self,
+        ledgers: ShardLedgers,
+        files: FileLifecycle,
+        clock: Callable[[], float],
+        retention_seconds: float,
+    ) -> None:
+        self._ledgers = ledgers
+        self._files = files
+        self._clock = clock
+        self._retention = retention_seconds
+        self._owed: dict[str, tuple[set[FileId], set[FileId], dict[FileId, PartitionSet]]] = {}
+        """Per shard, what an earlier batch end could not write: opened, finished, cleanup."""
+
+    def current(self, batch: BatchState) -> ShardLedger:
+        """The shard's ledger for this batch (one GET, the first time it is asked for)."""
+        if batch.ledger_error is not None:
+            raise batch.ledger_error
+        if batch.ledger is None:
+            try:
+                batch.ledger = self._ledgers.read(batch.shard) or ShardLedger()
+            except Exception as error:
+                # Without it no file can be told finished or not: nothing is taken.
+                batch.ledger_error = error
+                raise
+        return batch.ledger
+
+    def record(self, batch: BatchState) -> set[FileId]:
+        """Write what the batch changed; return the files whose records must be reported
+        because the ledger could not be written (their pending chunks are kept)."""
+        opened, finished, cleanup = self._owed.pop(batch.shard, (set(), set(), {}))
+        cleanup.update(batch.cleanup)
+        batch.cleanup.clear()
+        finished |= batch.finished
+        opened |= batch.made_durable - finished
+        if not opened and not finished:
+            self._delete(cleanup)
+            return set()
+        try:
+            ledger = self.current(batch)
+            now = self._clock()
+            changed = ledger.opened(opened).finished_at(finished, now).pruned(now - self._retention)
+            if not changed.same_as(ledger):
+                changed = changed.next_version()
+                self._ledgers.write(batch.shard, changed)
+                batch.ledger = changed
+        except Exception as error:
+            log.error(
+                "the shard's ledger could not be written; its files' records are reported",
+                extra={"shard": batch.shard, "reason": f"{type(error).__name__}: {error}"},
+            )
+            self._owed[batch.shard] = (opened, finished, cleanup)
+            return opened | finished
+        self._delete(cleanup)
+        return set()
+
+    def _delete(self, cleanup: dict[FileId, PartitionSet]) -> None:
+        batch = BatchState(0, cleanup=dict(cleanup))
+        self._files.clean_up(batch)

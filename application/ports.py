@@ -26,6 +26,7 @@ from domain import (
     Limits,
     PartitionSet,
     RejectionReason,
+    ShardLedger,
     redact,
 )
 
@@ -144,6 +145,16 @@ class RemoteChunkStore(Protocol):
 
     def files(self) -> list[FileSummary]:
         """Every file with chunks in storage: what ``sfb status`` lists."""
+
+
+class ShardLedgers(Protocol):
+    """One small object a shard (local backend): which files are open, which finished."""
+
+    def read(self, shard: str) -> ShardLedger | None:
+        """The shard's ledger, or None when it has none yet."""
+
+    def write(self, shard: str, ledger: ShardLedger) -> None:
+        """Replace the shard's ledger."""
 
 
 class FileStateStore(Protocol):

@@ -18,7 +18,7 @@ from application.batch_state import BatchState
 from application.metrics import Metric, NoMetrics
 from application.ports import EndpointPolicy, Metrics, RecordArchive, RequestValidator
 from application.records import StreamRecord
-from domain import Admission, Chunk, ChunkRejected, FileId, redact
+from domain import Admission, Chunk, ChunkRejected, FileId, redact, shard_of
 
 log = logging.getLogger("sfb")
 
@@ -58,6 +58,14 @@ class BatchFlush(Protocol):
     def __call__(self, batch: BatchState) -> None: ...
 
 
+class BatchLedger(Protocol):
+    """ShardBook (local backend); the dynamodb backend needs none."""
+
+    def record(self, batch: BatchState) -> set[FileId]:
+        """Note the batch's files; return those whose records must be reported."""
+        ...
+
+
 @define
 class _Tracked:
     record: StreamRecord
@@ -77,6 +85,7 @@ class ProcessBatch:
         deadline_margin: float = 10.0,
         metrics: Metrics | None = None,
         deadline: InvocationDeadline | None = None,
+        ledger: BatchLedger | None = None,
     ) -> None:
         self._validator = validator
         self._policy = policy
@@ -86,6 +95,7 @@ class ProcessBatch:
         self._margin = deadline_margin
         self._metrics = metrics or NoMetrics()
         self._deadline = deadline or InvocationDeadline()
+        self._ledger = ledger
         self._batches = 0
 
     def __call__(
@@ -103,7 +113,11 @@ class ProcessBatch:
 
     def _run(self, records: Sequence[StreamRecord], remaining: Remaining | None) -> list[str]:
         self._batches += 1
-        batch = BatchState(self._batches)
+        batch = BatchState(
+            self._batches,
+            shard=shard_of(records[0].source) if records else "",
+            keeps_ledger=self._ledger is not None,
+        )
         failed: set[str] = set()
         tracked: list[_Tracked] = []
         for index, record in enumerate(records):
@@ -119,7 +133,14 @@ class ProcessBatch:
 
         self._flush(batch)
         failed |= self._settle(batch, tracked)
+        if self._ledger is not None:
+            lost = self._ledger.record(batch)
+            failed |= {t.record.sequence_number for t in tracked if t.file_id in lost}
         self._metrics.publish()
+        return self._reported(records, failed)
+
+    @staticmethod
+    def _reported(records: Sequence[StreamRecord], failed: set[str]) -> list[str]:
         first = next(
             (i for i, record in enumerate(records) if record.sequence_number in failed), None
         )

@@ -21,6 +21,7 @@ from domain.expiry import ExpiredFile, IncompleteFile
 from domain.file_state import DIGEST_PREFIX, FileState, FileStatus
 from domain.limits import Limits
 from domain.partition_set import Admission, PartitionSet
+from domain.shard_ledger import ShardLedger, shard_of
 
 __all__ = [
     "DIGEST_PREFIX",
@@ -49,5 +50,7 @@ __all__ = [
     "PartitionOutOfRange",
     "PartitionSet",
     "RejectionReason",
+    "ShardLedger",
     "redact",
+    "shard_of",
 ]

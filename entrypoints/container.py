@@ -18,7 +18,7 @@ from adapters.http_uploader import RequestsUploader, RetryPolicy
 from adapters.json_logging import configure_logging
 from adapters.kinesis import records_from_event
 from adapters.memory_cache import InMemoryPartitionCache
-from adapters.s3_storage import S3ChunkStore, S3RecordArchive
+from adapters.s3_storage import S3ChunkStore, S3RecordArchive, S3ShardLedgers
 from adapters.settings import Settings
 from adapters.ssm_parameters import read_parameters
 from adapters.tmp_storage import TmpChunkStore
@@ -27,7 +27,7 @@ from application.assemble import AssembleAndUpload
 from application.expiry import ExpireIncompleteFiles
 from application.flush import FlushPending, NothingToFlush
 from application.ingest import IngestChunk
-from application.lifecycle import FileLifecycle
+from application.lifecycle import FileLifecycle, ShardBook
 from application.operations import FileReport, Redrive
 from application.process_batch import InvocationDeadline, ProcessBatch
 from application.shared_ingest import SharedIngestChunk
@@ -120,6 +120,15 @@ class Container(containers.DeclarativeContainer):
     lifecycle = providers.Factory(
         FileLifecycle, cache, local_store, remote_store, assemble, settings.provided.limits
     )
+    # The local backend's per-shard ledger: one GET a batch, one PUT a batch that changes it.
+    shard_book = providers.Singleton(
+        ShardBook,
+        providers.Singleton(S3ShardLedgers, s3_client, settings.provided.s3_bucket),
+        lifecycle,
+        clock,
+        settings.provided.state_ttl_seconds,
+    )
+    batch_ledger = providers.Selector(backend, local=shard_book, dynamodb=providers.Object(None))
     shared_ingest = providers.Factory(
         SharedIngestChunk,
         remote_store,
@@ -134,7 +143,7 @@ class Container(containers.DeclarativeContainer):
     ingest = providers.Selector(
         backend,
         local=providers.Factory(
-            IngestChunk, cache, local_store, lifecycle, settings.provided.limits
+            IngestChunk, cache, local_store, lifecycle, settings.provided.limits, shard_book
         ),
         dynamodb=shared_ingest,
     )
@@ -154,6 +163,7 @@ class Container(containers.DeclarativeContainer):
         deadline_margin=settings.provided.deadline_margin_seconds,
         metrics=metrics,
         deadline=deadline,
+        ledger=batch_ledger,
     )
 
     decode_event = providers.Object(records_from_event)

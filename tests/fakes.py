@@ -12,6 +12,7 @@ import json
 import os
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -22,7 +23,7 @@ from application.assemble import AssembleAndUpload
 from application.body import ByteStream
 from application.flush import FlushPending, NothingToFlush
 from application.ingest import IngestChunk
-from application.lifecycle import FileLifecycle
+from application.lifecycle import FileLifecycle, ShardBook
 from application.metrics import Metric
 from application.ports import (
     Body,
@@ -48,6 +49,7 @@ from domain import (
     Limits,
     PartitionSet,
     RejectionReason,
+    ShardLedger,
 )
 
 
@@ -166,9 +168,14 @@ class FakeRemoteStore:
         self.broken_reads = 0
         """The next streams opened that fail midway (after a successful open)."""
         self._order = 0
+        self.operations: Counter[str] = Counter()
+        """Requests by operation, as ``requests`` counts them all."""
+        self.ledgers: dict[str, ShardLedger] = {}
+        """The shard ledgers (``shards/<shard>.json``), which S3 holds beside the chunks."""
 
     def _request(self, operation: str) -> None:
         self.requests += 1
+        self.operations[operation] += 1
         if self.failing or operation in self.failing_operations:
             raise StorageUnavailable(f"remote storage refuses {operation}")
 
@@ -248,6 +255,16 @@ class FakeRemoteStore:
             for file_id, stored in by_file.items()
         ]
 
+    def read(self, shard: str) -> ShardLedger | None:
+        """ShardLedgers: a GET of the shard's ledger (failing operation "read_ledger")."""
+        self._request("read_ledger")
+        return self.ledgers.get(shard)
+
+    def write(self, shard: str, ledger: ShardLedger) -> None:
+        """ShardLedgers: a PUT of the shard's ledger (failing operation "write_ledger")."""
+        self._request("write_ledger")
+        self.ledgers[shard] = ledger
+
     def partitions_of(self, file_id: FileId) -> set[int]:
         return {p for (f, p, _) in self.objects if f == file_id}
 
@@ -292,10 +309,14 @@ class FakeArchive:
         self.failed: dict[FileId, bytes] = {}
         self.failed_endpoints: dict[FileId, str] = {}
         self.expired: dict[FileId, ExpiredFile] = {}
+        self.quarantine_refused = False
+        """S3 refuses quarantine/ writes: a rejected record is reported instead."""
 
     def quarantine(
         self, record: StreamRecord, reason: RejectionReason, detail: str, file_id: FileId | None
     ) -> str:
+        if self.quarantine_refused:
+            raise StorageUnavailable("remote storage refuses the quarantine")
         self.quarantined.append(Quarantined(record, reason, detail))
         return f"quarantine/{record.record_id}"
 
@@ -425,12 +446,14 @@ class FakeContainer:
     def __attrs_post_init__(self) -> None:
         assemble = AssembleAndUpload(self.local, self.remote, self.uploader, self.archive)
         files = FileLifecycle(self.cache, self.local, self.remote, assemble, self.limits)
+        book = ShardBook(self.remote, files, self.remote.clock, 86_400.0)
         self.process = ProcessBatch(
             FakeValidator(),
             self.policy,
-            IngestChunk(self.cache, self.local, files, self.limits),
+            IngestChunk(self.cache, self.local, files, self.limits, book),
             FlushPending(self.cache, self.local, files),
             self.archive,
+            ledger=book,
         )
 
     def recycled(self) -> FakeContainer:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import random
 from collections.abc import Mapping
 from typing import Any
 
 from entrypoints.lambda_handler import handle
 from entrypoints.shard_driver import drive_shard
-from tests.e2e.support import LambdaContext, Record, Stack, failures, interleave
+from tests.e2e.support import SECRET, LambdaContext, Record, Stack, failures, interleave
 
 
 def test_a_stale_warm_container_completes_a_file_another_container_advanced(
@@ -109,3 +110,25 @@ def test_a_late_duplicate_reaching_another_container_after_the_upload_does_not_u
     assert [failures(response) for response in responses] == [[], []]
     [put] = stack.uploads_of(source)
     assert put.body == source.data
+
+
+def test_a_batch_redelivered_to_a_fresh_container_keeps_the_first_body_and_leaves_no_pending(
+    stack: Stack,
+) -> None:
+    source = stack.file("redelivered.bin", size=20_000, chunk_size=10_000)
+    other = source.payload(0, content=base64.b64encode(b"other bytes").decode("ascii"))
+    a, b = stack.container("a"), stack.container("b")
+    first = stack.seq.records([source.payloads[0]])
+    second = stack.seq.records([source.payloads[1], other])
+
+    responses = [stack.invoke(a, first), stack.invoke(a, second)]
+    # The second batch comes again to a fresh container (a timeout, say), then a producer's
+    # retry of a chunk reaches it after the upload.
+    responses += [stack.invoke(b, second), stack.invoke(b, stack.seq.records([other]))]
+
+    assert [failures(response) for response in responses] == [[], [], [], []]
+    [put] = stack.uploads_of(source)
+    assert put.body == source.data
+    assert stack.keys("pending/") == []
+    [ledger] = stack.keys("shards/")
+    assert SECRET not in stack.read(ledger).decode("utf-8")

@@ -406,6 +406,7 @@ FUNCTION_OBJECT_ACCESS = {
     "${Bucket.Arn}/quarantine/*": {"s3:PutObject"},
     "${Bucket.Arn}/failed/*": {"s3:PutObject", "s3:AbortMultipartUpload"},
     "${Bucket.Arn}/aws/lambda/*": {"s3:PutObject"},
+    "${Bucket.Arn}/shards/*": {"s3:PutObject", "s3:GetObject"},
 }
 
 

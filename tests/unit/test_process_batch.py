@@ -32,7 +32,7 @@ URL = "https://bucket.example.com/files/photo.jpg?X-Amz-Signature=SECRET"
 CONTENT = bytes(range(256)) * 40 + b"tail"
 
 
-def test_a_file_completing_inside_one_batch_is_uploaded_once_with_no_remote_request(
+def test_a_file_completing_inside_one_batch_costs_one_ledger_read_and_write_per_batch_none_per_file(
     container: FakeContainer, remote: FakeRemoteStore, uploader: FakeUploader
 ) -> None:
     records = file_records(URL, CONTENT, 1000)
@@ -41,7 +41,7 @@ def test_a_file_completing_inside_one_batch_is_uploaded_once_with_no_remote_requ
     assert container.process(records + records[:3]) == []
 
     assert uploader.bodies_for(URL) == [CONTENT]
-    assert remote.requests == 0
+    assert remote.operations == {"read_ledger": 1, "write_ledger": 1}
     assert container.local.files == {}
 
 
@@ -184,20 +184,20 @@ def test_limits_reject_oversized_counts_and_files(
     assert uploader.uploads == []
 
 
-def test_when_remote_storage_fails_the_first_record_not_durable_and_all_after_are_reported(
+def test_when_remote_storage_refuses_writes_the_first_record_not_durable_and_all_after_are_reported(
     container: FakeContainer, remote: FakeRemoteStore, uploader: FakeUploader
 ) -> None:
     done = file_records("https://example.com/small", b"done", 10)
     pending = file_records(URL, CONTENT, 1000)
     batch = [*done, pending[0], pending[1]]
-    remote.failing = True
+    remote.failing_operations = {"put"}
 
     failed = container.process(batch)
 
     assert failed == [r.sequence_number for r in batch[1:]]
     assert uploader.bodies_for("https://example.com/small") == [b"done"]
 
-    remote.failing = False
+    remote.failing_operations = set()
     assert container.recycled().process(batch[1:] + pending[2:]) == []
     assert uploader.bodies_for(URL) == [CONTENT]
 
@@ -432,13 +432,13 @@ def test_chunks_not_durable_stay_in_memory_without_room_until_a_redelivery_makes
 ) -> None:
     container = small_disk_container(remote, uploader, archive, chunks=0)
     records = file_records(URL, CONTENT[: 3 * CHUNK], CHUNK)
-    remote.failing = True
+    remote.failing_operations = {"put"}
 
     assert container.process(records[:2]) == [r.sequence_number for r in records[:2]]
     assert set(container.local.files) == {(FileId.for_endpoint(URL), p) for p in (0, 1)}
     assert container.local.on_disk() == set()
 
-    remote.failing = False
+    remote.failing_operations = set()
     assert container.process(records[:2]) == []
     assert container.local.files == {}  # durable now; the disk has no room for them
     assert container.process(records[2:]) == []
@@ -452,9 +452,9 @@ def test_a_chunk_the_disk_cannot_read_back_is_made_durable_from_its_redelivered_
 ) -> None:
     container = FakeContainer(remote, uploader, archive)
     records = file_records(URL, CONTENT[: 2 * CHUNK], CHUNK)
-    remote.failing = True
+    remote.failing_operations = {"put"}
     assert container.process(records[:1]) == [records[0].sequence_number]
-    remote.failing = False
+    remote.failing_operations = set()
     key = (FileId.for_endpoint(URL), 0)
     assert container.local.on_disk() == {key}
     container.local.unreadable.add(key)

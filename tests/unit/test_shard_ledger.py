@@ -1,0 +1,144 @@
+"""The local backend's shard ledger: a finished file stays finished for every container,
+and late duplicates of it leave nothing under pending/ (findings 6 and 7)."""
+
+from __future__ import annotations
+
+import pytest
+
+from application.operations import FileReport
+from domain import FileId, ShardLedger
+from tests.factories import payload, raw_record, record
+from tests.fakes import FakeArchive, FakeContainer, FakeRemoteStore, FakeUploader
+
+URL = "https://bucket.example.com/files/report.pdf?X-Amz-Signature=SECRET"
+FILE = FileId.for_endpoint(URL)
+X, Y, Z = b"first bytes of p0", b"OTHER bytes of p0", b"bytes of p1"
+
+
+def chunk(partition: int, content: bytes) -> object:
+    return payload(URL, partition, 2, content)
+
+
+@pytest.fixture
+def container(
+    remote: FakeRemoteStore, uploader: FakeUploader, archive: FakeArchive
+) -> FakeContainer:
+    return FakeContainer(remote, uploader, archive)
+
+
+def test_a_batch_redelivered_to_a_fresh_container_cannot_upload_a_second_body(
+    container: FakeContainer, uploader: FakeUploader
+) -> None:
+    container.process([record(chunk(0, X))])
+    second = [record(chunk(1, Z)), record(chunk(0, Y))]
+    assert container.process(second) == []
+    assert uploader.bodies_for(URL) == [X + Z]
+
+    # A timeout, or a transient failure of an earlier record: the batch comes again elsewhere.
+    assert container.recycled().process(second) == []
+
+    assert uploader.bodies_for(URL) == [X + Z]
+
+
+@pytest.mark.parametrize("redelivered_to", ["a fresh container", "the same container"])
+def test_a_batch_cut_by_a_reported_record_cannot_upload_a_second_body_on_redelivery(
+    container: FakeContainer,
+    remote: FakeRemoteStore,
+    uploader: FakeUploader,
+    redelivered_to: str,
+) -> None:
+    failing = raw_record("reported: remote storage refuses its quarantine")
+    batch = [record(chunk(0, X)), failing, record(chunk(1, Z)), record(chunk(0, Y))]
+    container.archive.quarantine_refused = True
+    first = container.process(batch)
+    assert first[0] == failing.sequence_number
+    assert uploader.bodies_for(URL) == [X + Z]
+    container.archive.quarantine_refused = False
+
+    again = container.recycled() if redelivered_to == "a fresh container" else container
+    assert again.process(batch[1:]) == []
+
+    assert uploader.bodies_for(URL) == [X + Z]
+    assert remote.objects == {}
+
+
+def test_a_late_duplicate_reaching_another_container_after_the_upload_leaves_nothing_behind(
+    container: FakeContainer,
+    remote: FakeRemoteStore,
+    uploader: FakeUploader,
+    archive: FakeArchive,
+) -> None:
+    container.process([record(chunk(0, X))])
+    container.process([record(chunk(1, Z))])
+    assert uploader.bodies_for(URL) == [X + Z]
+
+    other = container.recycled()
+    assert other.process([record(chunk(0, X))]) == []
+    other.process([record(chunk(1, Z))])
+
+    assert uploader.bodies_for(URL) == [X + Z]
+    assert remote.objects == {}
+    assert remote.endpoints == {}  # no object but the failed/ copy may hold the endpoint
+    assert FileReport(remote, archive, None)() == []
+
+
+def test_a_file_finished_inside_one_batch_is_never_started_again_by_another_container(
+    container: FakeContainer, remote: FakeRemoteStore, uploader: FakeUploader
+) -> None:
+    container.process([record(chunk(0, X)), record(chunk(1, Z))])
+    other = container.recycled()
+
+    other.process([record(chunk(0, Y))])  # other bytes, after the upload
+    other.process([record(chunk(1, Z))])  # a producer's retry
+
+    assert uploader.bodies_for(URL) == [X + Z]
+    assert remote.objects == {}
+    assert remote.endpoints == {}
+
+
+def test_the_ledger_costs_one_read_per_batch_and_a_write_only_when_it_changes(
+    container: FakeContainer, remote: FakeRemoteStore
+) -> None:
+    container.process([record(chunk(0, X))])  # the file opens: read + write
+    container.process([raw_record("not a chunk")])  # nothing ingested: no request
+    container.process([record(chunk(0, X))])  # a duplicate while open: read, no write
+
+    assert remote.operations["read_ledger"] == 2
+    assert remote.operations["write_ledger"] == 1
+    assert remote.ledgers[""] == ShardLedger(1, frozenset({FILE}))
+
+
+def test_a_ledger_that_cannot_be_written_reports_the_records_and_keeps_the_pending_chunks(
+    container: FakeContainer, remote: FakeRemoteStore, uploader: FakeUploader
+) -> None:
+    container.process([record(chunk(0, X))])
+    second = [record(chunk(1, Z)), record(chunk(0, Y))]
+    remote.failing_operations = {"write_ledger"}
+
+    assert container.process(second) == [second[0].sequence_number, second[1].sequence_number]
+    assert remote.partitions_of(FILE) == {0}
+    remote.failing_operations = set()
+
+    assert container.recycled().process(second) == []
+    assert set(uploader.bodies_for(URL)) == {X + Z}
+    assert remote.objects == {}
+
+
+def test_finished_files_are_forgotten_by_the_ledger_after_the_retention() -> None:
+    ledger = ShardLedger().opened([FILE]).finished_at([FILE], now=100.0)
+
+    assert ledger.knows(FILE)
+    assert not ledger.is_open(FILE)
+    assert ledger.pruned(before=100.0).knows(FILE)
+    assert not ledger.pruned(before=100.5).knows(FILE)
+
+
+def test_the_ledger_keeps_only_the_latest_finished_files_so_its_size_stays_bounded() -> None:
+    files = [FileId.for_endpoint(f"https://bucket.example.com/{n}.jpg") for n in range(6)]
+    ledger = ShardLedger()
+    for at, file_id in enumerate(files):
+        ledger = ledger.finished_at([file_id], now=float(at))
+
+    kept = ledger.pruned(before=0.0, keep_at_most=4)
+
+    assert [kept.knows(f) for f in files] == [False, False, True, True, True, True]
