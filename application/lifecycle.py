@@ -11,7 +11,13 @@ from attrs import evolve
 from application.assemble import AssembleAndUpload, UploadResult
 from application.batch_state import BatchState, LateRejection
 from application.pending import PendingFile, reconcile
-from application.ports import LocalChunkStore, PartitionCache, RemoteChunkStore, ShardLedgers
+from application.ports import (
+    LocalChunkStore,
+    PartitionCache,
+    RemoteChunkStore,
+    ShardLedgerMoved,
+    ShardLedgers,
+)
 from domain import Chunk, FileId, FileStatus, Limits, PartitionSet, ShardLedger
 
 log = logging.getLogger("sfb")
@@ -142,6 +148,9 @@ class FileLifecycle:
                 )
 
 
+_WRITE_ATTEMPTS = 3
+
+
 class ShardBook:
     """Keeps the shard's ledger for one container (local backend): read once a batch, at
     its first chunk; written at batch end only when the batch changed it.
@@ -191,13 +200,7 @@ class ShardBook:
             self._delete(cleanup)
             return set()
         try:
-            ledger = self.current(batch)
-            now = self._clock()
-            changed = ledger.opened(opened).finished_at(finished, now).pruned(now - self._retention)
-            if not changed.same_as(ledger):
-                changed = changed.next_version()
-                self._ledgers.write(batch.shard, changed)
-                batch.ledger = changed
+            self._write(batch, opened, finished)
         except Exception as error:
             log.error(
                 "the shard's ledger could not be written; its files' records are reported",
@@ -207,6 +210,31 @@ class ShardBook:
             return opened | finished
         self._delete(cleanup)
         return set()
+
+    def _write(self, batch: BatchState, opened: set[FileId], finished: set[FileId]) -> None:
+        """Apply the batch's changes to the ledger as stored; read it again when another
+        invocation wrote in between (one that overlapped on the shard), up to three times."""
+        for attempt in range(1, _WRITE_ATTEMPTS + 1):
+            ledger = self.current(batch)
+            now = self._clock()
+            changed = ledger.opened(opened).finished_at(finished, now).pruned(now - self._retention)
+            if changed.same_as(ledger):
+                return
+            changed = changed.next_version()
+            try:
+                self._ledgers.write(batch.shard, changed)
+            except ShardLedgerMoved:
+                if attempt == _WRITE_ATTEMPTS:
+                    raise
+                log.warning(
+                    "the shard's ledger changed during the batch: another invocation ran on "
+                    "this shard at the same time; reading it again",
+                    extra={"shard": batch.shard, "attempt": attempt},
+                )
+                batch.ledger = None
+                continue
+            batch.ledger = changed
+            return
 
     def _delete(self, cleanup: dict[FileId, PartitionSet]) -> None:
         batch = BatchState(0, cleanup=dict(cleanup))

@@ -147,6 +147,10 @@ class RemoteChunkStore(Protocol):
         """Every file with chunks in storage: what ``sfb status`` lists."""
 
 
+class ShardLedgerMoved(Exception):
+    """Another writer changed the shard's ledger after this container read it."""
+
+
 class ShardLedgers(Protocol):
     """One small object a shard (local backend): which files are open, which finished."""
 
@@ -154,7 +158,8 @@ class ShardLedgers(Protocol):
         """The shard's ledger, or None when it has none yet."""
 
     def write(self, shard: str, ledger: ShardLedger) -> None:
-        """Replace the shard's ledger."""
+        """Store ``ledger`` if the stored one is still the version it follows
+        (``ledger.version - 1``; 0 is none); else raise ShardLedgerMoved and store nothing."""
 
 
 class FileStateStore(Protocol):

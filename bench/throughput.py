@@ -25,7 +25,8 @@ ACROSS = "across batches"
 """One file whose chunks span many batches: each batch end makes its chunks durable in S3."""
 
 INSIDE = "inside a batch"
-"""Files of one batch each: complete before the batch ends, so no S3 request at all."""
+"""Files of one batch each: complete before the batch ends, so no S3 request for the file
+(the shard ledger's GET and PUT are the batch's)."""
 
 
 @frozen

@@ -29,6 +29,7 @@ from application.ports import (
     Body,
     FileSummary,
     PermanentUploadError,
+    ShardLedgerMoved,
     TransientUploadError,
 )
 from application.process_batch import InvocationDeadline, ProcessBatch
@@ -172,6 +173,8 @@ class FakeRemoteStore:
         """Requests by operation, as ``requests`` counts them all."""
         self.ledgers: dict[str, ShardLedger] = {}
         """The shard ledgers (``shards/<shard>.json``), which S3 holds beside the chunks."""
+        self.before_ledger_write: list[Callable[[], None]] = []
+        """Run one at each ledger write, before its condition is checked: another writer."""
 
     def _request(self, operation: str) -> None:
         self.requests += 1
@@ -263,6 +266,11 @@ class FakeRemoteStore:
     def write(self, shard: str, ledger: ShardLedger) -> None:
         """ShardLedgers: a PUT of the shard's ledger (failing operation "write_ledger")."""
         self._request("write_ledger")
+        if self.before_ledger_write:
+            self.before_ledger_write.pop(0)()
+        stored = self.ledgers.get(shard)
+        if (stored.version if stored else 0) != ledger.version - 1:
+            raise ShardLedgerMoved(f"stored version is not {ledger.version - 1}")
         self.ledgers[shard] = ledger
 
     def partitions_of(self, file_id: FileId) -> set[int]:

@@ -26,16 +26,20 @@ def container(
     return FakeContainer(remote, uploader, archive)
 
 
-def test_a_batch_redelivered_to_a_fresh_container_cannot_upload_a_second_body(
-    container: FakeContainer, uploader: FakeUploader
+@pytest.mark.parametrize("redelivered_to", ["a fresh container", "a warm one that missed both"])
+def test_a_batch_redelivered_to_another_container_cannot_upload_a_second_body(
+    container: FakeContainer, uploader: FakeUploader, redelivered_to: str
 ) -> None:
+    other = container.recycled()
+    if redelivered_to == "a warm one that missed both":
+        other.process([record(payload("https://bucket.example.com/other.bin", 0, 1, b"o"))])
     container.process([record(chunk(0, X))])
     second = [record(chunk(1, Z)), record(chunk(0, Y))]
     assert container.process(second) == []
     assert uploader.bodies_for(URL) == [X + Z]
 
     # A timeout, or a transient failure of an earlier record: the batch comes again elsewhere.
-    assert container.recycled().process(second) == []
+    assert other.process(second) == []
 
     assert uploader.bodies_for(URL) == [X + Z]
 
@@ -122,6 +126,29 @@ def test_a_ledger_that_cannot_be_written_reports_the_records_and_keeps_the_pendi
     assert container.recycled().process(second) == []
     assert set(uploader.bodies_for(URL)) == {X + Z}
     assert remote.objects == {}
+
+
+@pytest.mark.parametrize("overlaps", [1, 2, 3])
+def test_an_invocation_overlapping_on_the_shard_is_merged_not_overwritten_or_reported_past_three(
+    container: FakeContainer, remote: FakeRemoteStore, overlaps: int
+) -> None:
+    theirs = FileId.for_endpoint("https://bucket.example.com/theirs.bin")
+
+    def overlapping_write() -> None:
+        stored = remote.ledgers.get("") or ShardLedger()
+        remote.ledgers[""] = stored.finished_at([theirs], 1.0).next_version()
+
+    remote.before_ledger_write = [overlapping_write] * overlaps
+    failed = container.process([record(chunk(0, X))])
+
+    if overlaps < 3:  # read again and merged
+        assert failed == []
+        assert remote.ledgers[""].is_open(FILE)
+    else:  # moved on every attempt: the record is reported, its chunk kept
+        assert len(failed) == 1
+        assert not remote.ledgers[""].is_open(FILE)
+        assert remote.partitions_of(FILE) == {0}
+    assert remote.ledgers[""].knows(theirs)
 
 
 def test_finished_files_are_forgotten_by_the_ledger_after_the_retention() -> None:
