@@ -18,7 +18,7 @@ class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
 
 
-class StateBackend(StrEnum):
+class BackendName(StrEnum):
     LOCAL = "local"
     DYNAMODB = "dynamodb"
 
@@ -52,7 +52,7 @@ DYNAMODB_MAX_PARTITIONS = 15_000
 class Settings:
     s3_bucket: str
     log_level: str = "INFO"
-    state_backend: StateBackend = StateBackend.LOCAL
+    state_backend: BackendName = BackendName.LOCAL
     state_table: str | None = None
     tmp_dir: Path = Path("/tmp")  # noqa: S108  # Lambda's only writable disk
     local_disk_budget_bytes: int | None = None
@@ -105,17 +105,17 @@ class Settings:
             raise SettingsError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
         backend_name = (_optional(values, "STATE_BACKEND") or "local").lower()
         try:
-            backend = StateBackend(backend_name)
+            backend = BackendName(backend_name)
         except ValueError:
             raise SettingsError(
                 f"STATE_BACKEND must be 'local' or 'dynamodb', not {backend_name!r}"
             ) from None
         table = _optional(values, "STATE_TABLE")
-        if backend is StateBackend.DYNAMODB and table is None:
+        if backend is BackendName.DYNAMODB and table is None:
             raise SettingsError("STATE_TABLE is required when STATE_BACKEND is dynamodb")
         hosts = _optional(values, "UPLOAD_ALLOWED_HOSTS")
         max_partitions = _integer(values, "MAX_PARTITION_COUNT", 10_000)
-        if backend is StateBackend.DYNAMODB and max_partitions > DYNAMODB_MAX_PARTITIONS:
+        if backend is BackendName.DYNAMODB and max_partitions > DYNAMODB_MAX_PARTITIONS:
             raise SettingsError(
                 f"MAX_PARTITION_COUNT may not exceed {DYNAMODB_MAX_PARTITIONS} with the dynamodb "
                 f"backend (a file's state item must stay under 400 KB), not {max_partitions}"

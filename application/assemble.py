@@ -5,12 +5,12 @@ from __future__ import annotations
 import io
 import logging
 import time
-from enum import Enum
 from functools import partial
 
 from application.body import AssembledBody, ChunkUnavailable, Part
 from application.metrics import Metric, NoMetrics
-from application.pending import PendingFile
+from application.outcomes import FileOutcome
+from application.plan import AssemblyPlan
 from application.ports import (
     LocalChunkStore,
     Metrics,
@@ -23,12 +23,6 @@ from application.ports import (
 from domain import AssembledFile, ChunkRef, redact
 
 log = logging.getLogger("sfb")
-
-
-class UploadResult(Enum):
-    UPLOADED = "uploaded"
-    KEPT_AS_FAILED = "kept-as-failed"
-    RETRY_LATER = "retry-later"
 
 
 class AssembleAndUpload:
@@ -46,7 +40,8 @@ class AssembleAndUpload:
         self._archive = archive
         self._metrics = metrics or NoMetrics()
 
-    def __call__(self, entry: PendingFile) -> UploadResult:
+    def __call__(self, entry: AssemblyPlan) -> FileOutcome:
+        """UPLOADED, REFUSED (kept under failed/) or RETRY_LATER."""
         assembled = AssembledFile.from_partitions(
             entry.file_id, entry.put_endpoint, entry.partitions
         )
@@ -64,7 +59,7 @@ class AssembleAndUpload:
                 "upload failed; the file stays complete and is retried on redelivery",
                 extra={**fields, "reason": str(error)},
             )
-            return UploadResult.RETRY_LATER
+            return FileOutcome.RETRY_LATER
         except PermanentUploadError as error:
             key = self._archive.keep_failed(assembled, body)
             self._metrics.add(Metric.UPLOADS_FAILED)
@@ -72,14 +67,14 @@ class AssembleAndUpload:
                 "upload refused for good; the assembled file is kept",
                 extra={**fields, "reason": str(error), "kept_as": key},
             )
-            return UploadResult.KEPT_AS_FAILED
+            return FileOutcome.REFUSED
         self._metrics.add(Metric.FILES_COMPLETED)
         self._metrics.add(Metric.BYTES_UPLOADED, assembled.size)
         self._metrics.add(Metric.UPLOAD_LATENCY, (time.monotonic() - started) * 1000)
         log.info("file uploaded", extra=fields)
-        return UploadResult.UPLOADED
+        return FileOutcome.UPLOADED
 
-    def body(self, entry: PendingFile, assembled: AssembledFile) -> AssembledBody:
+    def body(self, entry: AssemblyPlan, assembled: AssembledFile) -> AssembledBody:
         """Each part is read from this container's disk when it is there, else from remote.
 
         Bytes still in memory since this batch hashed them on arrival are not hashed again
@@ -92,7 +87,7 @@ class AssembleAndUpload:
             )
         )
 
-    def _part(self, entry: PendingFile, partition: int, ref: ChunkRef) -> Part:
+    def _part(self, entry: AssemblyPlan, partition: int, ref: ChunkRef) -> Part:
         count = entry.partitions.partition_count
         remote = partial(self._remote.open, entry.file_id, partition, count, ref)
         if partition not in entry.local:

@@ -28,7 +28,8 @@ class BatchState:
     """The shard's ledger as read at the batch's first chunk (local backend), else None."""
     ledger_error: Exception | None = None
     """Why the ledger could not be read: every later chunk of the batch fails the same way."""
-    keeps_ledger: bool = False
-    """Finished files' pending objects wait for the ledger to say so before they go."""
+    keeps_ledger: bool = True
+    """Finished files' pending objects wait for the shard's ledger to say so before they go
+    (False outside a delivery, where no ledger is written: an operator's redrive)."""
     made_durable: set[FileId] = Factory(set)
     cleanup: dict[FileId, PartitionSet] = Factory(dict)

@@ -7,7 +7,7 @@ import logging
 from collections import deque
 
 from application.batch_state import BatchState
-from application.lifecycle import Completion, FileLifecycle
+from application.lifecycle import FileLifecycle
 from application.pending import PendingFile
 from application.ports import LocalChunkStore, PartitionCache
 from domain import FileId, redact
@@ -16,13 +16,6 @@ log = logging.getLogger("sfb")
 
 RETAIN_BATCHES = 100
 """Batches an untouched entry (and its local bytes, already durable) is kept for reuse."""
-
-
-class NothingToFlush:
-    """The shared backend's batch end: every chunk was made durable as it was ingested."""
-
-    def __call__(self, batch: BatchState) -> None:
-        return None
 
 
 class FlushPending:
@@ -67,8 +60,8 @@ class FlushPending:
                 if not entry.is_fresh(batch.number):
                     entry = self._files.refresh(entry, batch)
                 if entry.partitions.is_complete and file_id not in batch.deferred:
-                    entry, completion = self._files.complete(entry, batch)
-                    if completion in (Completion.UPLOADED, Completion.FAILED):
+                    entry, outcome = self._files.complete(entry, batch)
+                    if outcome.is_final:
                         continue
                 if entry.unflushed:
                     self._files.make_durable(entry, batch)

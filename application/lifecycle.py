@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from enum import Enum
 
 from attrs import evolve
 
-from application.assemble import AssembleAndUpload, UploadResult
+from application.assemble import AssembleAndUpload
 from application.batch_state import BatchState, LateRejection
+from application.outcomes import FileOutcome
 from application.pending import PendingFile, reconcile
 from application.ports import (
     LocalChunkStore,
@@ -21,13 +21,6 @@ from application.ports import (
 from domain import Chunk, FileId, FileStatus, Limits, PartitionSet, ShardLedger
 
 log = logging.getLogger("sfb")
-
-
-class Completion(Enum):
-    INCOMPLETE = "incomplete"
-    UPLOADED = "uploaded"
-    FAILED = "failed"
-    DEFERRED = "deferred"
 
 
 class FileLifecycle:
@@ -62,7 +55,7 @@ class FileLifecycle:
         self._cache.push(fresh)
         return fresh
 
-    def complete(self, entry: PendingFile, batch: BatchState) -> tuple[PendingFile, Completion]:
+    def complete(self, entry: PendingFile, batch: BatchState) -> tuple[PendingFile, FileOutcome]:
         """Upload a file whose every partition is held; close it on a final answer.
 
         Chunks made durable in an earlier batch may since have been finished by another
@@ -73,20 +66,18 @@ class FileLifecycle:
             # Open in the shard's ledger: another container may hold chunks this one never saw.
             entry = self.refresh(entry, batch)
         if not entry.partitions.is_complete:
-            return entry, Completion.INCOMPLETE
-        result = self._assemble(entry)
-        if result is UploadResult.RETRY_LATER:
+            return entry, FileOutcome.INCOMPLETE
+        outcome = self._assemble(entry.plan())
+        if outcome is FileOutcome.RETRY_LATER:
             batch.deferred.add(entry.file_id)
-            return entry, Completion.DEFERRED
+            return entry, outcome
         closed = self._close(
             entry,
-            FileStatus.UPLOADED if result is UploadResult.UPLOADED else FileStatus.FAILED,
+            FileStatus.UPLOADED if outcome is FileOutcome.UPLOADED else FileStatus.FAILED,
             batch,
         )
         batch.finished.add(entry.file_id)
-        return closed, (
-            Completion.UPLOADED if result is UploadResult.UPLOADED else Completion.FAILED
-        )
+        return closed, outcome
 
     def make_durable(self, entry: PendingFile, batch: BatchState) -> PendingFile:
         """Write every chunk only this container holds to remote storage.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from attrs import evolve, field, frozen
 
+from application.plan import AssemblyPlan
 from domain import (
     ChunkRef,
     ChunkRejected,
@@ -66,6 +67,12 @@ class PendingFile:
 
     def is_fresh(self, batch: int) -> bool:
         return self.checked_in == batch
+
+    def plan(self) -> AssemblyPlan:
+        """What assembly streams: held chunks from this container, the rest from remote."""
+        return AssemblyPlan(
+            self.file_id, self.put_endpoint, self.partitions, self.local, self.durable
+        )
 
     @property
     def is_open(self) -> bool:

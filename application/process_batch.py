@@ -10,15 +10,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Protocol
 
 from attrs import define
 
+from application.backends import BatchEnd, StateBackend
 from application.batch_state import BatchState
 from application.metrics import Metric, NoMetrics
 from application.ports import EndpointPolicy, Metrics, RecordArchive, RequestValidator
 from application.records import StreamRecord
-from domain import Admission, Chunk, ChunkRejected, FileId, redact, shard_of
+from domain import Admission, ChunkRejected, FileId, redact, shard_of
 
 log = logging.getLogger("sfb")
 
@@ -46,26 +46,6 @@ class InvocationDeadline:
             self._remaining = previous
 
 
-class ChunkIngest(Protocol):
-    """IngestChunk (local backend) or SharedIngestChunk (dynamodb backend)."""
-
-    def __call__(self, chunk: Chunk, batch: BatchState) -> Admission: ...
-
-
-class BatchFlush(Protocol):
-    """FlushPending (local backend) or NothingToFlush (dynamodb backend)."""
-
-    def __call__(self, batch: BatchState) -> None: ...
-
-
-class BatchLedger(Protocol):
-    """ShardBook (local backend); the dynamodb backend needs none."""
-
-    def record(self, batch: BatchState) -> set[FileId]:
-        """Note the batch's files; return those whose records must be reported."""
-        ...
-
-
 @define
 class _Tracked:
     record: StreamRecord
@@ -77,25 +57,22 @@ class _Tracked:
 class ProcessBatch:
     def __init__(
         self,
+        *,
         validator: RequestValidator,
         policy: EndpointPolicy,
-        ingest: ChunkIngest,
-        flush: BatchFlush,
+        backend: StateBackend,
         archive: RecordArchive,
         deadline_margin: float = 10.0,
         metrics: Metrics | None = None,
         deadline: InvocationDeadline | None = None,
-        ledger: BatchLedger | None = None,
     ) -> None:
         self._validator = validator
         self._policy = policy
-        self._ingest = ingest
-        self._flush = flush
+        self._backend = backend
         self._archive = archive
         self._margin = deadline_margin
         self._metrics = metrics or NoMetrics()
         self._deadline = deadline or InvocationDeadline()
-        self._ledger = ledger
         self._batches = 0
 
     def __call__(
@@ -113,11 +90,7 @@ class ProcessBatch:
 
     def _run(self, records: Sequence[StreamRecord], remaining: Remaining | None) -> list[str]:
         self._batches += 1
-        batch = BatchState(
-            self._batches,
-            shard=shard_of(records[0].source) if records else "",
-            keeps_ledger=self._ledger is not None,
-        )
+        batch = BatchState(self._batches, shard=shard_of(records[0].source) if records else "")
         failed: set[str] = set()
         tracked: list[_Tracked] = []
         for index, record in enumerate(records):
@@ -131,11 +104,7 @@ class ProcessBatch:
             if not self._process(record, batch, tracked):
                 failed.add(record.sequence_number)
 
-        self._flush(batch)
-        failed |= self._settle(batch, tracked)
-        if self._ledger is not None:
-            lost = self._ledger.record(batch)
-            failed |= {t.record.sequence_number for t in tracked if t.file_id in lost}
+        failed |= self._settle(self._backend.end_batch(batch), tracked)
         self._metrics.publish()
         return self._reported(records, failed)
 
@@ -159,7 +128,7 @@ class ProcessBatch:
             chunk = self._validator.validate(record.data)
             file_id, endpoint = chunk.file_id, chunk.put_endpoint
             self._policy.check(chunk.put_endpoint)
-            admission = self._ingest(chunk, batch)
+            admission = self._backend.admit(chunk, batch)
             self._metrics.add(
                 Metric.CHUNKS_ACCEPTED if admission is Admission.NEW else Metric.DUPLICATES
             )
@@ -181,9 +150,9 @@ class ProcessBatch:
             return False
         return True
 
-    def _settle(self, batch: BatchState, tracked: list[_Tracked]) -> set[str]:
-        """Sequence numbers of accepted records whose work is not durable after the flush."""
-        late = {(r.file_id, r.partition): r.error for r in batch.late_rejections}
+    def _settle(self, end: BatchEnd, tracked: list[_Tracked]) -> set[str]:
+        """Sequence numbers of accepted records whose work is not durable after all."""
+        late = {(r.file_id, r.partition): r.error for r in end.late_rejections}
         failed: set[str] = set()
         last_of_file: dict[FileId, str] = {}
         for item in tracked:
@@ -192,11 +161,11 @@ class ProcessBatch:
                 if not self._reject(item.record, error, item.file_id, item.endpoint):
                     failed.add(item.record.sequence_number)
                 continue
-            if item.file_id in batch.not_durable:
+            if item.file_id in end.not_durable:
                 failed.add(item.record.sequence_number)
             last_of_file[item.file_id] = item.record.sequence_number
         # A complete file whose upload must be retried: its last record brings it back.
-        failed.update(last_of_file[f] for f in batch.deferred - batch.finished if f in last_of_file)
+        failed.update(last_of_file[f] for f in end.retry if f in last_of_file)
         return failed
 
     def _reject(

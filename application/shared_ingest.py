@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from application.assemble import AssembleAndUpload, UploadResult
+from application.assemble import AssembleAndUpload
 from application.batch_state import BatchState
-from application.pending import PendingFile
+from application.outcomes import FileOutcome
+from application.plan import AssemblyPlan
 from application.ports import FileStateStore, RemoteChunkStore
 from application.process_batch import InvocationDeadline
 from domain import (
@@ -144,11 +145,10 @@ class SharedIngestChunk:
             )
             return False
         assert listing is not None
-        entry = PendingFile(file_id, put_endpoint, listing, durable=frozenset(listing.parts))
-        result = self._assemble(entry)
-        if result is UploadResult.RETRY_LATER:
+        outcome = self._assemble(AssemblyPlan.from_remote(file_id, put_endpoint, listing))
+        if outcome is FileOutcome.RETRY_LATER:
             return False
-        status = FileStatus.UPLOADED if result is UploadResult.UPLOADED else FileStatus.FAILED
+        status = FileStatus.UPLOADED if outcome is FileOutcome.UPLOADED else FileStatus.FAILED
         batch.finished.add(file_id)
         if not self._state.finish(file_id, self._owner, status, self._clock()):
             log.warning(

@@ -16,7 +16,7 @@ from typing import Any
 
 from attrs import frozen
 
-from adapters.settings import StateBackend
+from adapters.settings import BackendName
 from application.lifecycle import FileLifecycle
 from application.shared_ingest import SharedIngestChunk
 from bench.throughput import run_handler
@@ -96,13 +96,13 @@ def run(world: World, chunk_counts: Sequence[int]) -> list[CostRow]:
         raise ValueError("at least two file sizes, each a multiple of 3 chunks")
     return [
         measure(world, backend, layout, chunk_counts)
-        for backend in StateBackend
+        for backend in BackendName
         for layout in (INSIDE, ACROSS)
     ]
 
 
 def measure(
-    world: World, backend: StateBackend, layout: str, chunk_counts: Sequence[int]
+    world: World, backend: BackendName, layout: str, chunk_counts: Sequence[int]
 ) -> CostRow:
     counters = [count_one_file(world, backend, layout, n) for n in chunk_counts]
 
@@ -124,7 +124,7 @@ def measure(
     )
 
 
-def count_one_file(world: World, backend: StateBackend, layout: str, chunks: int) -> RequestCounter:
+def count_one_file(world: World, backend: BackendName, layout: str, chunks: int) -> RequestCounter:
     """One file through a fresh warm container, every request of it counted."""
     container = world.container(backend)
     counter = RequestCounter()

@@ -15,7 +15,7 @@ from pathlib import Path
 import boto3
 from attrs import define, field
 
-from adapters.settings import StateBackend
+from adapters.settings import BackendName
 from bench.workload import FileSpec, Sequencer
 from entrypoints.container import Container, build_container, load_settings
 from entrypoints.demo import local_aws
@@ -60,7 +60,7 @@ class World:
         path = "/".join(str(part) for part in (*parts, next(self._names)))
         return self.receiver.url(f"/{path}?{SIGNATURE}")
 
-    def settings(self, backend: StateBackend = StateBackend.LOCAL) -> dict[str, str]:
+    def settings(self, backend: BackendName = BackendName.LOCAL) -> dict[str, str]:
         settings = {
             "S3_BUCKET": BUCKET,
             "TMP_DIR": str(self.root / f"container-{next(self._names)}"),
@@ -68,11 +68,11 @@ class World:
             # Per-file INFO lines would go to stdout, through the table.
             "LOG_LEVEL": "WARNING",
         }
-        if backend is StateBackend.DYNAMODB:
+        if backend is BackendName.DYNAMODB:
             settings |= {"STATE_BACKEND": backend.value, "STATE_TABLE": TABLE}
         return settings
 
-    def container(self, backend: StateBackend = StateBackend.LOCAL) -> Container:
+    def container(self, backend: BackendName = BackendName.LOCAL) -> Container:
         """A fresh warm container: its own cache and its own TMP_DIR."""
         return build_container(self.settings(backend))
 
@@ -102,7 +102,7 @@ def open_world() -> Iterator[World]:
         stack.enter_context(receiver)
         world = World(receiver, root)
         provision(
-            load_settings(world.settings(StateBackend.DYNAMODB)),
+            load_settings(world.settings(BackendName.DYNAMODB)),
             boto3.client("s3"),
             boto3.client("dynamodb"),
             say=lambda _: None,

@@ -137,7 +137,7 @@ def _status(as_json: bool) -> int:
 
 
 def _redrive(file_id: str | None, all_failed: bool) -> int:
-    from application.operations import RedriveResult
+    from application.outcomes import FileOutcome
     from domain import FileId
 
     redrive = _operator_container().redrive()
@@ -148,7 +148,7 @@ def _redrive(file_id: str | None, all_failed: bool) -> int:
         results = {target: redrive(target)}
     for target, result in results.items():
         print(f"{target}: {result.value}")
-    return 0 if all(r is RedriveResult.UPLOADED for r in results.values()) else 1
+    return 0 if all(r is FileOutcome.UPLOADED for r in results.values()) else 1
 
 
 def _expire(dry_run: bool) -> int:
@@ -230,12 +230,12 @@ def _provision() -> int:
 
     import boto3
 
-    from adapters.settings import StateBackend
+    from adapters.settings import BackendName
     from entrypoints.container import load_settings
     from entrypoints.provision import provision
 
     settings = load_settings(os.environ)
-    dynamodb = boto3.client("dynamodb") if settings.state_backend is StateBackend.DYNAMODB else None
+    dynamodb = boto3.client("dynamodb") if settings.state_backend is BackendName.DYNAMODB else None
     provision(settings, boto3.client("s3"), dynamodb)
     return 0
 

@@ -24,13 +24,16 @@ from adapters.ssm_parameters import read_parameters
 from adapters.tmp_storage import TmpChunkStore
 from adapters.validation import JsonSchemaRequestValidator
 from application.assemble import AssembleAndUpload
+from application.backends.local import LocalBackend
+from application.backends.shared import SharedBackend
 from application.expiry import ExpireIncompleteFiles
-from application.flush import FlushPending, NothingToFlush
+from application.flush import FlushPending
 from application.ingest import IngestChunk
 from application.lifecycle import FileLifecycle, ShardBook
 from application.operations import FileReport, Redrive
 from application.process_batch import InvocationDeadline, ProcessBatch
 from application.shared_ingest import SharedIngestChunk
+from domain import Limits
 
 AWS_MAX_ATTEMPTS = 3
 """Attempts per AWS call, botocore's standard retry mode included."""
@@ -69,41 +72,64 @@ def _backend_name(settings: Settings) -> str:
     return settings.state_backend.value
 
 
+def _limits(settings: Settings) -> Limits:
+    return settings.limits
+
+
+def _new_owner_id() -> str:
+    return uuid.uuid4().hex
+
+
 class Container(containers.DeclarativeContainer):
+    """Every provider is wired by keyword. Tests build this container from a settings dict
+    and override the adapter providers (stores, uploader, clock) with fakes."""
+
     environ = providers.Dependency(instance_of=dict)
     settings = providers.Singleton(load_settings, environ)
-    backend = providers.Callable(_backend_name, settings)
+    log_setup = providers.Resource(configure_logging, level=settings.provided.log_level)
+    backend_name = providers.Callable(_backend_name, settings)
+    limits = providers.Callable(_limits, settings)
+    clock = providers.Object(time.time)
+    """Epoch seconds for every use case: tests override this one provider to move time."""
 
     aws_config = providers.Singleton(aws_client_config, settings.provided.deadline_margin_seconds)
     s3_client = providers.Singleton(boto3.client, "s3", config=aws_config)
     dynamodb_client = providers.Singleton(boto3.client, "dynamodb", config=aws_config)
     # What is left of the invocation, shared by ProcessBatch and the claim it must not outlast.
     deadline = providers.Singleton(InvocationDeadline)
-    owner_id = providers.Singleton(lambda: uuid.uuid4().hex)
-    # Epoch seconds for every use case: tests override this one provider to move time.
-    clock = providers.Object(time.time)
+    owner_id = providers.Singleton(_new_owner_id)
 
+    # Adapters: the seed's components, one provider each.
+    validator = providers.Singleton(JsonSchemaRequestValidator)
     cache = providers.Singleton(InMemoryPartitionCache)
     local_store = providers.Singleton(
-        TmpChunkStore, settings.provided.tmp_dir, settings.provided.local_disk_budget_bytes
+        TmpChunkStore,
+        root=settings.provided.tmp_dir,
+        budget=settings.provided.local_disk_budget_bytes,
     )
-    remote_store = providers.Singleton(S3ChunkStore, s3_client, settings.provided.s3_bucket)
+    remote_store = providers.Singleton(
+        S3ChunkStore, client=s3_client, bucket=settings.provided.s3_bucket
+    )
+    shard_ledgers = providers.Singleton(
+        S3ShardLedgers, client=s3_client, bucket=settings.provided.s3_bucket
+    )
     state_store = providers.Singleton(
         DynamoDbFileStateStore,
-        dynamodb_client,
-        settings.provided.state_table,
-        settings.provided.state_ttl_seconds,
+        client=dynamodb_client,
+        table=settings.provided.state_table,
+        ttl_seconds=settings.provided.state_ttl_seconds,
         incomplete_ttl_seconds=settings.provided.incomplete_file_ttl_seconds,
     )
-    archive = providers.Singleton(S3RecordArchive, s3_client, settings.provided.s3_bucket)
+    archive = providers.Singleton(
+        S3RecordArchive, client=s3_client, bucket=settings.provided.s3_bucket
+    )
     metrics = providers.Singleton(EmfMetrics, service=settings.provided.metrics_service)
-    validator = providers.Singleton(JsonSchemaRequestValidator)
-    policy = providers.Singleton(HostPolicy, settings.provided.upload_allowed_hosts)
+    policy = providers.Singleton(HostPolicy, allowed_hosts=settings.provided.upload_allowed_hosts)
     # Every connection re-checks its addresses with the same policy: no DNS rebinding.
-    http_session = providers.Singleton(guarded_session, policy)
+    http_session = providers.Singleton(guarded_session, guard=policy)
     uploader = providers.Singleton(
         RequestsUploader,
-        http_session,
+        session=http_session,
         connect_timeout=settings.provided.upload_connect_timeout,
         read_timeout=settings.provided.upload_read_timeout,
         retry=providers.Factory(
@@ -115,76 +141,90 @@ class Container(containers.DeclarativeContainer):
     )
 
     assemble = providers.Factory(
-        AssembleAndUpload, local_store, remote_store, uploader, archive, metrics
+        AssembleAndUpload,
+        local=local_store,
+        remote=remote_store,
+        uploader=uploader,
+        archive=archive,
+        metrics=metrics,
     )
-    lifecycle = providers.Factory(
-        FileLifecycle, cache, local_store, remote_store, assemble, settings.provided.limits
+
+    # The local backend: one lifecycle and one shard ledger book per container.
+    lifecycle = providers.Singleton(
+        FileLifecycle,
+        cache=cache,
+        local=local_store,
+        remote=remote_store,
+        assemble=assemble,
+        limits=limits,
     )
-    # The local backend's per-shard ledger: one GET a batch, one PUT a batch that changes it.
     shard_book = providers.Singleton(
         ShardBook,
-        providers.Singleton(S3ShardLedgers, s3_client, settings.provided.s3_bucket),
-        lifecycle,
-        clock,
-        settings.provided.state_ttl_seconds,
+        ledgers=shard_ledgers,
+        files=lifecycle,
+        clock=clock,
+        retention_seconds=settings.provided.state_ttl_seconds,
     )
-    batch_ledger = providers.Selector(backend, local=shard_book, dynamodb=providers.Object(None))
-    shared_ingest = providers.Factory(
-        SharedIngestChunk,
-        remote_store,
-        state_store,
-        assemble,
-        settings.provided.limits,
-        owner_id,
-        settings.provided.claim_lease_seconds,
-        clock,
-        deadline=deadline,
-    )
-    ingest = providers.Selector(
-        backend,
-        local=providers.Factory(
-            IngestChunk, cache, local_store, lifecycle, settings.provided.limits, shard_book
+    local_backend = providers.Singleton(
+        LocalBackend,
+        ingest=providers.Factory(
+            IngestChunk,
+            cache=cache,
+            local=local_store,
+            files=lifecycle,
+            limits=limits,
+            book=shard_book,
         ),
-        dynamodb=shared_ingest,
+        flush=providers.Factory(FlushPending, cache=cache, local=local_store, files=lifecycle),
+        book=shard_book,
+        lifecycle=lifecycle,
+        remote=remote_store,
     )
-    flush = providers.Selector(
-        backend,
-        local=providers.Factory(FlushPending, cache, local_store, lifecycle),
-        dynamodb=providers.Factory(NothingToFlush),
+
+    # The dynamodb backend.
+    shared_backend = providers.Singleton(
+        SharedBackend,
+        ingest=providers.Factory(
+            SharedIngestChunk,
+            remote=remote_store,
+            state=state_store,
+            assemble=assemble,
+            limits=limits,
+            owner=owner_id,
+            lease_seconds=settings.provided.claim_lease_seconds,
+            clock=clock,
+            deadline=deadline,
+        ),
+        state=state_store,
+        clock=clock,
     )
+
+    # The one seam: STATE_BACKEND picks what ProcessBatch and the operator commands use.
+    state_backend = providers.Selector(backend_name, local=local_backend, dynamodb=shared_backend)
+
     # A singleton, unlike the other use cases: it numbers this container's batches.
     process_batch = providers.Singleton(
         ProcessBatch,
-        validator,
-        policy,
-        ingest,
-        flush,
-        archive,
+        validator=validator,
+        policy=policy,
+        backend=state_backend,
+        archive=archive,
         deadline_margin=settings.provided.deadline_margin_seconds,
         metrics=metrics,
         deadline=deadline,
-        ledger=batch_ledger,
     )
 
     decode_event = providers.Object(records_from_event)
 
     # What operators run through `sfb status` and `sfb redrive`.
-    shared_state = providers.Selector(backend, local=providers.Object(None), dynamodb=state_store)
-    file_report = providers.Factory(FileReport, remote_store, archive, shared_state, archive)
-    redrive = providers.Factory(
-        Redrive,
-        remote_store,
-        archive,
-        uploader,
-        lifecycle,
-        providers.Selector(backend, local=providers.Object(None), dynamodb=shared_ingest),
-        shared_state,
-        clock,
+    file_report = providers.Factory(
+        FileReport, backend=state_backend, archive=archive, expired=archive
     )
+    redrive = providers.Factory(Redrive, backend=state_backend, archive=archive, uploader=uploader)
 
     # What the scheduled `expire` handler and `sfb expire` run: the local backend's state is
     # its pending/ listing, the dynamodb backend's its table; chunks are S3 objects for both.
-    incomplete_files = providers.Selector(backend, local=remote_store, dynamodb=state_store)
+    incomplete_files = providers.Selector(backend_name, local=remote_store, dynamodb=state_store)
     expire_incomplete = providers.Factory(
         ExpireIncompleteFiles,
         files=incomplete_files,
@@ -192,7 +232,7 @@ class Container(containers.DeclarativeContainer):
         records=archive,
         clock=clock,
         ttl_seconds=settings.provided.incomplete_file_ttl_seconds,
-        backend=backend,
+        backend=backend_name,
         metrics=metrics,
     )
 
@@ -200,6 +240,6 @@ class Container(containers.DeclarativeContainer):
 def build_container(environ: Mapping[str, str]) -> Container:
     """Validate the settings and set up logging now, so a bad setting fails the cold start."""
     container = Container(environ=dict(environ))
-    settings = container.settings()
-    configure_logging(settings.log_level)
+    container.settings()
+    container.init_resources()
     return container

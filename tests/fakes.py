@@ -17,14 +17,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from attrs import define, field
+from dependency_injector import providers
 
 from adapters.memory_cache import InMemoryPartitionCache
-from application.assemble import AssembleAndUpload
 from application.body import ByteStream
-from application.flush import FlushPending, NothingToFlush
-from application.ingest import IngestChunk
-from application.lifecycle import FileLifecycle, ShardBook
 from application.metrics import Metric
+from application.operations import Redrive
 from application.ports import (
     Body,
     FileSummary,
@@ -32,9 +30,8 @@ from application.ports import (
     ShardLedgerMoved,
     TransientUploadError,
 )
-from application.process_batch import InvocationDeadline, ProcessBatch
+from application.process_batch import ProcessBatch
 from application.records import StreamRecord
-from application.shared_ingest import SharedIngestChunk
 from domain import (
     DIGEST_PREFIX,
     AssembledFile,
@@ -52,6 +49,7 @@ from domain import (
     RejectionReason,
     ShardLedger,
 )
+from entrypoints.container import Container
 
 
 class FakeLocalStore:
@@ -438,9 +436,18 @@ class FakePolicy:
             raise EndpointRefused("host refused")
 
 
+def fake_container(environ: dict[str, str], **fakes: object) -> Container:
+    """The real container on a settings dict, each named provider overridden by its fake."""
+    container = Container(environ={"S3_BUCKET": "fake-bucket", **environ})
+    for name, fake in fakes.items():
+        getattr(container, name).override(providers.Object(fake))
+    return container
+
+
 @define
 class FakeContainer:
-    """One warm Lambda container made of fakes: its own cache and disk, shared remote store."""
+    """One warm Lambda container of the local backend: the real container with fakes for
+    its adapters; its own cache and disk, the remote store shared."""
 
     remote: FakeRemoteStore
     uploader: FakeUploader
@@ -449,24 +456,47 @@ class FakeContainer:
     policy: FakePolicy = field(factory=FakePolicy)
     cache: InMemoryPartitionCache = field(factory=InMemoryPartitionCache)
     local: FakeLocalStore = field(factory=FakeLocalStore)
+    metrics: FakeMetrics = field(factory=lambda: FakeMetrics())
+    settings: dict[str, str] = field(factory=dict)
+    """More settings, by their environment names."""
+    container: Container = field(init=False)
     process: ProcessBatch = field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        assemble = AssembleAndUpload(self.local, self.remote, self.uploader, self.archive)
-        files = FileLifecycle(self.cache, self.local, self.remote, assemble, self.limits)
-        book = ShardBook(self.remote, files, self.remote.clock, 86_400.0)
-        self.process = ProcessBatch(
-            FakeValidator(),
-            self.policy,
-            IngestChunk(self.cache, self.local, files, self.limits, book),
-            FlushPending(self.cache, self.local, files),
-            self.archive,
-            ledger=book,
+        self.container = fake_container(
+            {"STATE_BACKEND": "local", **self.settings},
+            validator=FakeValidator(),
+            policy=self.policy,
+            cache=self.cache,
+            local_store=self.local,
+            remote_store=self.remote,
+            shard_ledgers=self.remote,
+            archive=self.archive,
+            uploader=self.uploader,
+            metrics=self.metrics,
+            clock=self.remote.clock,
+            limits=self.limits,
         )
+        self.process = self.container.process_batch()
 
     def recycled(self) -> FakeContainer:
         """A new container on the same shard: nothing local survives."""
-        return FakeContainer(self.remote, self.uploader, self.archive, self.limits, self.policy)
+        return FakeContainer(
+            self.remote,
+            self.uploader,
+            self.archive,
+            self.limits,
+            self.policy,
+            metrics=self.metrics,
+            settings=self.settings,
+        )
+
+    def report(self) -> list[FileSummary]:
+        """What ``sfb status`` lists."""
+        return self.container.file_report()()
+
+    def redrive(self) -> Redrive:
+        return self.container.redrive()
 
 
 @define
@@ -669,7 +699,8 @@ class FakeClock:
 
 @define
 class SharedFakeContainer:
-    """A container of the dynamodb backend: nothing of its own but an owner id."""
+    """A container of the dynamodb backend: the real container with fakes for its adapters;
+    nothing of its own but an owner id."""
 
     remote: FakeRemoteStore
     state: FakeStateStore
@@ -679,24 +710,40 @@ class SharedFakeContainer:
     lease_seconds: float = 960.0
     limits: Limits = field(factory=Limits)
     owner: str = field(factory=lambda: uuid.uuid4().hex)
+    metrics: FakeMetrics = field(factory=lambda: FakeMetrics())
+    settings: dict[str, str] = field(factory=dict)
+    """More settings, by their environment names."""
+    container: Container = field(init=False)
     process: ProcessBatch = field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        assemble = AssembleAndUpload(FakeLocalStore(), self.remote, self.uploader, self.archive)
-        deadline = InvocationDeadline()
-        ingest = SharedIngestChunk(
-            self.remote,
-            self.state,
-            assemble,
-            self.limits,
-            self.owner,
-            self.lease_seconds,
-            self.clock,
-            deadline=deadline,
+        self.container = fake_container(
+            {
+                "STATE_BACKEND": "dynamodb",
+                "STATE_TABLE": "fake-table",
+                "CLAIM_LEASE_SECONDS": str(self.lease_seconds),
+                **self.settings,
+            },
+            validator=FakeValidator(),
+            policy=FakePolicy(),
+            local_store=FakeLocalStore(),
+            remote_store=self.remote,
+            state_store=self.state,
+            archive=self.archive,
+            uploader=self.uploader,
+            metrics=self.metrics,
+            clock=self.clock,
+            limits=self.limits,
+            owner_id=self.owner,
         )
-        self.process = ProcessBatch(
-            FakeValidator(), FakePolicy(), ingest, NothingToFlush(), self.archive, deadline=deadline
-        )
+        self.process = self.container.process_batch()
+
+    def report(self) -> list[FileSummary]:
+        """What ``sfb status`` lists."""
+        return self.container.file_report()()
+
+    def redrive(self) -> Redrive:
+        return self.container.redrive()
 
 
 class FakeMetrics:

@@ -19,7 +19,7 @@ from botocore.exceptions import ResponseStreamingError
 from dependency_injector import providers
 
 from application.ports import Body, Uploader
-from application.shared_ingest import LEASE_MARGIN_SECONDS, SharedIngestChunk
+from application.shared_ingest import LEASE_MARGIN_SECONDS
 from domain import FileId
 from entrypoints.container import Container, build_container, load_settings
 from entrypoints.events import kinesis_event
@@ -289,19 +289,7 @@ def container_at(
     """A container whose claims read ``clock`` and whose uploads pass through ``gate``."""
     container = shared.container(name, CLAIM_LEASE_SECONDS="10")
     container.uploader.override(providers.Object(gate(container.uploader())))
-    container.shared_ingest.override(
-        providers.Factory(
-            SharedIngestChunk,
-            container.remote_store,
-            container.state_store,
-            container.assemble,
-            container.settings.provided.limits,
-            container.owner_id,
-            container.settings.provided.claim_lease_seconds,
-            providers.Object(clock),
-            deadline=container.deadline,
-        )
-    )
+    container.clock.override(providers.Object(clock))
     container.process_batch()  # built here: boto3 does not promise thread-safe client creation
     return container
 

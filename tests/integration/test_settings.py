@@ -10,7 +10,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from adapters.settings import Settings, SettingsError, StateBackend
+from adapters.settings import BackendName, Settings, SettingsError
 from adapters.ssm_parameters import read_parameters
 from application.ports import Config as ConfigPort
 from domain import Limits
@@ -27,7 +27,7 @@ def test_only_the_bucket_is_required_and_everything_else_has_its_default() -> No
     assert settings == Settings(
         s3_bucket="sfb-chunks",
         log_level="INFO",
-        state_backend=StateBackend.LOCAL,
+        state_backend=BackendName.LOCAL,
         state_table=None,
         tmp_dir=Path("/tmp"),
         local_disk_budget_bytes=None,
@@ -61,7 +61,7 @@ def test_every_setting_is_read_from_the_environment() -> None:
 
     assert settings.s3_bucket == "sfb-chunks"
     assert settings.log_level == "DEBUG"
-    assert settings.state_backend is StateBackend.DYNAMODB
+    assert settings.state_backend is BackendName.DYNAMODB
     assert settings.state_table == "sfb-state"
     assert settings.tmp_dir == Path("/var/sfb")
     assert settings.local_disk_budget_bytes == 256 * 1024**2

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from application.assemble import AssembleAndUpload, UploadResult
+from application.assemble import AssembleAndUpload
 from application.body import (
     AssembledBody,
     ByteStream,
@@ -20,6 +20,7 @@ from application.body import (
     ChunkUnreadable,
     Part,
 )
+from application.outcomes import FileOutcome
 from application.pending import PendingFile
 from domain import AssembledFile, Chunk, ChunkRef, FileId, PartitionSet
 from tests.fakes import FakeArchive, FakeLocalStore, FakeRemoteStore, FakeUploader
@@ -172,7 +173,7 @@ def test_only_bytes_still_in_memory_since_they_were_hashed_skip_the_second_hash(
     file = entry()
     assembled = AssembledFile.from_partitions(FILE_ID, URL, file.partitions)
 
-    body = assemble.body(file, assembled)
+    body = assemble.body(file.plan(), assembled)
 
     assert [p.verify for p in body.parts] == [False, True, True]
     assert read_in_blocks(body, 5) == b"".join(CHUNKS)
@@ -190,7 +191,7 @@ def test_a_chunk_changed_on_disk_or_in_remote_storage_is_never_uploaded(
         [stored] = remote.objects.values()
         stored.content = CHUNKS[2].upper()
 
-    assert assemble(entry()) is UploadResult.RETRY_LATER
+    assert assemble(entry().plan()) is FileOutcome.RETRY_LATER
     assert uploader.uploads == []
 
 
@@ -235,6 +236,6 @@ def test_a_durable_chunk_whose_disk_copy_changed_is_uploaded_from_remote_storage
         FILE_ID, URL, durable.partitions, local=durable.local, durable=frozenset({1, 2})
     )
 
-    assert assemble(durable) is UploadResult.UPLOADED
+    assert assemble(durable.plan()) is FileOutcome.UPLOADED
     [(_, body)] = uploader.uploads
     assert body == b"".join(CHUNKS)

@@ -7,10 +7,9 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from dependency_injector import providers
 
-from application.expiry import ExpireIncompleteFiles
 from application.metrics import Metric
-from application.operations import FileReport
 from application.records import StreamRecord
 from domain import ExpiredFile, FileId, FileStatus, IncompleteFile, RejectionReason
 from tests.factories import file_records
@@ -26,6 +25,7 @@ from tests.fakes import (
 )
 
 TTL = 3_600.0
+EXPIRY_SETTINGS = {"INCOMPLETE_FILE_TTL_SECONDS": str(int(TTL))}
 URL = "https://bucket.example.com/exports/part.bin?X-Amz-Signature=SECRET"
 FILE = FileId.for_endpoint(URL)
 CONTENT = bytes(range(256)) * 12
@@ -76,10 +76,10 @@ class Local:
         self.remote = FakeRemoteStore(clock)
         self.archive = FakeArchive()
         self.uploader = FakeUploader()
-        self.container = FakeContainer(self.remote, self.uploader, self.archive)
-        self.expire = ExpireIncompleteFiles(
-            self.remote, self.remote, self.archive, clock, TTL, "local", metrics
+        self.container = FakeContainer(
+            self.remote, self.uploader, self.archive, settings=EXPIRY_SETTINGS
         )
+        self.expire = self.container.container.expire_incomplete(metrics=metrics)
 
     def process(self, records: list[StreamRecord]) -> list[str]:
         return self.container.process(records)
@@ -95,11 +95,9 @@ class Shared:
         self.archive = FakeArchive()
         self.uploader = FakeUploader()
         self.container = SharedFakeContainer(
-            self.remote, self.state, self.uploader, self.archive, clock
+            self.remote, self.state, self.uploader, self.archive, clock, settings=EXPIRY_SETTINGS
         )
-        self.expire = ExpireIncompleteFiles(
-            self.state, self.remote, self.archive, clock, TTL, "dynamodb", metrics
-        )
+        self.expire = self.container.container.expire_incomplete(metrics=metrics)
 
     def process(self, records: list[StreamRecord]) -> list[str]:
         return self.container.process(records)
@@ -200,12 +198,7 @@ def test_the_kept_record_says_what_arrived_and_when_but_never_the_endpoint(
     assert record == ExpiredFile(FILE, 4, 2, 2000, started, started + TTL + 5, backend_name)
     assert "SECRET" not in repr(record)
     assert not hasattr(record, "put_endpoint")
-    [row] = FileReport(
-        backend.remote,
-        backend.archive,
-        backend.state if isinstance(backend, Shared) else None,
-        backend.archive,
-    )()
+    [row] = backend.container.report()
     assert (row.file_id, row.status, row.received, row.partition_count) == (
         FILE,
         "expired",
@@ -252,9 +245,9 @@ def test_on_the_dynamodb_backend_a_chunk_completing_the_file_just_before_the_giv
         def endpoint(self, file_id: FileId) -> str | None:
             return world.state.endpoint(file_id)
 
-    run = ExpireIncompleteFiles(
-        CompletedMeanwhile(), world.remote, world.archive, clock, TTL, "dynamodb", metrics
-    )()
+    container = world.container.container
+    with container.incomplete_files.override(providers.Object(CompletedMeanwhile())):
+        run = container.expire_incomplete(metrics=metrics)()
 
     assert (run.incomplete, run.expired) == (1, ())
     assert world.uploader.bodies_for(URL) == [CONTENT]
@@ -291,7 +284,7 @@ def test_on_the_dynamodb_backend_a_late_chunk_of_a_given_up_file_is_rejected_as_
     assert world.remote.objects == {}
     assert world.uploader.uploads == []
     assert world.state.items[FILE].status is FileStatus.EXPIRED
-    report = FileReport(world.remote, world.archive, world.state, world.archive)()
+    report = world.container.report()
     assert [(r.file_id, r.status) for r in report] == [(FILE, "expired")]
 
 
@@ -309,7 +302,7 @@ def test_on_the_local_backend_a_late_chunk_starts_the_file_again_which_expires_a
     assert world.archive.quarantined == []
     assert world.remote.partitions_of(FILE) == {3}
     assert world.remote.endpoints == {FILE: URL}
-    report = FileReport(world.remote, world.archive, None, world.archive)()
+    report = world.container.report()
     assert [(r.file_id, r.status, r.received) for r in report] == [(FILE, "collecting", 1)]
 
     clock.now += TTL - 1

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from adapters.memory_cache import InMemoryPartitionCache
-from application.assemble import AssembleAndUpload
-from application.lifecycle import FileLifecycle
-from application.operations import FileReport, Redrive, RedriveResult
-from application.shared_ingest import SharedIngestChunk
-from domain import FileId, FileStatus, Limits
+from application.operations import Redrive
+from application.outcomes import FileOutcome
+from domain import FileId, FileStatus
 from tests.factories import file_records
 from tests.fakes import (
     FakeArchive,
-    FakeClock,
     FakeContainer,
-    FakeLocalStore,
     FakeRemoteStore,
     FakeStateStore,
     FakeUploader,
@@ -26,20 +21,15 @@ FILE = FileId.for_endpoint(URL)
 
 
 def local_redrive(remote: FakeRemoteStore, archive: FakeArchive, uploader: FakeUploader) -> Redrive:
-    local = FakeLocalStore()
-    assemble = AssembleAndUpload(local, remote, uploader, archive)
-    lifecycle = FileLifecycle(InMemoryPartitionCache(), local, remote, assemble)
-    return Redrive(remote, archive, uploader, lifecycle, None, None, FakeClock())
+    """The redrive ``sfb`` runs: a fresh container of the local backend."""
+    return FakeContainer(remote, uploader, archive).redrive()
 
 
 def shared_redrive(
     remote: FakeRemoteStore, archive: FakeArchive, uploader: FakeUploader, state: FakeStateStore
 ) -> Redrive:
-    local = FakeLocalStore()
-    assemble = AssembleAndUpload(local, remote, uploader, archive)
-    lifecycle = FileLifecycle(InMemoryPartitionCache(), local, remote, assemble)
-    shared = SharedIngestChunk(remote, state, assemble, Limits(), "operator", 960.0, FakeClock())
-    return Redrive(remote, archive, uploader, lifecycle, shared, state, FakeClock())
+    """The redrive ``sfb`` runs: a fresh container of the dynamodb backend."""
+    return SharedFakeContainer(remote, state, uploader, archive, owner="operator").redrive()
 
 
 def test_a_complete_file_whose_upload_kept_failing_is_finished_by_redrive() -> None:
@@ -48,10 +38,10 @@ def test_a_complete_file_whose_upload_kept_failing_is_finished_by_redrive() -> N
     uploader.fail_transiently(1)
     container.process(file_records(URL, CONTENT, 1000))  # Kinesis then gives up on it
 
-    report = FileReport(remote, archive, None)()
+    report = FakeContainer(remote, uploader, archive).report()
     assert [(r.file_id, r.status, r.received) for r in report] == [(FILE, "collecting", 6)]
 
-    assert local_redrive(remote, archive, uploader)(FILE) is RedriveResult.UPLOADED
+    assert local_redrive(remote, archive, uploader)(FILE) is FileOutcome.UPLOADED
     assert uploader.bodies_for(URL) == [CONTENT]
     assert remote.objects == {}
     assert remote.endpoints == {}
@@ -62,8 +52,8 @@ def test_an_incomplete_or_unknown_file_is_not_redriven() -> None:
     FakeContainer(remote, uploader, archive).process(file_records(URL, CONTENT, 1000)[:3])
     redrive = local_redrive(remote, archive, uploader)
 
-    assert redrive(FILE) is RedriveResult.INCOMPLETE
-    assert redrive(FileId.for_endpoint("https://example.com/other")) is RedriveResult.NOT_FOUND
+    assert redrive(FILE) is FileOutcome.INCOMPLETE
+    assert redrive(FileId.for_endpoint("https://example.com/other")) is FileOutcome.NOT_FOUND
     assert uploader.uploads == []
 
 
@@ -71,11 +61,11 @@ def test_a_file_refused_for_good_is_uploaded_again_from_its_kept_copy() -> None:
     remote, archive, uploader = FakeRemoteStore(), FakeArchive(), FakeUploader()
     uploader.fail_permanently()
     FakeContainer(remote, uploader, archive).process(file_records(URL, CONTENT, 1000))
-    assert [r.status for r in FileReport(remote, archive, None)()] == ["failed"]
+    assert [r.status for r in FakeContainer(remote, uploader, archive).report()] == ["failed"]
 
     results = local_redrive(remote, archive, uploader).all_failed()
 
-    assert results == {FILE: RedriveResult.UPLOADED}
+    assert results == {FILE: FileOutcome.UPLOADED}
     assert uploader.bodies_for(URL) == [CONTENT]
     assert archive.failed == {}
 
@@ -86,7 +76,7 @@ def test_a_redrive_refused_again_keeps_the_copy() -> None:
     FakeContainer(remote, uploader, archive).process(file_records(URL, CONTENT, 1000))
     uploader.fail_permanently()
 
-    assert local_redrive(remote, archive, uploader)(FILE) is RedriveResult.REFUSED
+    assert local_redrive(remote, archive, uploader)(FILE) is FileOutcome.REFUSED
     assert FILE in archive.failed
 
 
@@ -104,14 +94,14 @@ def test_the_shared_backend_redrives_complete_and_failed_files() -> None:
     uploader.fail_permanently()
     container.process(file_records(other, b"refused body", 1000))
 
-    report = FileReport(remote, archive, state)()
+    report = container.report()
     assert sorted((r.status, r.received) for r in report) == [("collecting", 6), ("failed", 0)]
 
     redrive = shared_redrive(remote, archive, uploader, state)
-    assert redrive(FILE) is RedriveResult.UPLOADED
-    assert redrive.all_failed() == {FileId.for_endpoint(other): RedriveResult.UPLOADED}
+    assert redrive(FILE) is FileOutcome.UPLOADED
+    assert redrive.all_failed() == {FileId.for_endpoint(other): FileOutcome.UPLOADED}
     assert uploader.bodies_for(URL) == [CONTENT]
     assert uploader.bodies_for(other) == [b"refused body"]
     assert state.items[FILE].status is FileStatus.UPLOADED
     assert state.items[FileId.for_endpoint(other)].status is FileStatus.UPLOADED
-    assert FileReport(remote, archive, state)() == []
+    assert container.report() == []

@@ -7,25 +7,17 @@ import random
 
 import pytest
 
-from adapters.memory_cache import InMemoryPartitionCache
-from application.assemble import AssembleAndUpload
-from application.flush import FlushPending
-from application.ingest import IngestChunk
-from application.lifecycle import FileLifecycle
 from application.metrics import Metric
 from application.ports import TransientUploadError
-from application.process_batch import ProcessBatch
 from domain import FileId, Limits, RejectionReason
 from tests.factories import file_records, payload, raw_record, record
 from tests.fakes import (
     FakeArchive,
     FakeContainer,
     FakeLocalStore,
-    FakeMetrics,
     FakePolicy,
     FakeRemoteStore,
     FakeUploader,
-    FakeValidator,
 )
 
 URL = "https://bucket.example.com/files/photo.jpg?X-Amz-Signature=SECRET"
@@ -155,7 +147,6 @@ def test_poison_records_are_quarantined_without_failing_the_batch(
 def test_a_refused_endpoint_is_quarantined_and_never_contacted(
     remote: FakeRemoteStore, uploader: FakeUploader, archive: FakeArchive
 ) -> None:
-    from tests.fakes import FakePolicy
 
     guarded = FakeContainer(remote, uploader, archive, policy=FakePolicy({"169.254.169.254"}))
     records = file_records("http://169.254.169.254/latest/meta-data", b"x", 10)
@@ -315,18 +306,8 @@ def test_the_first_record_is_processed_even_past_the_margin_so_the_shard_moves(
 def test_a_batch_counts_accepted_duplicate_and_rejected_records(
     remote: FakeRemoteStore, uploader: FakeUploader, archive: FakeArchive
 ) -> None:
-    metrics, cache, local = FakeMetrics(), InMemoryPartitionCache(), FakeLocalStore()
-    files = FileLifecycle(
-        cache, local, remote, AssembleAndUpload(local, remote, uploader, archive, metrics)
-    )
-    process = ProcessBatch(
-        FakeValidator(),
-        FakePolicy(),
-        IngestChunk(cache, local, files, Limits()),
-        FlushPending(cache, local, files),
-        archive,
-        metrics=metrics,
-    )
+    container = FakeContainer(remote, uploader, archive)
+    process, metrics = container.process, container.metrics
     records = file_records(URL, CONTENT, 5000)
 
     process([*records, records[0], raw_record("%% not base64")])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from application.operations import FileReport
 from domain import FileId, ShardLedger
 from tests.factories import payload, raw_record, record
 from tests.fakes import FakeArchive, FakeContainer, FakeRemoteStore, FakeUploader
@@ -83,7 +82,7 @@ def test_a_late_duplicate_reaching_another_container_after_the_upload_leaves_not
     assert uploader.bodies_for(URL) == [X + Z]
     assert remote.objects == {}
     assert remote.endpoints == {}  # no object but the failed/ copy may hold the endpoint
-    assert FileReport(remote, archive, None)() == []
+    assert container.recycled().report() == []
 
 
 def test_a_file_finished_inside_one_batch_is_never_started_again_by_another_container(

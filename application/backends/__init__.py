@@ -1,0 +1,50 @@
+"""The seam between ProcessBatch (and the operator commands) and where file state lives.
+
+Each backend is one obvious place: ``local`` (the seed's design: cache, TMP_DIR, pending
+chunks in S3, a ledger per shard) and ``shared`` (DynamoDB: atomic state for many shards
+and parallel batches). The container picks one by STATE_BACKEND.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from attrs import frozen
+
+from application.batch_state import BatchState, LateRejection
+from application.outcomes import FileOutcome
+from application.ports import FileSummary
+from domain import Admission, Chunk, FileId
+
+
+@frozen
+class BatchEnd:
+    """What a backend says of a batch once it ended: all ProcessBatch needs for its answer."""
+
+    not_durable: frozenset[FileId] = frozenset()
+    """Files whose records must all be delivered again: their work is not durable."""
+    retry: frozenset[FileId] = frozenset()
+    """Complete files whose upload must be tried again: their last record brings them back."""
+    late_rejections: tuple[LateRejection, ...] = ()
+    """Chunks accepted earlier in the batch, then found to contradict what is stored."""
+
+
+class StateBackend(Protocol):
+    def admit(self, chunk: Chunk, batch: BatchState) -> Admission:
+        """Take a valid chunk: NEW or DUPLICATE; finishes its file when it completes it.
+
+        Raises a domain.ChunkRejected when the chunk contradicts what is held, and any other
+        exception when its work could not be made durable (the record is delivered again).
+        """
+
+    def end_batch(self, batch: BatchState) -> BatchEnd:
+        """Make durable what the batch leaves unfinished, and say what it came to."""
+
+    def unfinished(self) -> list[FileSummary]:
+        """Files with chunks held and no final answer yet: what ``sfb status`` lists first."""
+
+    def redrive(self, file_id: FileId) -> FileOutcome:
+        """Finish a complete file that has no failed/ copy, now."""
+
+    def redriven(self, file_id: FileId) -> None:
+        """A failed file was uploaded by hand from its failed/ copy: note it finished."""

@@ -1,0 +1,58 @@
+"""The shared (dynamodb) backend: every chunk durable in S3 before an atomic state change
+counts it, so many shards, parallel batches and concurrent containers agree."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from application.backends import BatchEnd
+from application.batch_state import BatchState
+from application.outcomes import FileOutcome
+from application.ports import FileStateStore, FileSummary
+from application.shared_ingest import SharedIngestChunk
+from domain import Admission, Chunk, FileId, FileStatus
+
+_LISTED_ELSEWHERE = (FileStatus.FAILED.value, FileStatus.EXPIRED.value)
+"""A failed or expired file is listed once, from what is kept of it (failed/, expired/)."""
+
+
+class SharedBackend:
+    def __init__(
+        self,
+        *,
+        ingest: SharedIngestChunk,
+        state: FileStateStore,
+        clock: Callable[[], float],
+    ) -> None:
+        self._ingest = ingest
+        self._state = state
+        self._clock = clock
+
+    def admit(self, chunk: Chunk, batch: BatchState) -> Admission:
+        return self._ingest(chunk, batch)
+
+    def end_batch(self, batch: BatchState) -> BatchEnd:
+        """Nothing to flush: each chunk was made durable as it was admitted."""
+        return BatchEnd(retry=frozenset(batch.deferred - batch.finished))
+
+    def unfinished(self) -> list[FileSummary]:
+        return [s for s in self._state.unfinished() if s.status not in _LISTED_ELSEWHERE]
+
+    def redrive(self, file_id: FileId) -> FileOutcome:
+        """Through the same claim as a delivery: never two assemblers of one file."""
+        state = self._state.read(file_id, 0)
+        put_endpoint = self._state.endpoint(file_id)
+        if state is None or put_endpoint is None or state.status.is_closed:
+            return FileOutcome.NOT_FOUND
+        if not state.is_complete:
+            return FileOutcome.INCOMPLETE
+        batch = BatchState(0)
+        self._ingest.complete(file_id, put_endpoint, state.partition_count, batch)
+        if file_id in batch.finished:
+            after = self._state.read(file_id, 0)
+            failed = after is not None and after.status is FileStatus.FAILED
+            return FileOutcome.REFUSED if failed else FileOutcome.UPLOADED
+        return FileOutcome.BUSY if file_id in batch.deferred else FileOutcome.RETRY_LATER
+
+    def redriven(self, file_id: FileId) -> None:
+        self._state.mark_redriven(file_id, self._clock())
