@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from application.ports import FileSummary
-from domain import DIGEST_PREFIX, ChunkRef, FileId, FileState, FileStatus, IncompleteFile
+from domain import FileId, FileState, FileStatus, IncompleteFile, PartitionArrival
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -55,18 +55,10 @@ class DynamoDbFileStateStore:
             return None
         return response
 
-    def add_chunk(
-        self,
-        file_id: FileId,
-        partition: int,
-        partition_count: int,
-        ref: ChunkRef,
-        max_file_bytes: int,
-        now: float,
-        put_endpoint: str,
-    ) -> int | None:
+    def add_chunk(self, arrival: PartitionArrival) -> int | None:
+        now = arrival.now
         response = self._conditional(
-            Key=self._key(file_id),
+            Key=self._key(arrival.file_id),
             UpdateExpression=(
                 "SET #p = :digest, partition_count = if_not_exists(partition_count, :count), "
                 "#status = if_not_exists(#status, :collecting), "
@@ -81,20 +73,20 @@ class DynamoDbFileStateStore:
                 "AND (attribute_not_exists(byte_count) OR byte_count <= :room)"
             ),
             ExpressionAttributeNames={
-                "#p": _partition_attribute(partition),
+                "#p": _partition_attribute(arrival.partition),
                 "#status": "status",
                 "#ttl": TTL_ATTRIBUTE,
             },
             ExpressionAttributeValues={
-                ":digest": {"B": bytes.fromhex(ref.digest[:DIGEST_PREFIX])},
-                ":count": {"N": str(partition_count)},
+                ":digest": {"B": bytes.fromhex(arrival.ref.digest_prefix)},
+                ":count": {"N": str(arrival.partition_count)},
                 ":collecting": {"S": FileStatus.COLLECTING.value},
                 ":now": {"N": _number(now)},
                 ":expires": {"N": str(int(now + self._collecting_ttl))},
                 ":one": {"N": "1"},
-                ":size": {"N": str(ref.size)},
-                ":room": {"N": str(max_file_bytes - ref.size)},
-                ":endpoint": {"S": put_endpoint},
+                ":size": {"N": str(arrival.ref.size)},
+                ":room": {"N": str(arrival.room)},
+                ":endpoint": {"S": arrival.put_endpoint},
             },
             ReturnValues="UPDATED_NEW",
         )

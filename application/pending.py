@@ -11,7 +11,6 @@ from domain import (
     FileId,
     FileStatus,
     Limits,
-    PartitionCountConflict,
     PartitionSet,
     redact,
 )
@@ -91,38 +90,17 @@ def reconcile(
     Remote storage is the truth between batches: chunks this container holds from earlier
     batches but remote storage no longer lists were finished (or expired) elsewhere and are
     dropped. Chunks received in this batch and not yet flushed join the remote ones by the
-    domain's merge: the first count, the first bytes and MAX_FILE_BYTES stand, so those that
-    contradict them are returned as rejections.
+    domain's rule (``PartitionSet.rebased_on``); those it rejects are returned, and only the
+    held bytes that stand stay local.
     """
-    count = entry.partitions.partition_count
-    if listing is not None and listing.partition_count != count:
-        rejected: list[tuple[int, ChunkRejected]] = [
-            (
-                p,
-                PartitionCountConflict.against(count, listing.partition_count),
-            )
-            for p in sorted(entry.unflushed)
-        ]
-        fresh = PendingFile(
-            entry.file_id,
-            entry.put_endpoint,
-            listing,
-            durable=frozenset(listing.parts),
-            checked_in=batch,
-            touched_in=batch,
-        )
-        return fresh, rejected
-
-    remote = listing if listing is not None else PartitionSet(count)
-    held = entry.partitions.parts
-    merged, refused = remote.merged({p: held[p] for p in entry.unflushed}, limits)
+    merged, rejected = entry.partitions.rebased_on(listing, entry.unflushed, limits)
     fresh = PendingFile(
         entry.file_id,
         entry.put_endpoint,
         merged,
-        local=frozenset(p for p in entry.local if merged.parts.get(p) == held[p]),
-        durable=frozenset(remote.parts),
+        local=entry.local & merged.agreeing_with(entry.partitions),
+        durable=frozenset(listing.parts) if listing is not None else frozenset(),
         checked_in=batch,
         touched_in=batch,
     )
-    return fresh, list(refused.items())
+    return fresh, list(rejected.items())

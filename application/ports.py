@@ -24,6 +24,7 @@ from domain import (
     FileStatus,
     IncompleteFile,
     Limits,
+    PartitionArrival,
     PartitionSet,
     RejectionReason,
     ShardLedger,
@@ -169,16 +170,7 @@ class FileStateStore(Protocol):
     containers may call them at once.
     """
 
-    def add_chunk(
-        self,
-        file_id: FileId,
-        partition: int,
-        partition_count: int,
-        ref: ChunkRef,
-        max_file_bytes: int,
-        now: float,
-        put_endpoint: str,
-    ) -> int | None:
+    def add_chunk(self, arrival: PartitionArrival) -> int | None:
         """Record a partition of a collecting file whose count agrees and that has room.
 
         Returns the number of partitions received after it, or None when the store refused

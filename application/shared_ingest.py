@@ -18,7 +18,6 @@ from application.plan import AssemblyPlan
 from application.ports import FileStateStore, RemoteChunkStore
 from application.process_batch import InvocationDeadline
 from domain import (
-    DIGEST_PREFIX,
     Admission,
     Chunk,
     ChunkRejected,
@@ -26,7 +25,7 @@ from domain import (
     FileStatus,
     FileTooLarge,
     Limits,
-    PartitionSet,
+    PartitionArrival,
     redact,
 )
 
@@ -67,15 +66,7 @@ class SharedIngestChunk:
                 f"{self._limits.max_file_bytes}"
             )
         self._remote.put([chunk])
-        received = self._state.add_chunk(
-            chunk.file_id,
-            chunk.partition,
-            chunk.partition_count,
-            chunk.ref,
-            self._limits.max_file_bytes,
-            self._clock(),
-            chunk.put_endpoint,
-        )
+        received = self._state.add_chunk(PartitionArrival.of(chunk, self._limits, self._clock()))
         if received is not None:
             if received == chunk.partition_count:
                 self.complete(chunk.file_id, chunk.put_endpoint, chunk.partition_count, batch)
@@ -138,7 +129,7 @@ class SharedIngestChunk:
         """False when the upload must be tried again later (the claim is to be given back)."""
         listing = self._remote.get(file_id)
         digests = self._state.digests(file_id)
-        if not _listing_matches(listing, digests, partition_count):
+        if listing is None or not listing.holds_digests(digests, partition_count):
             log.warning(
                 "stored chunks do not match the shared state yet; assembly is retried",
                 extra={"file_id": str(file_id), "endpoint": redact(put_endpoint)},
@@ -179,13 +170,3 @@ class SharedIngestChunk:
                     "reason": f"{type(error).__name__}: {error}",
                 },
             )
-
-
-def _listing_matches(listing: PartitionSet | None, digests: dict[int, str], count: int) -> bool:
-    if listing is None or listing.partition_count != count or len(digests) != count:
-        return False
-    for partition, held in digests.items():
-        ref = listing.parts.get(partition)
-        if ref is None or ref.digest[:DIGEST_PREFIX] != held:
-            return False
-    return True

@@ -1,7 +1,7 @@
 """Pure rules of reassembling a file from partitioned chunks: no I/O lives here."""
 
 from domain.assembled import AssembledFile
-from domain.chunk import Chunk, ChunkRef
+from domain.chunk import DIGEST_PREFIX, Chunk, ChunkRef
 from domain.endpoint import MAX_ENDPOINT_BYTES, Endpoint, FileId, redact
 from domain.errors import (
     ChunkContentConflict,
@@ -18,7 +18,7 @@ from domain.errors import (
     RejectionReason,
 )
 from domain.expiry import ExpiredFile, IncompleteFile
-from domain.file_state import DIGEST_PREFIX, FileState, FileStatus
+from domain.file_state import FileState, FileStatus, PartitionArrival
 from domain.limits import Limits
 from domain.partition_set import Admission, PartitionSet
 from domain.shard_ledger import ShardLedger, shard_of
@@ -45,6 +45,7 @@ __all__ = [
     "InvalidEndpoint",
     "InvalidRecord",
     "Limits",
+    "PartitionArrival",
     "PartitionCountConflict",
     "PartitionCountTooLarge",
     "PartitionOutOfRange",

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from enum import Enum
+from functools import cached_property
 
-from attrs import frozen
+from attrs import field, frozen
 
-from domain.chunk import ChunkRef
-from domain.errors import ChunkContentConflict, FileExpired, PartitionCountConflict
+from domain.chunk import Chunk, ChunkRef
+from domain.endpoint import FileId, redact
+from domain.errors import FileExpired
 from domain.limits import Limits
-from domain.partition_set import Admission
+from domain.partition_set import Admission, admit
 
 
 class FileStatus(Enum):
@@ -23,10 +25,6 @@ class FileStatus(Enum):
     @property
     def is_closed(self) -> bool:
         return self in (FileStatus.UPLOADED, FileStatus.FAILED, FileStatus.EXPIRED)
-
-
-DIGEST_PREFIX = 32
-"""Hex digits of a chunk's sha256 kept in shared state: 128 bits, small enough for 15,000."""
 
 
 @frozen
@@ -46,7 +44,7 @@ class FileState:
     def judge(
         self, partition: int, partition_count: int, ref: ChunkRef, limits: Limits
     ) -> Admission:
-        """Why the store refused to add a chunk: a duplicate, or a conflict raised.
+        """Why the store refused to add a chunk: a duplicate, or a conflict raised by ``admit``.
 
         A closed file takes nothing more: whatever arrives late at a finished file is a
         duplicate of the past, but a chunk of a file given up incomplete is rejected, so that
@@ -59,11 +57,48 @@ class FileState:
             )
         if self.status.is_closed:
             return Admission.DUPLICATE
-        if partition_count != self.partition_count:
-            raise PartitionCountConflict.against(partition_count, self.partition_count)
-        if self.held_digest is not None:
-            if ref.digest[:DIGEST_PREFIX] != self.held_digest:
-                raise ChunkContentConflict.at(partition)
-            return Admission.DUPLICATE
-        limits.check_growth(self.size, ref.size)
+        admission = admit(self, partition, partition_count, ref, limits)
+        if admission is Admission.DUPLICATE:
+            return admission
         raise RuntimeError(f"the state store refused partition {partition} for no known reason")
+
+    def holds_same(self, partition: int, ref: ChunkRef) -> bool | None:
+        """By digest prefix: the state is seen for one partition, the one it was read for."""
+        return None if self.held_digest is None else ref.digest_prefix == self.held_digest
+
+
+@frozen
+class PartitionArrival:
+    """A partition arriving at the shared state, with what recording it depends on.
+
+    The store records it only for a collecting file of the same partitionCount that does not
+    hold the partition yet and has room for it under ``max_file_bytes``; the file's first
+    chunk also leaves its putEndpoint and first-seen time there.
+    """
+
+    put_endpoint: str = field(repr=redact)
+    partition: int
+    partition_count: int
+    ref: ChunkRef
+    max_file_bytes: int
+    now: float
+
+    @classmethod
+    def of(cls, chunk: Chunk, limits: Limits, now: float) -> PartitionArrival:
+        return cls(
+            chunk.put_endpoint,
+            chunk.partition,
+            chunk.partition_count,
+            chunk.ref,
+            limits.max_file_bytes,
+            now,
+        )
+
+    @cached_property
+    def file_id(self) -> FileId:
+        return FileId.for_endpoint(self.put_endpoint)
+
+    @property
+    def room(self) -> int:
+        """The most bytes the file may hold already for this partition still to fit."""
+        return self.max_file_bytes - self.ref.size

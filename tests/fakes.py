@@ -45,6 +45,7 @@ from domain import (
     IncompleteFile,
     InvalidRecord,
     Limits,
+    PartitionArrival,
     PartitionSet,
     RejectionReason,
     ShardLedger,
@@ -532,34 +533,25 @@ class FakeStateStore:
         if self.failing:
             raise StorageUnavailable("state store is down")
 
-    def add_chunk(
-        self,
-        file_id: FileId,
-        partition: int,
-        partition_count: int,
-        ref: ChunkRef,
-        max_file_bytes: int,
-        now: float,
-        put_endpoint: str,
-    ) -> int | None:
+    def add_chunk(self, arrival: PartitionArrival) -> int | None:
         with self._lock:
             self._request()
-            item = self.items.get(file_id)
+            item = self.items.get(arrival.file_id)
             if item is None:
-                item = _FileItem(partition_count)
+                item = _FileItem(arrival.partition_count)
             if (
-                partition in item.digests
-                or item.partition_count != partition_count
+                arrival.partition in item.digests
+                or item.partition_count != arrival.partition_count
                 or item.status is not FileStatus.COLLECTING
-                or item.size > max_file_bytes - ref.size
+                or item.size > arrival.room
             ):
                 return None
-            item.digests[partition] = ref.digest[:DIGEST_PREFIX]
-            item.put_endpoint = item.put_endpoint or put_endpoint
-            item.created_at = item.created_at or now
-            item.size += ref.size
-            item.expires_at = now + self._ttl
-            self.items[file_id] = item
+            item.digests[arrival.partition] = arrival.ref.digest[:DIGEST_PREFIX]
+            item.put_endpoint = item.put_endpoint or arrival.put_endpoint
+            item.created_at = item.created_at or arrival.now
+            item.size += arrival.ref.size
+            item.expires_at = arrival.now + self._ttl
+            self.items[arrival.file_id] = item
             return len(item.digests)
 
     def read(self, file_id: FileId, partition: int) -> FileState | None:

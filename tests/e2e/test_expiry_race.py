@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 
 from adapters.dynamodb_state import DynamoDbFileStateStore
-from domain import ChunkRef, FileId, FileStatus
+from domain import ChunkRef, FileId, FileStatus, PartitionArrival
 from tests.e2e.dynalite import create_state_table
 
 FILES = 40
@@ -37,16 +37,18 @@ def test_a_give_up_racing_the_completing_chunk_leaves_exactly_one_winner(
     endpoints = [f"https://uploads.example.com/race-{n}.bin" for n in range(FILES)]
     for endpoint in endpoints:
         for partition in range(PARTITIONS - 1):
-            file_id = FileId.for_endpoint(endpoint)
-            store.add_chunk(file_id, partition, PARTITIONS, ref(partition), 10**9, NOW, endpoint)
+            store.add_chunk(
+                PartitionArrival(endpoint, partition, PARTITIONS, ref(partition), 10**9, NOW)
+            )
     candidates = {file.file_id: file for file in store.incomplete()}
     assert len(candidates) == FILES
 
     def complete(endpoint: str, barrier: threading.Barrier) -> bool:
         barrier.wait()
         last = PARTITIONS - 1
-        file_id = FileId.for_endpoint(endpoint)
-        received = store.add_chunk(file_id, last, PARTITIONS, ref(last), 10**9, LATER, endpoint)
+        received = store.add_chunk(
+            PartitionArrival(endpoint, last, PARTITIONS, ref(last), 10**9, LATER)
+        )
         return received == PARTITIONS
 
     def give_up(endpoint: str, barrier: threading.Barrier) -> bool:

@@ -11,7 +11,7 @@ import boto3
 import pytest
 
 from adapters.dynamodb_state import DynamoDbFileStateStore
-from domain import DIGEST_PREFIX, ChunkRef, FileId, FileStatus, IncompleteFile
+from domain import DIGEST_PREFIX, ChunkRef, FileId, FileStatus, IncompleteFile, PartitionArrival
 from tests.integration.builders import ref_of
 
 if TYPE_CHECKING:
@@ -74,13 +74,7 @@ def add(
 ) -> int | None:
     chunk = content(partition) if data is None else data
     return store.add_chunk(
-        FileId.for_endpoint(endpoint),
-        partition,
-        count,
-        ref_of(chunk),
-        max_file_bytes=room,
-        now=now,
-        put_endpoint=endpoint,
+        PartitionArrival(endpoint, partition, count, ref_of(chunk), max_file_bytes=room, now=now)
     )
 
 

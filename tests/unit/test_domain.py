@@ -23,6 +23,7 @@ from domain import (
     IncompleteFile,
     InvalidEndpoint,
     Limits,
+    PartitionArrival,
     PartitionCountConflict,
     PartitionCountTooLarge,
     PartitionOutOfRange,
@@ -223,6 +224,265 @@ def test_a_merge_keeps_the_held_partitions_and_refuses_newcomers_past_the_limit_
     assert all(merged.parts[p] == r for p, r in held.items())
     assert merged.size == sum(r.size for r in merged.parts.values())
     assert merged.size <= max(limit, first.size)
+
+
+REBASES: list[
+    tuple[
+        str,
+        dict[int, ChunkRef],
+        set[int],
+        PartitionSet | None,
+        int,
+        PartitionSet,
+        set[int],
+        dict[int, str],
+    ]
+] = [
+    # name, held (count 4), newcomers among them, remote listing, MAX_FILE_BYTES,
+    # the set after, the held partitions that stand, rejections
+    (
+        "a listing of another count stands and every newcomer conflicts with it",
+        _held(p0=b"aa", p1=b"bb", p2=b"cc"),
+        {1, 2},
+        PartitionSet(3, _held(p0=b"aa")),
+        100,
+        PartitionSet(3, _held(p0=b"aa")),
+        set(),
+        {1: "partition-count-conflict", 2: "partition-count-conflict"},
+    ),
+    (
+        "a missing listing is an empty one: newcomers make the set, held ones are dropped",
+        _held(p0=b"aa", p1=b"bb", p2=b"cc"),
+        {1, 2},
+        None,
+        100,
+        PartitionSet(4, _held(p1=b"bb", p2=b"cc")),
+        {1, 2},
+        {},
+    ),
+    (
+        "a missing listing still holds newcomers to the limit",
+        _held(p0=b"aaa", p1=b"bbb"),
+        {0, 1},
+        None,
+        5,
+        PartitionSet(4, _held(p0=b"aaa")),
+        {0},
+        {1: "file-too-large"},
+    ),
+    (
+        "the same bytes listed remotely are a duplicate, not a rejection",
+        _held(p0=b"aa", p1=b"bb"),
+        {1},
+        PartitionSet(4, _held(p0=b"aa", p1=b"bb")),
+        100,
+        PartitionSet(4, _held(p0=b"aa", p1=b"bb")),
+        {0, 1},
+        {},
+    ),
+    (
+        "other bytes listed remotely stand and the newcomer conflicts",
+        _held(p0=b"aa", p1=b"bb"),
+        {1},
+        PartitionSet(4, _held(p1=b"BB")),
+        100,
+        PartitionSet(4, _held(p1=b"BB")),
+        set(),
+        {1: "content-conflict"},
+    ),
+    (
+        "chunks stored by other containers count towards MAX_FILE_BYTES",
+        _held(p0=b"aaaa", p1=b"bbbb"),
+        {0, 1},
+        PartitionSet(4, _held(p2=b"cccc", p3=b"dd")),
+        10,
+        PartitionSet(4, _held(p0=b"aaaa", p2=b"cccc", p3=b"dd")),
+        {0},
+        {1: "file-too-large"},
+    ),
+    (
+        "a held chunk no longer listed and not a newcomer was finished elsewhere: dropped",
+        _held(p0=b"aa", p1=b"bb"),
+        {1},
+        PartitionSet(4, _held(p3=b"dd")),
+        100,
+        PartitionSet(4, _held(p1=b"bb", p3=b"dd")),
+        {1},
+        {},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("held", "newcomers", "remote", "limit", "after", "standing", "rejections"),
+    [case[1:] for case in REBASES],
+    ids=[case[0] for case in REBASES],
+)
+def test_rebasing_on_a_remote_listing_keeps_its_count_and_bytes_and_rejects_what_contradicts(
+    held: dict[int, ChunkRef],
+    newcomers: set[int],
+    remote: PartitionSet | None,
+    limit: int,
+    after: PartitionSet,
+    standing: set[int],
+    rejections: dict[int, str],
+) -> None:
+    mine = PartitionSet(4, held)
+
+    merged, rejected = mine.rebased_on(remote, frozenset(newcomers), Limits(max_file_bytes=limit))
+
+    assert merged == after
+    assert merged.agreeing_with(mine) == standing
+    assert [(p, error.reason.value) for p, error in rejected.items()] == sorted(rejections.items())
+
+
+def _prefixes(**parts: bytes) -> dict[int, str]:
+    return {p: r.digest_prefix for p, r in _held(**parts).items()}
+
+
+LISTING_CHECKS: list[tuple[str, PartitionSet, dict[int, str], int, bool]] = [
+    # name, stored chunks, digest prefixes in shared state, its partitionCount, whether they match
+    (
+        "every partition stored with the digest the state holds",
+        PartitionSet(2, _held(p0=b"a", p1=b"b")),
+        _prefixes(p0=b"a", p1=b"b"),
+        2,
+        True,
+    ),
+    (
+        "a stored chunk whose digest prefix differs",
+        PartitionSet(2, _held(p0=b"a", p1=b"B")),
+        _prefixes(p0=b"a", p1=b"b"),
+        2,
+        False,
+    ),
+    (
+        "a partition the state counts that is not stored (yet)",
+        PartitionSet(2, _held(p0=b"a")),
+        _prefixes(p0=b"a", p1=b"b"),
+        2,
+        False,
+    ),
+    (
+        "the state counts fewer partitions than the file has",
+        PartitionSet(2, _held(p0=b"a", p1=b"b")),
+        _prefixes(p0=b"a"),
+        2,
+        False,
+    ),
+    (
+        "the stored chunks were written under another count",
+        PartitionSet(3, _held(p0=b"a", p1=b"b")),
+        _prefixes(p0=b"a", p1=b"b"),
+        2,
+        False,
+    ),
+    (
+        "whole digests are not the prefixes the state keeps",
+        PartitionSet(1, _held(p0=b"a")),
+        {0: ref(b"a").digest},
+        1,
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("listing", "digests", "count", "matches"),
+    [case[1:] for case in LISTING_CHECKS],
+    ids=[case[0] for case in LISTING_CHECKS],
+)
+def test_stored_chunks_match_the_shared_state_only_with_its_count_and_every_digest_prefix(
+    listing: PartitionSet, digests: dict[int, str], count: int, matches: bool
+) -> None:
+    assert listing.holds_digests(digests, count) is matches
+
+
+ADMISSIONS: list[
+    tuple[str, dict[int, ChunkRef], int, int, ChunkRef, int, type[Exception] | Admission]
+] = [
+    # name, held (count 3), partition, its partitionCount, its bytes, MAX_FILE_BYTES, outcome
+    ("another partition count", {}, 0, 4, ref(b"a"), 100, PartitionCountConflict),
+    ("the same bytes again", _held(p1=b"bb"), 1, 3, ref(b"bb"), 100, Admission.DUPLICATE),
+    (
+        "other bytes for a held partition",
+        _held(p1=b"bb"),
+        1,
+        3,
+        ref(b"BB"),
+        100,
+        ChunkContentConflict,
+    ),
+    (
+        "the same bytes again at a full file",
+        _held(p1=b"bb"),
+        1,
+        3,
+        ref(b"bb"),
+        2,
+        Admission.DUPLICATE,
+    ),
+    ("a new partition past MAX_FILE_BYTES", _held(p0=b"aaaa"), 1, 3, ref(b"bb"), 5, FileTooLarge),
+    ("a new partition that fits", _held(p0=b"aaaa"), 1, 3, ref(b"b"), 5, Admission.NEW),
+]
+
+
+@pytest.mark.parametrize(
+    ("held", "partition", "count", "arriving", "limit", "outcome"),
+    [case[1:] for case in ADMISSIONS],
+    ids=[case[0] for case in ADMISSIONS],
+)
+def test_the_shared_state_judges_a_refused_chunk_by_the_same_rule_a_partition_set_admits_it(
+    held: dict[int, ChunkRef],
+    partition: int,
+    count: int,
+    arriving: ChunkRef,
+    limit: int,
+    outcome: type[Exception] | Admission,
+) -> None:
+    mine = PartitionSet(3, held)
+    held_ref = held.get(partition)
+    shared = FileState(
+        3, len(held), mine.size, FileStatus.COLLECTING, held_ref.digest_prefix if held_ref else None
+    )
+    limits = Limits(max_file_bytes=limit)
+
+    if isinstance(outcome, Admission):
+        assert mine.admit(partition, count, arriving, limits) is outcome
+        if outcome is Admission.NEW:
+            # The store refused what the rule admits: not a verdict the rule can give.
+            with pytest.raises(RuntimeError, match="no known reason"):
+                shared.judge(partition, count, arriving, limits)
+        else:
+            assert shared.judge(partition, count, arriving, limits) is outcome
+    else:
+        with pytest.raises(outcome):
+            mine.admit(partition, count, arriving, limits)
+        with pytest.raises(outcome):
+            shared.judge(partition, count, arriving, limits)
+
+
+@pytest.mark.parametrize("status", [FileStatus.UPLOADED, FileStatus.FAILED])
+def test_any_chunk_late_at_a_finished_file_is_a_duplicate_whatever_it_contradicts(
+    status: FileStatus,
+) -> None:
+    finished = FileState(3, 3, 30, status, ref(b"first").digest_prefix)
+
+    for partition, count, arriving in [(0, 3, ref(b"other")), (0, 4, ref(b"x"))]:
+        assert finished.judge(partition, count, arriving, Limits(max_file_bytes=1)) is (
+            Admission.DUPLICATE
+        )
+
+
+def test_a_partition_arrival_names_its_file_by_endpoint_and_never_shows_the_secret() -> None:
+    chunk = Chunk(SECRET_URL, 1, 3, b"12345")
+
+    arrival = PartitionArrival.of(chunk, Limits(max_file_bytes=12), now=7.0)
+
+    assert arrival == PartitionArrival(SECRET_URL, 1, 3, ref(b"12345"), 12, 7.0)
+    assert arrival.file_id == chunk.file_id
+    assert arrival.room == 7
+    assert "SECRET" not in repr(arrival)
 
 
 # The putEndpoint parser: every later step reads only what it accepted.
