@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from entrypoints.lambda_handler import handle
-from entrypoints.shard_driver import drive_shard
 from tests.e2e.support import SECRET, LambdaContext, LogLines, Stack, interleave
+from tests.tools.shard_driver import drive_shard
 
 FILESYSTEM_BYTES = 2 * 1024 * 1024
 FILE_BYTES = 3 * 1024 * 1024

@@ -10,8 +10,8 @@ import pytest
 
 from entrypoints.container import Container
 from entrypoints.lambda_handler import handle
-from entrypoints.shard_driver import drive_shard
 from tests.e2e.support import LambdaContext, SourceFile, Stack, closed_port, interleave
+from tests.tools.shard_driver import drive_shard
 
 
 def _files(stack: Stack) -> list[SourceFile]:

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from entrypoints.lambda_handler import handle
-from entrypoints.shard_driver import drive_shard
 from tests.e2e.support import SECRET, LambdaContext, Record, Stack, failures, interleave
+from tests.tools.shard_driver import drive_shard
 
 
 def test_a_stale_warm_container_completes_a_file_another_container_advanced(

@@ -17,8 +17,8 @@ from adapters.guarded_transport import guarded_session
 from adapters.http_uploader import RequestsUploader, RetryPolicy
 from application.ports import PermanentUploadError, TransientUploadError
 from domain import Endpoint, EndpointRefused, FileId, InvalidEndpoint, redact
-from entrypoints.local_receiver import LocalReceiver
 from tests.integration.builders import body_of
+from tests.tools.receiver import LocalReceiver
 
 
 class ScriptedResolver:

@@ -18,8 +18,8 @@ from botocore.exceptions import ClientError, ResponseStreamingError
 from adapters.http_uploader import RequestsUploader, RetryPolicy
 from application.body import AssembledBody, ByteStream, Part
 from application.ports import PermanentUploadError, TransientUploadError
-from entrypoints.local_receiver import LocalReceiver
 from tests.integration.builders import SECRET, SIGNED_QUERY, body_of, ref_of, signed
+from tests.tools.receiver import LocalReceiver
 
 PIECES = [bytes(range(256)) * 400, b"", b"\x00middle\r\n" * 1000, b"tail"]
 CONTENT = b"".join(PIECES)

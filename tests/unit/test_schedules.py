@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from application.ports import TransientUploadError
 from application.records import StreamRecord
-from entrypoints.shard_driver import drive_shard
 from tests.factories import file_records
 from tests.fakes import (
     FakeArchive,
@@ -22,6 +21,7 @@ from tests.fakes import (
     FakeUploader,
     SharedFakeContainer,
 )
+from tests.tools.shard_driver import drive_shard
 
 
 def _stream(rng: random.Random, files: int) -> tuple[dict[str, bytes], list[StreamRecord]]:

@@ -17,8 +17,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from entrypoints.shard_driver import drive_shard
 from tests.fakes import FakeArchive, FakeContainer, FakeLocalStore, FakeRemoteStore, FakeUploader
+from tests.tools.shard_driver import drive_shard
 from tests.unit.test_process_batch import local_sets_are_truthful
 from tests.unit.test_schedules import _stream, assert_uploaded_whole
 
