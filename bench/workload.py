@@ -11,10 +11,9 @@ from typing import Any
 
 from attrs import frozen
 
-from entrypoints.events import encode_payload, kinesis_record, sequence_number
-
-Record = dict[str, Any]
-"""One element of a Kinesis event's Records, as Lambda delivers it."""
+from entrypoints.events import encode_payload, kinesis_record
+from tests.tools.sequencer import Record as Record
+from tests.tools.sequencer import Sequencer as Sequencer
 
 Event = dict[str, Any]
 """A Kinesis event: ``{"Records": [...]}``."""
@@ -22,17 +21,6 @@ Event = dict[str, Any]
 KIB = 1024
 MIB = 1024 * KIB
 GIB = 1024 * MIB
-
-
-class Sequencer:
-    """Sequence numbers that grow along the shard, as Kinesis hands them out."""
-
-    def __init__(self) -> None:
-        self._next = 0
-
-    def __call__(self) -> str:
-        self._next += 1
-        return sequence_number(self._next)
 
 
 @frozen

@@ -19,8 +19,8 @@ from adapters.settings import BackendName
 from bench.workload import FileSpec, Sequencer
 from entrypoints.container import Container, build_container, load_settings
 from entrypoints.demo import local_aws
-from entrypoints.local_receiver import LocalReceiver, ReceivedPut
 from entrypoints.provision import provision
+from tests.tools.receiver import LocalReceiver, ReceivedPut
 
 BUCKET = "sfb-bench"
 TABLE = "sfb-bench-state"

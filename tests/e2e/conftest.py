@@ -13,9 +13,9 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from adapters.json_logging import JsonFormatter, configure_logging
-from entrypoints.local_receiver import LocalReceiver
 from tests.e2e.dynalite import DynaliteUnavailable, running_dynalite
 from tests.e2e.support import LogLines, Stack
+from tests.tools.receiver import LocalReceiver
 
 AWS_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "testing",

@@ -15,21 +15,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from entrypoints.container import Container, build_container
-from entrypoints.events import (
-    encode_payload,
-    kinesis_event,
-    kinesis_record,
-    sequence_number,
-    split_payloads,
-)
+from entrypoints.events import kinesis_event, split_payloads
 from entrypoints.lambda_handler import BatchResponse, handle
-from entrypoints.local_receiver import LocalReceiver, ReceivedPut
+from tests.tools.receiver import LocalReceiver, ReceivedPut
+from tests.tools.sequencer import Record as Record
+from tests.tools.sequencer import Sequencer as Sequencer
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-
-Record = dict[str, Any]
-"""One element of a Kinesis event's Records, as Lambda delivers it."""
 
 SECRET = "SECRETSIG0123456789abcdef"
 """The presigned part of every putEndpoint: it may never reach a log line."""
@@ -93,32 +86,6 @@ def interleave(
         if rng.random() < duplicates:
             stream.append(payload)
     return stream
-
-
-class Sequencer:
-    """Hands out sequence numbers that grow along the shard, as Kinesis does."""
-
-    def __init__(self) -> None:
-        self._next = 0
-
-    def __call__(self) -> str:
-        self._next += 1
-        return sequence_number(self._next)
-
-    def record(self, payload: dict[str, Any]) -> Record:
-        return kinesis_record(encode_payload(payload), self())
-
-    def raw(self, data: bytes) -> Record:
-        """A record whose data is whatever bytes a producer put, not a payload."""
-        return kinesis_record(data, self())
-
-    def not_base64(self, data: str) -> Record:
-        record = kinesis_record(b"", self())
-        record["kinesis"]["data"] = data
-        return record
-
-    def records(self, payloads: Iterable[dict[str, Any]]) -> list[Record]:
-        return [self.record(p) for p in payloads]
 
 
 def sequence_numbers(records: Iterable[Record]) -> list[str]:

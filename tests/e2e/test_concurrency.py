@@ -21,9 +21,9 @@ import pytest
 from domain import FileId
 from entrypoints.container import Container, build_container
 from entrypoints.lambda_handler import handle
-from entrypoints.shard_driver import DriveReport, drive_shard
 from tests.e2e.dynalite import create_state_table
 from tests.e2e.support import LambdaContext, Record, SourceFile, Stack
+from tests.tools.shard_driver import DriveReport, drive_shard
 
 THREADS = 8
 FILES = 4

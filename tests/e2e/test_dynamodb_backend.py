@@ -25,6 +25,7 @@ from entrypoints.container import Container, build_container, load_settings
 from entrypoints.events import kinesis_event
 from entrypoints.lambda_handler import handle
 from entrypoints.provision import provision
+from tests.assertions import assert_uploaded_once
 from tests.e2e.support import (
     SECRET,
     LogLines,
@@ -145,8 +146,7 @@ def test_files_over_four_shards_recycled_containers_and_redelivered_batches_are_
     assert len(responses) == 2 * sum(-(-len(lane) // batch_size) for lane in lanes)
     assert all(response == [] for response in responses)
     for source in sources:
-        [put] = stack.uploads_of(source)
-        assert put.body == source.data, source.endpoint
+        assert_uploaded_once(stack.uploads_of(source), source.data, to=source.endpoint)
         item = shared.item(source)
         assert item["status"] == {"S": "uploaded"}, source.endpoint
         assert int(item["expires_at"]["N"]) > 0
@@ -170,8 +170,7 @@ def test_a_late_duplicate_after_the_upload_is_ignored_and_leaves_nothing_behind(
     )
 
     assert failures(response) == []
-    [put] = stack.uploads_of(source)
-    assert put.body == source.data
+    assert_uploaded_once(stack.uploads_of(source), source.data)
     assert stack.keys("pending/") == []
     assert shared.item(source) == tombstone
 
@@ -210,8 +209,7 @@ def test_a_conflicting_chunk_on_another_shard_is_quarantined_and_the_first_chunk
     response = stack.invoke(other_shard, stack.seq.records([source.payload(0), source.payload(2)]))
 
     assert failures(response) == []
-    [put] = stack.uploads_of(source)
-    assert put.body == source.data
+    assert_uploaded_once(stack.uploads_of(source), source.data)
     assert stack.keys("pending/") == []
 
 
@@ -240,8 +238,7 @@ def test_a_transient_upload_failure_reports_the_completing_record_and_another_sh
     response = stack.invoke(a, r[2:])
 
     assert failures(response) == []
-    [put] = stack.uploads_of(source)
-    assert put.body == source.data
+    assert_uploaded_once(stack.uploads_of(source), source.data)
     assert stack.keys("pending/") == []
     assert shared.status(source) == "uploaded"
 
@@ -416,8 +413,7 @@ def measure_request_costs(
     redelivered = counted.during(lambda: deliver(batches[0]))
     completing = counted.during(lambda: deliver(last))
     late_duplicate = counted.during(lambda: deliver(stack.seq.records([source.payload(0)])))
-    [put] = stack.uploads_of(source)
-    assert put.body == source.data
+    assert_uploaded_once(stack.uploads_of(source), source.data)
     return RequestCosts(chunks, ingest, redelivered, len(batches[0]), completing, late_duplicate)
 
 
@@ -532,8 +528,7 @@ def test_a_chunk_unreadable_after_the_claim_gives_it_back_and_no_wrong_body_is_e
 
     stack.s3.put_object(Bucket=stack.bucket, Key=key, Body=original)
     assert failures(stack.invoke(a, r[:1])) == []  # at once: no lease to wait out
-    [put] = stack.uploads_of(source)
-    assert put.body == source.data
+    assert_uploaded_once(stack.uploads_of(source), source.data)
     assert shared.status(source) == "uploaded"
     assert stack.keys("pending/") == []
 
@@ -569,8 +564,7 @@ def test_a_claims_lease_ends_when_its_invocation_must_have_ended(shared: SharedS
     [claimed] = leases
     assert claimed["status"] == {"S": "assembling"}
     assert float(claimed["claim_until"]["N"]) == 1_000.0 + 40.0 + LEASE_MARGIN_SECONDS
-    [put] = stack.uploads_of(source)
-    assert put.body == source.data
+    assert_uploaded_once(stack.uploads_of(source), source.data)
 
 
 def test_the_containers_aws_clients_time_out_and_retry_within_the_deadline_margin(

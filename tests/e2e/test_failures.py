@@ -7,6 +7,7 @@ import hashlib
 import pytest
 
 from domain import FileId
+from tests.assertions import assert_uploaded_once
 from tests.e2e.support import (
     SECRET,
     LogLines,
@@ -47,8 +48,7 @@ def test_while_s3_is_unreachable_every_record_is_reported_and_then_finished_on_r
 
     assert failures(response) == []
     for source in (done, waiting, later):
-        [put] = stack.uploads_of(source)
-        assert put.body == source.data
+        assert_uploaded_once(stack.uploads_of(source), source.data)
     assert stack.keys("pending/") == []
 
 
@@ -68,8 +68,7 @@ def test_a_warm_container_whose_bucket_failed_it_completes_the_file_once_s3_answ
     response = stack.invoke(container, records)
 
     assert failures(response) == []
-    [put] = stack.uploads_of(source)
-    assert put.body == source.data
+    assert_uploaded_once(stack.uploads_of(source), source.data)
     assert stack.keys("pending/") == []
 
 
@@ -107,8 +106,7 @@ def test_an_upload_that_failed_transiently_is_put_once_when_its_record_is_redeli
     response = stack.invoke(second, records[-len(reported) :])
 
     assert failures(response) == []
-    [put] = stack.uploads_of(source)
-    assert put.body == source.data
+    assert_uploaded_once(stack.uploads_of(source), source.data)
     assert stack.keys("pending/") == []
 
 
@@ -131,8 +129,7 @@ def test_an_upload_failing_at_batch_end_in_a_stale_container_is_put_by_the_next_
     response = stack.invoke(b, r[4:5])
 
     assert failures(response) == []
-    [put] = stack.uploads_of(source)
-    assert put.body == source.data
+    assert_uploaded_once(stack.uploads_of(source), source.data)
     assert stack.keys("pending/") == []
 
 

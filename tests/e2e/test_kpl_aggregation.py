@@ -9,6 +9,7 @@ from aws_kinesis_agg.aggregator import RecordAggregator
 
 from adapters.kinesis import records_from_event
 from entrypoints.events import encode_payload, kinesis_event, kinesis_record
+from tests.assertions import assert_uploaded_once
 from tests.e2e.support import Record, Stack, failures
 
 
@@ -66,8 +67,7 @@ def test_a_file_sent_in_aggregated_records_is_uploaded_whole(stack: Stack) -> No
     response = stack.invoke(stack.container("a"), records)
 
     assert failures(response) == []
-    [put] = stack.uploads_of(source)
-    assert put.body == source.data
+    assert_uploaded_once(stack.uploads_of(source), source.data)
 
 
 def test_a_poison_user_record_is_quarantined_under_its_sub_sequence(stack: Stack) -> None:
@@ -82,8 +82,7 @@ def test_a_poison_user_record_is_quarantined_under_its_sub_sequence(stack: Stack
     [key] = stack.keys("quarantine/")
     assert key.endswith(f"/{sequence}-1")
     assert stack.metadata(key)["reason"] == "data-not-json"
-    [put] = stack.uploads_of(source)
-    assert put.body == source.data
+    assert_uploaded_once(stack.uploads_of(source), source.data)
 
 
 def test_a_batch_failure_names_the_aggregated_record_once(stack: Stack) -> None:

@@ -8,6 +8,7 @@ from adapters.kinesis import MalformedEvent
 from adapters.settings import SettingsError
 from entrypoints import lambda_handler
 from entrypoints.events import kinesis_event
+from tests.assertions import assert_uploaded_once
 from tests.e2e.support import LambdaContext, LogLines, Stack, failures
 
 
@@ -35,8 +36,7 @@ def test_the_handler_builds_its_container_from_the_environment_once_and_reuses_i
     assert failures(first) == failures(second) == []
     assert built is not None
     assert lambda_handler._container is built
-    [put] = stack.uploads_of(source)
-    assert put.body == source.data
+    assert_uploaded_once(stack.uploads_of(source), source.data)
     assert stack.keys("pending/") == []
     [uploaded] = [e for e in logs.entries() if e["message"] == "file uploaded"]
     assert uploaded["request_id"] == context.aws_request_id

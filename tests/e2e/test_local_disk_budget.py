@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 
 from entrypoints.lambda_handler import handle
-from entrypoints.shard_driver import drive_shard
+from tests.assertions import assert_uploaded_once
 from tests.e2e.support import SECRET, LambdaContext, LogLines, Stack, interleave
+from tests.tools.shard_driver import drive_shard
 
 FILESYSTEM_BYTES = 2 * 1024 * 1024
 FILE_BYTES = 3 * 1024 * 1024
@@ -107,8 +108,7 @@ def test_files_larger_than_the_local_disk_arrive_whole_over_alternating_containe
     assert failed_batches == []
     assert report.redelivered == 0
     for source in sources:
-        [put] = stack.uploads_of(source)
-        assert put.sha256 == source.sha256, source.endpoint
+        assert_uploaded_once(stack.uploads_of(source), source.data, to=source.endpoint)
     assert stack.keys("pending/") == []
     assert max(peaks) <= limit
     assert SECRET not in logs.text

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from tests.assertions import assert_uploaded_once
 from tests.e2e.support import SECRET, LogLines, Stack, closed_port, failures
 
 
@@ -45,7 +46,8 @@ def test_no_log_line_of_a_full_run_holds_the_put_endpoints_query_string(
     response = stack.invoke(cut_off, stack.seq.records(stranded.payloads[:1]))
 
     assert failures(response) != []
-    assert len(stack.uploads_of(fine)) == len(stack.uploads_of(flaky)) == 1
+    assert_uploaded_once(stack.uploads_of(fine), fine.data)
+    assert_uploaded_once(stack.uploads_of(flaky), flaky.data)
     for level in ("INFO", "WARNING", "ERROR"):
         assert logs.lines_with(f'"level": "{level}"')
     for name in ("fine.bin", "flaky.bin", "refused.bin", "stranded.bin"):

@@ -13,6 +13,11 @@ from tests.e2e import lambda_runtime
 from tests.e2e.lambda_runtime import ROOT
 
 PACKAGE = ROOT / "dist" / "streaming-file-builder.zip"
+SERVICE_PACKAGES = ("domain", "application", "adapters", "entrypoints")
+TOOLS = ROOT / "tests" / "tools"
+TOOLING_MODULES = {path.stem for path in TOOLS.glob("*.py") if path.stem != "__init__"}
+TOOLING_MODULES.add("local_receiver")
+"""The modules of tests/tools/, and the name the receiver once shipped under in entrypoints/."""
 
 
 @pytest.fixture
@@ -36,6 +41,19 @@ def compiled_modules(names: list[str]) -> list[PurePosixPath]:
     ]
 
 
+def tooling_entries(names: list[str]) -> list[str]:
+    """The zip's entries that are test tooling: a top-level `tests` package, or a module of
+    the service's own packages named like one of tests/tools/ (a dependency may well ship a
+    module called `receiver`; ours may not)."""
+    paths = [PurePosixPath(name) for name in names]
+    return [
+        str(path)
+        for path in paths
+        if path.parts[0] == "tests"
+        or (path.parts[0] in SERVICE_PACKAGES and path.stem in TOOLING_MODULES)
+    ]
+
+
 def test_the_template_names_the_lambda_runtime_once_in_its_globals() -> None:
     template = lambda_runtime.template()
 
@@ -55,6 +73,16 @@ def test_the_package_holds_the_service_and_its_dependencies_but_no_tests_or_dev_
     assert not top & {"tests", "moto", "pytest", "mypy", "ruff", "hypothesis", "bench"}
     assert not top & {"samcli", "uv", "cfnlint", "pip", "setuptools", "bin"}
     assert (unpacked / "adapters" / "schemas" / "chunk.schema.json").is_file()
+
+
+def test_the_package_holds_no_test_tooling_the_lambda_never_runs() -> None:
+    if not PACKAGE.exists():
+        pytest.fail(f"{PACKAGE.name} is missing: `make package` builds it (`make test` does)")
+    with zipfile.ZipFile(PACKAGE) as archive:
+        names = archive.namelist()
+
+    assert {"receiver", "shard_driver", "sequencer"} <= TOOLING_MODULES
+    assert not tooling_entries(names), f"test tooling in the package: {tooling_entries(names)}"
 
 
 def test_every_compiled_module_in_the_package_is_built_for_the_template_runtime() -> None:

@@ -6,6 +6,7 @@ import base64
 
 import pytest
 
+from tests.assertions import assert_uploaded_once
 from tests.e2e.support import LogLines, Record, Sequencer, SourceFile, Stack, failures
 
 REASONS = (
@@ -47,8 +48,7 @@ def test_poison_records_in_the_middle_of_a_batch_are_quarantined_and_the_file_co
     response = stack.invoke(container, [first, *poison.values(), *rest])
 
     assert response == {"batchItemFailures": []}
-    [put] = stack.uploads_of(source)
-    assert put.body == source.data
+    assert_uploaded_once(stack.uploads_of(source), source.data)
     quarantined = stack.keys("quarantine/")
     assert len(quarantined) == len(REASONS)
     for reason, record in poison.items():
@@ -105,8 +105,7 @@ def test_a_chunk_contradicting_one_another_container_stored_is_quarantined_at_ba
 
     stack.invoke(b, stack.seq.records(source.payloads[1:]))
 
-    [put] = stack.uploads_of(source)
-    assert put.body == source.data
+    assert_uploaded_once(stack.uploads_of(source), source.data)
     assert stack.keys("pending/") == []
 
 

@@ -16,6 +16,7 @@ import pytest
 from domain import redact
 from entrypoints.container import Container
 from entrypoints.provision import provision
+from tests.assertions import assert_uploaded_once
 from tests.e2e.support import SECRET, LogLines, Record, SourceFile, Stack, failures
 
 Poison = Callable[[Stack, SourceFile], Record]
@@ -130,8 +131,7 @@ def test_a_poison_record_is_quarantined_with_its_reason_and_the_file_around_it_c
     response = stack.invoke(container, [first, poison, *rest])
 
     assert failures(response) == []
-    [put] = stack.uploads_of(source)
-    assert put.body == source.data
+    assert_uploaded_once(stack.uploads_of(source), source.data)
     seq = poison["kinesis"]["sequenceNumber"]
     [key] = stack.keys("quarantine/")
     assert key.endswith(f"/{seq}")

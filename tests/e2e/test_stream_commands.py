@@ -22,6 +22,7 @@ from entrypoints.streams import (
     record_bytes,
     shuffled_with_duplicates,
 )
+from tests.assertions import assert_uploaded_once
 from tests.e2e.support import Stack
 
 
@@ -63,8 +64,7 @@ def test_a_file_published_with_sfb_is_assembled_by_sfb_consume(
     assert "7 records put" in capsys.readouterr().out
     assert main(["consume", "--stream", stream, "--batch-size", "3"]) == 0
 
-    [put] = stack.uploads_of(source)
-    assert put.body == source.data
+    assert_uploaded_once(stack.uploads_of(source), source.data)
 
 
 def test_chunks_spread_over_four_shards_with_duplicates_are_assembled_once_by_the_shared_backend(
@@ -83,8 +83,7 @@ def test_chunks_spread_over_four_shards_with_duplicates_are_assembled_once_by_th
 
     assert main(["consume", "--stream", stream, "--batch-size", "2"]) == 0
 
-    [put] = stack.uploads_of(source)
-    assert put.body == source.data
+    assert_uploaded_once(stack.uploads_of(source), source.data)
 
 
 def test_publishing_a_missing_file_is_one_clear_line_and_a_non_zero_exit(

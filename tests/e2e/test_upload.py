@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import random
 
+from tests.assertions import assert_uploaded_once
 from tests.e2e.support import S3Requests, Stack, failures
 
 
@@ -21,9 +21,7 @@ def test_a_file_whose_chunks_all_arrive_in_one_batch_is_put_once_and_costs_only_
     response = stack.invoke(container, stack.seq.records(payloads))
 
     assert response == {"batchItemFailures": []}
-    [put] = stack.uploads_of(source)
-    assert put.body == source.data
-    assert put.sha256 == source.sha256
+    put = assert_uploaded_once(stack.uploads_of(source), source.data)
     assert put.headers["content-length"] == str(len(source.data))
     assert "content-type" not in put.headers
     assert "transfer-encoding" not in put.headers
@@ -41,9 +39,7 @@ def test_a_file_spread_over_several_batches_is_put_once_whole_and_leaves_nothing
     responses = [stack.invoke(container, records[i : i + 4]) for i in range(0, len(records), 4)]
 
     assert [failures(r) for r in responses] == [[]] * len(responses)
-    [put] = stack.uploads_of(source)
-    assert hashlib.sha256(put.body or b"").hexdigest() == source.sha256
-    assert put.size == len(source.data)
+    assert_uploaded_once(stack.uploads_of(source), source.data)
     assert stack.keys("pending/") == []
 
 
@@ -63,7 +59,7 @@ def test_chunks_waiting_between_batches_are_kept_in_s3_until_the_file_completes(
 
     stack.invoke(container, [third])
 
-    assert len(stack.uploads_of(source)) == 1
+    assert_uploaded_once(stack.uploads_of(source), source.data)
     assert stack.keys("pending/") == []
 
 
@@ -74,8 +70,7 @@ def test_an_empty_file_is_put_with_content_length_zero(stack: Stack) -> None:
     response = stack.invoke(container, stack.seq.records(source.payloads))
 
     assert failures(response) == []
-    [put] = stack.uploads_of(source)
-    assert put.size == 0
+    put = assert_uploaded_once(stack.uploads_of(source), source.data)
     assert put.headers["content-length"] == "0"
 
 
@@ -88,6 +83,5 @@ def test_a_file_of_large_chunks_read_back_from_s3_is_put_whole(stack: Stack) -> 
     response = stack.invoke(b, records[3:])
 
     assert failures(response) == []
-    [put] = stack.uploads_of(source)
-    assert put.sha256 == source.sha256
+    put = assert_uploaded_once(stack.uploads_of(source), source.data)
     assert put.headers["content-length"] == str(len(source.data))

@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from entrypoints.lambda_handler import handle
-from entrypoints.shard_driver import drive_shard
+from tests.assertions import assert_uploaded_once
 from tests.e2e.support import SECRET, LambdaContext, Record, Stack, failures, interleave
+from tests.tools.shard_driver import drive_shard
 
 
 def test_a_stale_warm_container_completes_a_file_another_container_advanced(
@@ -26,8 +27,7 @@ def test_a_stale_warm_container_completes_a_file_another_container_advanced(
     ]
 
     assert [failures(response) for response in responses] == [[], [], []]
-    [put] = stack.uploads_of(source)
-    assert put.body == source.data
+    assert_uploaded_once(stack.uploads_of(source), source.data)
     assert stack.keys("pending/") == []
 
 
@@ -45,8 +45,7 @@ def test_alternating_containers_with_shuffled_batches_and_duplicates_upload_the_
     ]
 
     assert [failures(response) for response in responses] == [[], [], []]
-    [put] = stack.uploads_of(source)
-    assert put.body == source.data
+    assert_uploaded_once(stack.uploads_of(source), source.data)
     assert stack.keys("pending/") == []
 
 
@@ -62,8 +61,7 @@ def test_a_container_that_joins_late_completes_a_file_from_chunks_it_never_saw(
     response = stack.invoke(c, [r[3]])
 
     assert failures(response) == []
-    [put] = stack.uploads_of(source)
-    assert put.body == source.data
+    assert_uploaded_once(stack.uploads_of(source), source.data)
     assert stack.keys("pending/") == []
 
 
@@ -88,8 +86,7 @@ def test_files_interleaved_on_a_shard_driven_over_two_containers_are_each_put_on
 
     assert report.redelivered == 0
     for source in sources:
-        [put] = stack.uploads_of(source)
-        assert put.body == source.data, source.endpoint
+        assert_uploaded_once(stack.uploads_of(source), source.data, to=source.endpoint)
     assert len(stack.receiver.received) == len(sources)
 
 
@@ -108,8 +105,7 @@ def test_a_late_duplicate_reaching_another_container_after_the_upload_does_not_u
     ]
 
     assert [failures(response) for response in responses] == [[], []]
-    [put] = stack.uploads_of(source)
-    assert put.body == source.data
+    assert_uploaded_once(stack.uploads_of(source), source.data)
 
 
 def test_a_batch_redelivered_to_a_fresh_container_keeps_the_first_body_and_leaves_no_pending(
@@ -127,8 +123,7 @@ def test_a_batch_redelivered_to_a_fresh_container_keeps_the_first_body_and_leave
     responses += [stack.invoke(b, second), stack.invoke(b, stack.seq.records([other]))]
 
     assert [failures(response) for response in responses] == [[], [], [], []]
-    [put] = stack.uploads_of(source)
-    assert put.body == source.data
+    assert_uploaded_once(stack.uploads_of(source), source.data)
     assert stack.keys("pending/") == []
     [ledger] = stack.keys("shards/")
     assert SECRET not in stack.read(ledger).decode("utf-8")

@@ -15,8 +15,8 @@ import pytest
 import requests
 from moto import mock_aws
 
-from entrypoints.local_receiver import LocalReceiver
 from tests.integration.builders import BUCKET
+from tests.tools.receiver import LocalReceiver
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -17,8 +17,9 @@ from adapters.guarded_transport import guarded_session
 from adapters.http_uploader import RequestsUploader, RetryPolicy
 from application.ports import PermanentUploadError, TransientUploadError
 from domain import Endpoint, EndpointRefused, FileId, InvalidEndpoint, redact
-from entrypoints.local_receiver import LocalReceiver
+from tests.assertions import assert_uploaded_once
 from tests.integration.builders import body_of
+from tests.tools.receiver import LocalReceiver
 
 
 class ScriptedResolver:
@@ -123,8 +124,7 @@ def test_an_idn_endpoint_is_uploaded_to_its_a_label_host(receiver: LocalReceiver
 
     uploader_for(policy).upload(endpoint, body_of([b"ab"]))
 
-    [put] = receiver.received
-    assert put.body == b"ab"
+    put = assert_uploaded_once(receiver.received, b"ab")
     assert put.headers["host"] == f"xn--bcher-kva.example:{receiver.port}"
     assert resolver.asked == ["xn--bcher-kva.example"]
 

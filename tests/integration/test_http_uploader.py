@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import random
 import threading
@@ -18,8 +17,9 @@ from botocore.exceptions import ClientError, ResponseStreamingError
 from adapters.http_uploader import RequestsUploader, RetryPolicy
 from application.body import AssembledBody, ByteStream, Part
 from application.ports import PermanentUploadError, TransientUploadError
-from entrypoints.local_receiver import LocalReceiver
+from tests.assertions import assert_uploaded_once
 from tests.integration.builders import SECRET, SIGNED_QUERY, body_of, ref_of, signed
+from tests.tools.receiver import LocalReceiver
 
 PIECES = [bytes(range(256)) * 400, b"", b"\x00middle\r\n" * 1000, b"tail"]
 CONTENT = b"".join(PIECES)
@@ -72,9 +72,7 @@ def test_the_body_arrives_byte_identical_with_content_length_and_no_content_type
 ) -> None:
     uploader(session, sleep).upload(signed(receiver.url("files/report.csv")), body_of(PIECES))
 
-    (put,) = receiver.received
-    assert put.body == CONTENT
-    assert put.sha256 == hashlib.sha256(CONTENT).hexdigest()
+    put = assert_uploaded_once(receiver.received, CONTENT)
     assert put.headers["content-length"] == str(len(CONTENT))
     assert "content-type" not in put.headers
     assert "transfer-encoding" not in put.headers
@@ -95,8 +93,7 @@ def test_a_zero_byte_body_is_sent_with_content_length_zero(
 ) -> None:
     uploader(session, sleep).upload(receiver.url("empty"), body_of([b""]))
 
-    (put,) = receiver.received
-    assert put.size == 0
+    put = assert_uploaded_once(receiver.received, b"")
     assert put.headers["content-length"] == "0"
     assert "content-type" not in put.headers
     assert "transfer-encoding" not in put.headers
@@ -112,8 +109,7 @@ def test_a_transient_answer_is_retried_with_the_same_bytes(
     uploader(session, sleep).upload(receiver.url("retried"), body)
 
     assert body.opened == 2
-    (put,) = receiver.received
-    assert put.body == CONTENT
+    put = assert_uploaded_once(receiver.received, CONTENT)
     assert put.headers["content-length"] == str(len(CONTENT))
     assert len(sleep.pauses) == 1
     assert 0 <= sleep.pauses[0] <= 0.2

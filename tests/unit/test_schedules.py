@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from application.ports import TransientUploadError
 from application.records import StreamRecord
-from entrypoints.shard_driver import drive_shard
+from tests.assertions import assert_every_file_uploaded_once, assert_every_file_uploaded_whole
 from tests.factories import file_records
 from tests.fakes import (
     FakeArchive,
@@ -22,6 +22,7 @@ from tests.fakes import (
     FakeUploader,
     SharedFakeContainer,
 )
+from tests.tools.shard_driver import drive_shard
 
 
 def _stream(rng: random.Random, files: int) -> tuple[dict[str, bytes], list[StreamRecord]]:
@@ -70,7 +71,7 @@ def test_every_file_is_uploaded_whole_under_shuffles_duplicates_recycles_and_fau
 
     drive_shard(events, invoke, batch_size, max_invocations=5000)
 
-    assert_uploaded_whole(contents, uploader, archive)
+    assert_every_file_uploaded_whole(contents, uploader, archive)
 
 
 class Crash(BaseException):
@@ -129,25 +130,5 @@ def test_shared_backend_uploads_every_file_once_across_interleaved_shards_and_fa
     else:
         raise AssertionError("the shards never drained")
 
-    assert_uploaded_once(contents, uploader, archive)
+    assert_every_file_uploaded_once(contents, uploader, archive)
     assert remote.objects == {}
-
-
-def assert_uploaded_whole(
-    contents: dict[str, bytes], uploader: FakeUploader, archive: FakeArchive
-) -> None:
-    """Nothing quarantined; every file uploaded, and every upload of it its exact bytes."""
-    assert archive.quarantined == []
-    for endpoint, content in contents.items():
-        bodies = uploader.bodies_for(endpoint)
-        assert bodies, f"{endpoint} was never uploaded"
-        assert all(body == content for body in bodies)
-
-
-def assert_uploaded_once(
-    contents: dict[str, bytes], uploader: FakeUploader, archive: FakeArchive
-) -> None:
-    """Nothing quarantined; every file uploaded exactly once, with its exact bytes."""
-    assert archive.quarantined == []
-    for endpoint, content in contents.items():
-        assert uploader.bodies_for(endpoint) == [content], endpoint

@@ -17,10 +17,11 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from entrypoints.shard_driver import drive_shard
+from tests.assertions import assert_every_file_uploaded_whole
 from tests.fakes import FakeArchive, FakeContainer, FakeLocalStore, FakeRemoteStore, FakeUploader
+from tests.tools.shard_driver import drive_shard
 from tests.unit.test_process_batch import local_sets_are_truthful
-from tests.unit.test_schedules import _stream, assert_uploaded_whole
+from tests.unit.test_schedules import _stream
 
 DISK_ERRORS = (errno.ENOSPC, errno.EIO, errno.EROFS, errno.EACCES, errno.EDQUOT)
 
@@ -73,6 +74,6 @@ def test_every_file_is_uploaded_whole_on_a_small_failing_disk_under_the_local_fa
 
     drive_shard(events, invoke, batch_size, max_invocations=5000)
 
-    assert_uploaded_whole(contents, uploader, archive)
+    assert_every_file_uploaded_whole(contents, uploader, archive)
     for used in containers + retired:
         assert used.local.peak_usage <= budget

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from application.records import StreamRecord
+from tests.assertions import assert_uploaded_whole
 from tests.factories import payload, record
 from tests.fakes import FakeArchive, FakeContainer, FakeRemoteStore, FakeUploader
 
@@ -71,8 +72,6 @@ def test_redelivered_batches_never_upload_a_body_other_than_the_first_bytes(
         raise AssertionError("the shard never drained")
 
     for endpoint, body in expected.items():
-        uploads = uploader.bodies_for(endpoint)
-        assert uploads, f"{endpoint} was never uploaded"
-        assert all(upload == body for upload in uploads), endpoint
+        assert_uploaded_whole(uploader.bodies_for(endpoint), body, to=endpoint)
     assert remote.objects == {}
     assert remote.endpoints == {}

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from application.ports import Body
 from application.records import StreamRecord
 from domain import FileStatus
+from tests.assertions import assert_every_file_uploaded_once
 from tests.fakes import (
     FakeArchive,
     FakeClock,
@@ -24,7 +25,7 @@ from tests.fakes import (
     FakeUploader,
     SharedFakeContainer,
 )
-from tests.unit.test_schedules import Crash, _stream, assert_uploaded_once
+from tests.unit.test_schedules import Crash, _stream
 
 
 class KilledMidUpload(FakeUploader):
@@ -123,5 +124,5 @@ def test_every_file_is_uploaded_once_and_no_claim_outlives_a_failure_after_it(
 
     for fault, happened in seen.items():
         event(f"{fault}: {'yes' if happened else 'no'}")  # `make chaos` shows how often
-    assert_uploaded_once(contents, uploader, archive)
+    assert_every_file_uploaded_once(contents, uploader, archive)
     assert remote.objects == {}, "a finished file's chunks were left behind"

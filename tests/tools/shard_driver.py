@@ -1,7 +1,8 @@
 """Drives a handler over one shard's records the way Lambda's event source mapping does.
 
 Batches go in order; after a response with batchItemFailures the next batch starts again at
-the lowest reported sequence number. Used by the demo and the end-to-end tests.
+the lowest reported sequence number. Used by the schedule and end-to-end tests (the demo
+feeds its handler through entrypoints.streams instead).
 """
 
 from __future__ import annotations
