@@ -96,7 +96,7 @@ $(WHEELHOUSE)/.complete: $(LAMBDA_LOCK) | $(LOCKED_STAMP)
 # no tests, no dev tools, no byte code compiled by this machine's python.
 define lambda-code
 	$(check-runtime)
-	rm -rf build/wheel
+	rm -rf build/wheel build/lib  # setuptools reuses build/lib: a module deleted from the tree would ship
 	$(PIP) wheel --quiet --no-deps --no-build-isolation --no-index --wheel-dir build/wheel .
 	$(PIP) install --quiet --no-compile --no-index --find-links $(WHEELHOUSE) --require-hashes \
 		--no-deps $(LAMBDA_PLATFORM) --target $(1) -r $(LAMBDA_LOCK)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from application.ports import FileSummary
+from application.views import FileSummary
 from domain import FileId, FileState, FileStatus, IncompleteFile, PartitionArrival
 
 if TYPE_CHECKING:

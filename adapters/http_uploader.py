@@ -17,9 +17,8 @@ from attrs import frozen
 from urllib3.exceptions import LocationValueError
 
 from adapters.guarded_transport import URL_ERRORS, refused_by_guard
-from application.body import ByteStream
 from application.metrics import Metric, NoMetrics
-from application.ports import Body, Metrics, PermanentUploadError, TransientUploadError
+from application.ports import Body, ByteStream, Metrics, PermanentUploadError, TransientUploadError
 from domain import redact
 
 log = logging.getLogger("sfb")

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
-from application.body import ByteStream
-from application.ports import Body, FileSummary, ShardLedgerMoved
+from application.ports import Body, ByteStream, ShardLedgerMoved
 from application.records import StreamRecord
+from application.views import FileSummary
 from domain import (
     AssembledFile,
     Chunk,

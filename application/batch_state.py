@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from attrs import Factory, define, frozen
 
 from domain import ChunkRejected, FileId, PartitionSet, ShardLedger
@@ -16,6 +18,10 @@ class LateRejection:
     error: ChunkRejected
 
 
+Remaining = Callable[[], float]
+"""Seconds left in the invocation."""
+
+
 @define
 class BatchState:
     number: int
@@ -24,6 +30,8 @@ class BatchState:
     not_durable: set[FileId] = Factory(set)
     late_rejections: list[LateRejection] = Factory(list)
     shard: str = ""
+    remaining: Remaining | None = None
+    """The seconds left in the invocation, when it tells; None outside one (``sfb redrive``)."""
     ledger: ShardLedger | None = None
     """The shard's ledger as read at the batch's first chunk (local backend), else None."""
     ledger_error: Exception | None = None

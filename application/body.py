@@ -8,17 +8,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 from attrs import frozen
 
+from application.ports import ByteStream
 from domain import ChunkRef
-
-
-class ByteStream(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
-
-    def close(self) -> None: ...
 
 
 class ChunkUnavailable(OSError):

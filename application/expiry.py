@@ -14,7 +14,8 @@ from collections.abc import Callable
 from attrs import evolve, frozen
 
 from application.metrics import Metric, NoMetrics
-from application.ports import ExpiryRecords, IncompleteFiles, Metrics, PendingChunks
+from application.ports import Metrics
+from application.views import ExpiryRecords, IncompleteFiles, PendingChunks
 from domain import ExpiredFile, FileId, IncompleteFile, redact
 
 log = logging.getLogger("sfb")

@@ -9,13 +9,11 @@ from application.backends import StateBackend
 from application.outcomes import FileOutcome
 from application.ports import (
     Body,
-    ExpiryRecords,
-    FileSummary,
     PermanentUploadError,
-    RecordArchive,
     TransientUploadError,
     Uploader,
 )
+from application.views import ExpiryRecords, FailedFiles, FileSummary
 from domain import FileId, redact
 
 log = logging.getLogger("sfb")
@@ -25,9 +23,7 @@ class FileReport:
     """Every file that is not finished: collecting, complete but not uploaded, or failed; and
     every file given up incomplete whose record is kept (``expired``)."""
 
-    def __init__(
-        self, backend: StateBackend, archive: RecordArchive, expired: ExpiryRecords
-    ) -> None:
+    def __init__(self, backend: StateBackend, archive: FailedFiles, expired: ExpiryRecords) -> None:
         self._backend = backend
         self._archive = archive
         self._expired = expired
@@ -42,7 +38,7 @@ class FileReport:
 class Redrive:
     """Upload again a file that failed for good, or finish a complete one that never was."""
 
-    def __init__(self, backend: StateBackend, archive: RecordArchive, uploader: Uploader) -> None:
+    def __init__(self, backend: StateBackend, archive: FailedFiles, uploader: Uploader) -> None:
         self._backend = backend
         self._archive = archive
         self._uploader = uploader

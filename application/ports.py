@@ -1,4 +1,6 @@
-"""The ports: what the use cases need from the outside world, as structural types.
+"""The ports of the hot path: what a record needs from the outside world on its way from
+the stream to the PUT, as structural types. What operators need (``sfb status``, ``sfb
+redrive``, the expiry) is in application/views.py.
 
 Adapters satisfy these by shape (no inheritance); mypy --strict checks the fit.
 """
@@ -8,9 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-from attrs import field, frozen
-
-from application.body import ByteStream
 from application.metrics import Metric
 from application.pending import PendingFile
 from application.records import StreamRecord
@@ -18,31 +17,22 @@ from domain import (
     AssembledFile,
     Chunk,
     ChunkRef,
-    ExpiredFile,
     FileId,
     FileState,
     FileStatus,
-    IncompleteFile,
-    Limits,
     PartitionArrival,
     PartitionSet,
     RejectionReason,
     ShardLedger,
-    redact,
 )
 
 
-@frozen
-class FileSummary:
-    """One line of ``sfb status``."""
+class ByteStream(Protocol):
+    """A reader of bytes, read until it returns b"" (a file, an S3 body, a BytesIO)."""
 
-    file_id: FileId
-    status: str
-    received: int
-    partition_count: int | None
-    size: int
-    since: float
-    put_endpoint: str | None = field(default=None, repr=lambda e: redact(e) if e else "None")
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
 
 
 class PartitionCache(Protocol):
@@ -141,12 +131,6 @@ class RemoteChunkStore(Protocol):
     def note_endpoint(self, file_id: FileId, put_endpoint: str) -> None:
         """Keep the file's putEndpoint beside its chunks, so ``sfb redrive`` can finish it."""
 
-    def endpoint(self, file_id: FileId) -> str | None:
-        """The noted putEndpoint, or None."""
-
-    def files(self) -> list[FileSummary]:
-        """Every file with chunks in storage: what ``sfb status`` lists."""
-
 
 class ShardLedgerMoved(Exception):
     """Another writer changed the shard's ledger after this container read it."""
@@ -198,15 +182,6 @@ class FileStateStore(Protocol):
     def release(self, file_id: FileId, owner: str, now: float) -> None:
         """Give a claim back so the next delivery may try again; keeps the item as ``claim``."""
 
-    def endpoint(self, file_id: FileId) -> str | None:
-        """The putEndpoint of the file's first chunk, or None."""
-
-    def unfinished(self) -> list[FileSummary]:
-        """Every file not uploaded yet (a scan: for operators, never on the hot path)."""
-
-    def mark_redriven(self, file_id: FileId, now: float) -> None:
-        """A failed file uploaded again by an operator is uploaded after all."""
-
 
 class RecordArchive(Protocol):
     """Where records and files that cannot be delivered are kept for inspection."""
@@ -218,54 +193,6 @@ class RecordArchive(Protocol):
 
     def keep_failed(self, assembled: AssembledFile, body: Body) -> str:
         """Keep a file whose upload failed for good, with its endpoint; return its key."""
-
-    def failed_files(self) -> list[FileSummary]:
-        """Every file kept as failed."""
-
-    def failed_copy(self, file_id: FileId) -> tuple[str, Body] | None:
-        """A kept file's putEndpoint and body, or None."""
-
-    def drop_failed(self, file_id: FileId) -> None:
-        """Forget a kept file once it has been uploaded after all."""
-
-
-class IncompleteFiles(Protocol):
-    """A state backend's files still collecting: what the scheduled expiry looks at.
-
-    The local backend's state is its pending/ listing (S3ChunkStore); the dynamodb backend's
-    is its table (DynamoDbFileStateStore).
-    """
-
-    def incomplete(self) -> list[IncompleteFile]:
-        """Every file still collecting with partitions missing (complete ones are not listed:
-        they can be redriven)."""
-
-    def give_up(self, file: IncompleteFile, cutoff: float, now: float) -> bool:
-        """Stop collecting the file if it is still incomplete and was first seen before
-        ``cutoff``; False when it completed or changed meanwhile, which wins.
-
-        The file's chunks are left for ``PendingChunks.drop_file``.
-        """
-
-    def endpoint(self, file_id: FileId) -> str | None:
-        """The file's putEndpoint, or None: for the log line, redacted."""
-
-
-class PendingChunks(Protocol):
-    """Remote storage of a file given up."""
-
-    def drop_file(self, file_id: FileId) -> None:
-        """Delete every object the file has under pending/ (its endpoint note included)."""
-
-
-class ExpiryRecords(Protocol):
-    """What is kept of files given up, for operators (``sfb status``) and for producers."""
-
-    def keep_expired(self, record: ExpiredFile) -> str:
-        """Keep the record (never an endpoint); return the key it was stored under."""
-
-    def expired_files(self) -> list[FileSummary]:
-        """Every kept record, with status ``expired``."""
 
 
 class Body(Protocol):
@@ -324,19 +251,6 @@ class EndpointPolicy(Protocol):
         domain.EndpointRefused
             With a reason that names the redacted endpoint only.
         """
-
-
-class Config(Protocol):
-    """The settings the use cases read (the seed's Config component)."""
-
-    @property
-    def s3_bucket(self) -> str: ...
-
-    @property
-    def log_level(self) -> str: ...
-
-    @property
-    def limits(self) -> Limits: ...
 
 
 class UploadError(Exception):

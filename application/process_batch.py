@@ -8,42 +8,18 @@ so the first record that is not processed and every record after it are reported
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 from attrs import define
 
 from application.backends import BatchEnd, StateBackend
-from application.batch_state import BatchState
+from application.batch_state import BatchState, Remaining
 from application.metrics import Metric, NoMetrics
 from application.ports import EndpointPolicy, Metrics, RecordArchive, RequestValidator
 from application.records import StreamRecord
 from domain import Admission, ChunkRejected, FileId, redact, shard_of
 
 log = logging.getLogger("sfb")
-
-Remaining = Callable[[], float]
-"""Seconds left in the invocation."""
-
-
-class InvocationDeadline:
-    """The time left in the batch ProcessBatch is running, for what must not outlast the
-    invocation (the dynamodb backend's claim lease). One per container, shared by the two."""
-
-    def __init__(self) -> None:
-        self._remaining: Remaining | None = None
-
-    def left(self) -> float | None:
-        """Seconds left, or None outside a batch or when the caller gave no clock."""
-        return None if self._remaining is None else self._remaining()
-
-    @contextmanager
-    def running(self, remaining: Remaining | None) -> Iterator[None]:
-        previous, self._remaining = self._remaining, remaining
-        try:
-            yield
-        finally:
-            self._remaining = previous
 
 
 @define
@@ -64,7 +40,6 @@ class ProcessBatch:
         archive: RecordArchive,
         deadline_margin: float = 10.0,
         metrics: Metrics | None = None,
-        deadline: InvocationDeadline | None = None,
     ) -> None:
         self._validator = validator
         self._policy = policy
@@ -72,7 +47,6 @@ class ProcessBatch:
         self._archive = archive
         self._margin = deadline_margin
         self._metrics = metrics or NoMetrics()
-        self._deadline = deadline or InvocationDeadline()
         self._batches = 0
 
     def __call__(
@@ -82,15 +56,12 @@ class ProcessBatch:
 
         ``remaining`` tells the seconds left before the invocation is killed: once fewer
         than the margin are left, the rest of the batch is left for redelivery (the first
-        record is always processed, so a shard always moves). The deadline shares it with
-        whatever must end with the invocation.
+        record is always processed, so a shard always moves). The batch hands it to the
+        backend, for what must not outlast the invocation (a claim's lease).
         """
-        with self._deadline.running(remaining):
-            return self._run(records, remaining)
-
-    def _run(self, records: Sequence[StreamRecord], remaining: Remaining | None) -> list[str]:
         self._batches += 1
-        batch = BatchState(self._batches, shard=shard_of(records[0].source) if records else "")
+        shard = shard_of(records[0].source) if records else ""
+        batch = BatchState(self._batches, shard=shard, remaining=remaining)
         failed: set[str] = set()
         tracked: list[_Tracked] = []
         for index, record in enumerate(records):

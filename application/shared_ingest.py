@@ -16,7 +16,6 @@ from application.batch_state import BatchState
 from application.outcomes import FileOutcome
 from application.plan import AssemblyPlan
 from application.ports import FileStateStore, RemoteChunkStore
-from application.process_batch import InvocationDeadline
 from domain import (
     Admission,
     Chunk,
@@ -46,7 +45,6 @@ class SharedIngestChunk:
         owner: str,
         lease_seconds: float,
         clock: Callable[[], float],
-        deadline: InvocationDeadline | None = None,
     ) -> None:
         self._remote = remote
         self._state = state
@@ -55,7 +53,6 @@ class SharedIngestChunk:
         self._owner = owner
         self._lease = lease_seconds
         self._clock = clock
-        self._deadline = deadline or InvocationDeadline()
 
     def __call__(self, chunk: Chunk, batch: BatchState) -> Admission:
         """Raises a domain.ChunkRejected when the chunk contradicts the shared state."""
@@ -99,7 +96,7 @@ class SharedIngestChunk:
         delivery may try at once instead of waiting out the lease.
         """
         now = self._clock()
-        if not self._state.claim(file_id, self._owner, now, now + self._lease_for()):
+        if not self._state.claim(file_id, self._owner, now, now + self._lease_for(batch)):
             state = self._state.read(file_id, 0)
             if state is not None and not state.status.is_closed:
                 # Another invocation assembles it now; if it dies, a redelivery takes over.
@@ -114,14 +111,13 @@ class SharedIngestChunk:
             self._release(file_id, put_endpoint)
             batch.deferred.add(file_id)
 
-    def _lease_for(self) -> float:
+    def _lease_for(self, batch: BatchState) -> float:
         """Until the invocation must have ended, when it says how long it has left: a
         redelivery then takes over right after a holder's timeout. CLAIM_LEASE_SECONDS
         bounds it, and is the lease when no invocation tells (``sfb redrive``)."""
-        left = self._deadline.left()
-        if left is None:
+        if batch.remaining is None:
             return self._lease
-        return min(self._lease, max(left, 0.0) + LEASE_MARGIN_SECONDS)
+        return min(self._lease, max(batch.remaining(), 0.0) + LEASE_MARGIN_SECONDS)
 
     def _assemble_claimed(
         self, file_id: FileId, put_endpoint: str, partition_count: int, batch: BatchState

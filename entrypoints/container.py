@@ -31,7 +31,7 @@ from application.flush import FlushPending
 from application.ingest import IngestChunk
 from application.lifecycle import FileLifecycle, ShardBook
 from application.operations import FileReport, Redrive
-from application.process_batch import InvocationDeadline, ProcessBatch
+from application.process_batch import ProcessBatch
 from application.shared_ingest import SharedIngestChunk
 from domain import Limits
 
@@ -95,8 +95,6 @@ class Container(containers.DeclarativeContainer):
     aws_config = providers.Singleton(aws_client_config, settings.provided.deadline_margin_seconds)
     s3_client = providers.Singleton(boto3.client, "s3", config=aws_config)
     dynamodb_client = providers.Singleton(boto3.client, "dynamodb", config=aws_config)
-    # What is left of the invocation, shared by ProcessBatch and the claim it must not outlast.
-    deadline = providers.Singleton(InvocationDeadline)
     owner_id = providers.Singleton(_new_owner_id)
 
     # Adapters: the seed's components, one provider each.
@@ -179,6 +177,7 @@ class Container(containers.DeclarativeContainer):
         book=shard_book,
         lifecycle=lifecycle,
         remote=remote_store,
+        stored=remote_store,
     )
 
     # The dynamodb backend.
@@ -193,9 +192,9 @@ class Container(containers.DeclarativeContainer):
             owner=owner_id,
             lease_seconds=settings.provided.claim_lease_seconds,
             clock=clock,
-            deadline=deadline,
         ),
         state=state_store,
+        files=state_store,
         clock=clock,
     )
 
@@ -211,7 +210,6 @@ class Container(containers.DeclarativeContainer):
         archive=archive,
         deadline_margin=settings.provided.deadline_margin_seconds,
         metrics=metrics,
-        deadline=deadline,
     )
 
     decode_event = providers.Object(records_from_event)

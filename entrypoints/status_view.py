@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from attrs import frozen
 
-from application.ports import FileSummary
+from application.views import FileSummary
 from domain import redact
 
 COLLECTING = "collecting"

@@ -14,24 +14,24 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from attrs import define, field
 from dependency_injector import providers
 
 from adapters.memory_cache import InMemoryPartitionCache
-from application.body import ByteStream
 from application.metrics import Metric
 from application.operations import Redrive
 from application.ports import (
     Body,
-    FileSummary,
+    ByteStream,
     PermanentUploadError,
     ShardLedgerMoved,
     TransientUploadError,
 )
 from application.process_batch import ProcessBatch
 from application.records import StreamRecord
+from application.views import FileSummary
 from domain import (
     DIGEST_PREFIX,
     AssembledFile,
@@ -445,8 +445,42 @@ def fake_container(environ: dict[str, str], **fakes: object) -> Container:
     return container
 
 
+class _RealContainer:
+    """What the fake containers of both backends share: the adapters every backend uses
+    replaced by fakes, and the operator's commands run through the same container."""
+
+    container: Container
+
+    def _build(self, environ: dict[str, str], shared: _SharedFakes, **more: object) -> None:
+        self.container = fake_container(
+            environ,
+            validator=FakeValidator(),
+            remote_store=shared.remote,
+            archive=shared.archive,
+            uploader=shared.uploader,
+            metrics=shared.metrics,
+            limits=shared.limits,
+            **more,
+        )
+
+    def report(self) -> list[FileSummary]:
+        """What ``sfb status`` lists."""
+        return self.container.file_report()()
+
+    def redrive(self) -> Redrive:
+        return self.container.redrive()
+
+
+class _SharedFakes(Protocol):
+    remote: FakeRemoteStore
+    archive: FakeArchive
+    uploader: FakeUploader
+    metrics: FakeMetrics
+    limits: Limits
+
+
 @define
-class FakeContainer:
+class FakeContainer(_RealContainer):
     """One warm Lambda container of the local backend: the real container with fakes for
     its adapters; its own cache and disk, the remote store shared."""
 
@@ -464,19 +498,14 @@ class FakeContainer:
     process: ProcessBatch = field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.container = fake_container(
+        self._build(
             {"STATE_BACKEND": "local", **self.settings},
-            validator=FakeValidator(),
+            self,
             policy=self.policy,
             cache=self.cache,
             local_store=self.local,
-            remote_store=self.remote,
             shard_ledgers=self.remote,
-            archive=self.archive,
-            uploader=self.uploader,
-            metrics=self.metrics,
             clock=self.remote.clock,
-            limits=self.limits,
         )
         self.process = self.container.process_batch()
 
@@ -491,13 +520,6 @@ class FakeContainer:
             metrics=self.metrics,
             settings=self.settings,
         )
-
-    def report(self) -> list[FileSummary]:
-        """What ``sfb status`` lists."""
-        return self.container.file_report()()
-
-    def redrive(self) -> Redrive:
-        return self.container.redrive()
 
 
 @define
@@ -690,7 +712,7 @@ class FakeClock:
 
 
 @define
-class SharedFakeContainer:
+class SharedFakeContainer(_RealContainer):
     """A container of the dynamodb backend: the real container with fakes for its adapters;
     nothing of its own but an owner id."""
 
@@ -709,33 +731,17 @@ class SharedFakeContainer:
     process: ProcessBatch = field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.container = fake_container(
-            {
-                "STATE_BACKEND": "dynamodb",
-                "STATE_TABLE": "fake-table",
-                "CLAIM_LEASE_SECONDS": str(self.lease_seconds),
-                **self.settings,
-            },
-            validator=FakeValidator(),
+        settings = {"STATE_TABLE": "fake-table", "CLAIM_LEASE_SECONDS": str(self.lease_seconds)}
+        self._build(
+            {"STATE_BACKEND": "dynamodb", **settings, **self.settings},
+            self,
             policy=FakePolicy(),
             local_store=FakeLocalStore(),
-            remote_store=self.remote,
             state_store=self.state,
-            archive=self.archive,
-            uploader=self.uploader,
-            metrics=self.metrics,
             clock=self.clock,
-            limits=self.limits,
             owner_id=self.owner,
         )
         self.process = self.container.process_batch()
-
-    def report(self) -> list[FileSummary]:
-        """What ``sfb status`` lists."""
-        return self.container.file_report()()
-
-    def redrive(self) -> Redrive:
-        return self.container.redrive()
 
 
 class FakeMetrics:

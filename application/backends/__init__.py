@@ -13,7 +13,7 @@ from attrs import frozen
 
 from application.batch_state import BatchState, LateRejection
 from application.outcomes import FileOutcome
-from application.ports import FileSummary
+from application.views import FileSummary
 from domain import Admission, Chunk, FileId
 
 

@@ -4,6 +4,8 @@ ledger (a finished file stays finished for every container)."""
 
 from __future__ import annotations
 
+from attrs import frozen
+
 from application.backends import BatchEnd
 from application.batch_state import BatchState
 from application.flush import FlushPending
@@ -11,25 +13,19 @@ from application.ingest import IngestChunk
 from application.lifecycle import FileLifecycle, ShardBook
 from application.outcomes import FileOutcome
 from application.pending import PendingFile
-from application.ports import FileSummary, RemoteChunkStore
+from application.ports import RemoteChunkStore
+from application.views import FileSummary, StoredFiles
 from domain import Admission, Chunk, FileId
 
 
+@frozen(kw_only=True)
 class LocalBackend:
-    def __init__(
-        self,
-        *,
-        ingest: IngestChunk,
-        flush: FlushPending,
-        book: ShardBook,
-        lifecycle: FileLifecycle,
-        remote: RemoteChunkStore,
-    ) -> None:
-        self._ingest = ingest
-        self._flush = flush
-        self._book = book
-        self._lifecycle = lifecycle
-        self._remote = remote
+    _ingest: IngestChunk
+    _flush: FlushPending
+    _book: ShardBook
+    _lifecycle: FileLifecycle
+    _remote: RemoteChunkStore
+    _stored: StoredFiles
 
     def admit(self, chunk: Chunk, batch: BatchState) -> Admission:
         return self._ingest(chunk, batch)
@@ -46,12 +42,12 @@ class LocalBackend:
         )
 
     def unfinished(self) -> list[FileSummary]:
-        return self._remote.files()
+        return self._stored.files()
 
     def redrive(self, file_id: FileId) -> FileOutcome:
         """From the pending chunks and the endpoint note stored beside them."""
         listing = self._remote.get(file_id)
-        put_endpoint = self._remote.endpoint(file_id)
+        put_endpoint = self._stored.endpoint(file_id)
         if listing is None or put_endpoint is None:
             return FileOutcome.NOT_FOUND
         if not listing.is_complete:

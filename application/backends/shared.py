@@ -5,28 +5,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from attrs import frozen
+
 from application.backends import BatchEnd
 from application.batch_state import BatchState
 from application.outcomes import FileOutcome
-from application.ports import FileStateStore, FileSummary
+from application.ports import FileStateStore
 from application.shared_ingest import SharedIngestChunk
+from application.views import FileSummary, SharedFiles
 from domain import Admission, Chunk, FileId, FileStatus
 
 _LISTED_ELSEWHERE = (FileStatus.FAILED.value, FileStatus.EXPIRED.value)
 """A failed or expired file is listed once, from what is kept of it (failed/, expired/)."""
 
 
+@frozen(kw_only=True)
 class SharedBackend:
-    def __init__(
-        self,
-        *,
-        ingest: SharedIngestChunk,
-        state: FileStateStore,
-        clock: Callable[[], float],
-    ) -> None:
-        self._ingest = ingest
-        self._state = state
-        self._clock = clock
+    _ingest: SharedIngestChunk
+    _state: FileStateStore
+    _files: SharedFiles
+    _clock: Callable[[], float]
 
     def admit(self, chunk: Chunk, batch: BatchState) -> Admission:
         return self._ingest(chunk, batch)
@@ -36,12 +34,12 @@ class SharedBackend:
         return BatchEnd(retry=frozenset(batch.deferred - batch.finished))
 
     def unfinished(self) -> list[FileSummary]:
-        return [s for s in self._state.unfinished() if s.status not in _LISTED_ELSEWHERE]
+        return [s for s in self._files.unfinished() if s.status not in _LISTED_ELSEWHERE]
 
     def redrive(self, file_id: FileId) -> FileOutcome:
         """Through the same claim as a delivery: never two assemblers of one file."""
         state = self._state.read(file_id, 0)
-        put_endpoint = self._state.endpoint(file_id)
+        put_endpoint = self._files.endpoint(file_id)
         if state is None or put_endpoint is None or state.status.is_closed:
             return FileOutcome.NOT_FOUND
         if not state.is_complete:
@@ -55,4 +53,4 @@ class SharedBackend:
         return FileOutcome.BUSY if file_id in batch.deferred else FileOutcome.RETRY_LATER
 
     def redriven(self, file_id: FileId) -> None:
-        self._state.mark_redriven(file_id, self._clock())
+        self._files.mark_redriven(file_id, self._clock())

@@ -6,7 +6,8 @@ import hashlib
 import io
 from collections.abc import Sequence
 
-from application.body import AssembledBody, ByteStream, Part
+from application.body import AssembledBody, Part
+from application.ports import ByteStream
 from domain import Chunk, ChunkRef
 
 BUCKET = "sfb-integration-test"

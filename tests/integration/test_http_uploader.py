@@ -15,8 +15,8 @@ import requests
 from botocore.exceptions import ClientError, ResponseStreamingError
 
 from adapters.http_uploader import RequestsUploader, RetryPolicy
-from application.body import AssembledBody, ByteStream, Part
-from application.ports import PermanentUploadError, TransientUploadError
+from application.body import AssembledBody, Part
+from application.ports import ByteStream, PermanentUploadError, TransientUploadError
 from tests.assertions import assert_uploaded_once
 from tests.integration.builders import SECRET, SIGNED_QUERY, body_of, ref_of, signed
 from tests.tools.receiver import LocalReceiver

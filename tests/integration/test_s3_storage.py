@@ -13,8 +13,8 @@ import pytest
 
 from adapters.endpoint_policy import HostPolicy
 from adapters.s3_storage import PENDING, S3ChunkStore, S3RecordArchive, chunk_key
-from application.ports import FileSummary
 from application.records import StreamRecord
+from application.views import FileSummary
 from domain import (
     AssembledFile,
     EndpointRefused,

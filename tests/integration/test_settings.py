@@ -12,7 +12,6 @@ from botocore.config import Config
 
 from adapters.settings import BackendName, Settings, SettingsError
 from adapters.ssm_parameters import read_parameters
-from application.ports import Config as ConfigPort
 from domain import Limits
 
 if TYPE_CHECKING:
@@ -267,8 +266,8 @@ def test_a_parameter_store_that_cannot_be_reached_fails_naming_the_path(
     assert "EndpointConnectionError" in str(failed.value)
 
 
-def test_settings_satisfy_the_config_port() -> None:
-    config: ConfigPort = Settings.from_environ({"S3_BUCKET": "bucket", "LOG_LEVEL": "debug"})
+def test_settings_give_the_bucket_the_log_level_and_the_limits() -> None:
+    config = Settings.from_environ({"S3_BUCKET": "bucket", "LOG_LEVEL": "debug"})
 
     assert (config.s3_bucket, config.log_level) == ("bucket", "DEBUG")
     assert config.limits.max_partition_count == 10_000

@@ -12,16 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from application.assemble import AssembleAndUpload
-from application.body import (
-    AssembledBody,
-    ByteStream,
-    ChunkCorrupted,
-    ChunkUnavailable,
-    ChunkUnreadable,
-    Part,
-)
+from application.body import AssembledBody, ChunkCorrupted, ChunkUnavailable, ChunkUnreadable, Part
 from application.outcomes import FileOutcome
 from application.pending import PendingFile
+from application.ports import ByteStream
 from domain import AssembledFile, Chunk, ChunkRef, FileId, PartitionSet
 from tests.fakes import FakeArchive, FakeLocalStore, FakeRemoteStore, FakeUploader
 

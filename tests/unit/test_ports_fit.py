@@ -18,23 +18,26 @@ from adapters.guarded_transport import AddressGuard, guarded_session
 from adapters.http_uploader import RequestsUploader
 from adapters.memory_cache import InMemoryPartitionCache
 from adapters.s3_storage import S3ChunkStore, S3RecordArchive
-from adapters.settings import Settings
 from adapters.tmp_storage import TmpChunkStore
 from adapters.validation import JsonSchemaRequestValidator
 from application.ports import (
-    Config,
     EndpointPolicy,
-    ExpiryRecords,
     FileStateStore,
-    IncompleteFiles,
     LocalChunkStore,
     Metrics,
     PartitionCache,
-    PendingChunks,
     RecordArchive,
     RemoteChunkStore,
     RequestValidator,
     Uploader,
+)
+from application.views import (
+    ExpiryRecords,
+    FailedFiles,
+    IncompleteFiles,
+    PendingChunks,
+    SharedFiles,
+    StoredFiles,
 )
 from tests.fakes import (
     FakeArchive,
@@ -63,10 +66,9 @@ def test_adapters_and_fakes_fit_their_ports(tmp_path: Path) -> None:
         uploader: Uploader = RequestsUploader(guarded_session(guard))
         validator: RequestValidator = JsonSchemaRequestValidator()
         endpoint_policy: EndpointPolicy = policy
-        config: Config = Settings(s3_bucket="bucket")
         metrics: Metrics = EmfMetrics()
         checks += [cache, local, remote, state, archive, uploader, validator, endpoint_policy]
-        checks += [config, metrics]
+        checks += [metrics]
 
     fake_local: LocalChunkStore = FakeLocalStore()
     fake_remote: RemoteChunkStore = FakeRemoteStore()
@@ -79,23 +81,33 @@ def test_adapters_and_fakes_fit_their_ports(tmp_path: Path) -> None:
     checks += [fake_local, fake_remote, fake_state, fake_archive, fake_uploader]
     checks += [fake_validator, fake_policy, fake_metrics]
 
-    assert len(checks) == 18
+    assert len(checks) == 17
 
 
-def test_the_expiry_ports_fit_both_backends_adapters_and_the_fakes() -> None:
+def test_the_operators_views_fit_both_backends_adapters_and_the_fakes() -> None:
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        local_files: IncompleteFiles = S3ChunkStore(s3, "bucket")
-        shared_files: IncompleteFiles = DynamoDbFileStateStore(dynamodb, "table", 60.0)
-        chunks: PendingChunks = S3ChunkStore(s3, "bucket")
-        records: ExpiryRecords = S3RecordArchive(s3, "bucket")
+        s3_store, s3_archive = S3ChunkStore(s3, "bucket"), S3RecordArchive(s3, "bucket")
+        table = DynamoDbFileStateStore(dynamodb, "table", 60.0)
+        stored: StoredFiles = s3_store
+        shared: SharedFiles = table
+        failed: FailedFiles = s3_archive
+        local_files: IncompleteFiles = s3_store
+        shared_files: IncompleteFiles = table
+        chunks: PendingChunks = s3_store
+        records: ExpiryRecords = s3_archive
 
-    fake_local_files: IncompleteFiles = FakeRemoteStore()
-    fake_shared_files: IncompleteFiles = FakeStateStore()
-    fake_chunks: PendingChunks = FakeRemoteStore()
-    fake_records: ExpiryRecords = FakeArchive()
-    checks: list[object] = [local_files, shared_files, chunks, records]
-    checks += [fake_local_files, fake_shared_files, fake_chunks, fake_records]
+    remote, state, archive = FakeRemoteStore(), FakeStateStore(), FakeArchive()
+    fake_stored: StoredFiles = remote
+    fake_shared: SharedFiles = state
+    fake_failed: FailedFiles = archive
+    fake_local_files: IncompleteFiles = remote
+    fake_shared_files: IncompleteFiles = state
+    fake_chunks: PendingChunks = remote
+    fake_records: ExpiryRecords = archive
+    checks: list[object] = [stored, shared, failed, local_files, shared_files, chunks, records]
+    checks += [fake_stored, fake_shared, fake_failed, fake_local_files, fake_shared_files]
+    checks += [fake_chunks, fake_records]
 
-    assert len(checks) == 8
+    assert len(checks) == 14

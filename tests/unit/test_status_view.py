@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from application.ports import FileSummary
+from application.views import FileSummary
 from domain import FileId
 from entrypoints.status_view import (
     StatusRow,
