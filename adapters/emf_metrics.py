@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -47,18 +48,21 @@ class EmfMetrics:
         self._write = write or (lambda text: sys.stdout.write(text))
         self._clock = clock
         self._values: dict[tuple[Metric, str | None], list[float]] = {}
+        self._lock = threading.Lock()  # files' lanes add at once
 
     def add(self, metric: Metric, value: float = 1.0, reason: str | None = None) -> None:
-        values = self._values.setdefault((metric, reason), [])
-        if metric in _TIMINGS or not values:
-            values.append(value)
-        else:
-            values[0] += value
+        with self._lock:
+            values = self._values.setdefault((metric, reason), [])
+            if metric in _TIMINGS or not values:
+                values.append(value)
+            else:
+                values[0] += value
 
     def publish(self) -> None:
-        if not self._values:
+        with self._lock:
+            gathered, self._values = self._values, {}
+        if not gathered:
             return
-        gathered, self._values = self._values, {}
         plain = {m: v for (m, reason), v in gathered.items() if reason is None}
         if plain:
             self._documents(plain, {}, [["Service"]])

@@ -89,9 +89,9 @@ def _guarded(base: type[HTTPConnection], guard: AddressGuard, scheme: str) -> ty
 
 
 class _GuardedAdapter(HTTPAdapter):
-    def __init__(self, guard: AddressGuard) -> None:
+    def __init__(self, guard: AddressGuard, connections: int) -> None:
         self._guard = guard
-        super().__init__()
+        super().__init__(pool_maxsize=connections)
 
     def init_poolmanager(
         self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
@@ -111,10 +111,11 @@ class _GuardedAdapter(HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = {"http": Pool, "https": SecurePool}
 
 
-def guarded_session(guard: AddressGuard) -> requests.Session:
+def guarded_session(guard: AddressGuard, connections: int = 10) -> requests.Session:
+    """``connections`` kept open per host: one for each upload that may run at once."""
     session = requests.Session()
     session.trust_env = False
-    adapter = _GuardedAdapter(guard)
+    adapter = _GuardedAdapter(guard, max(10, connections))
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session

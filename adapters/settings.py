@@ -18,6 +18,11 @@ class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
 
 
+MAX_CONCURRENCY = 64
+"""Files assembled and uploaded at once per container, at most: each holds a connection,
+a thread and at most a few parts in memory."""
+
+
 class BackendName(StrEnum):
     LOCAL = "local"
     DYNAMODB = "dynamodb"
@@ -35,6 +40,7 @@ SETTING_NAMES = (
     "MAX_PARTITION_COUNT",
     "MAX_FILE_BYTES",
     "UPLOAD_MAX_ATTEMPTS",
+    "UPLOAD_CONCURRENCY",
     "UPLOAD_CONNECT_TIMEOUT",
     "UPLOAD_READ_TIMEOUT",
     "UPLOAD_RETRY_SECONDS",
@@ -61,6 +67,7 @@ class Settings:
     upload_allowed_hosts: tuple[str, ...] | None = None
     limits: Limits = field(factory=Limits)
     upload_max_attempts: int = 4
+    upload_concurrency: int = 16
     upload_connect_timeout: float = 5.0
     upload_read_timeout: float = 60.0
     upload_retry_seconds: float = 30.0
@@ -133,6 +140,9 @@ class Settings:
                 max_file_bytes=_integer(values, "MAX_FILE_BYTES", Limits().max_file_bytes),
             ),
             upload_max_attempts=_integer(values, "UPLOAD_MAX_ATTEMPTS", 4),
+            upload_concurrency=_at_most(
+                _integer(values, "UPLOAD_CONCURRENCY", 16), "UPLOAD_CONCURRENCY", MAX_CONCURRENCY
+            ),
             upload_connect_timeout=_number(values, "UPLOAD_CONNECT_TIMEOUT", 5.0),
             upload_read_timeout=_number(values, "UPLOAD_READ_TIMEOUT", 60.0),
             upload_retry_seconds=_number(values, "UPLOAD_RETRY_SECONDS", 30.0),
@@ -160,6 +170,12 @@ def _integer(values: Mapping[str, str], name: str, default: int) -> int:
         raise SettingsError(f"{name} must be a whole number, not {text!r}") from None
     if number < 1:
         raise SettingsError(f"{name} must be at least 1, not {number}")
+    return number
+
+
+def _at_most(number: int, name: str, limit: int) -> int:
+    if number > limit:
+        raise SettingsError(f"{name} may not exceed {limit}, not {number}")
     return number
 
 

@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -58,6 +59,7 @@ class TmpChunkStore:
         self._held: dict[tuple[FileId, int], bytes] = {}
         self._on_disk: dict[tuple[FileId, int], int] = {}
         self._usage = 0
+        self._counting = threading.Lock()
         self._clock = clock
         self._orphans = _children(base)
         self.tidy()
@@ -99,8 +101,9 @@ class TmpChunkStore:
                 self._budget = self._usage
             raise
         del self._held[key]
-        self._on_disk[key] = len(content)
-        self._usage += len(content) - replaced
+        with self._counting:
+            self._on_disk[key] = len(content)
+            self._usage += len(content) - replaced
         return True
 
     def tidy(self) -> None:
@@ -147,10 +150,11 @@ class TmpChunkStore:
         no longer counted, and the next container's sweep removes it)."""
         key = (file_id, partition)
         self._held.pop(key, None)
-        size = self._on_disk.pop(key, None)
-        if size is None:
-            return
-        self._usage -= size
+        with self._counting:  # files' lanes finish, and delete, at once
+            size = self._on_disk.pop(key, None)
+            if size is None:
+                return
+            self._usage -= size
         path = self._path(file_id, partition)
         try:
             path.unlink(missing_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 
 from attrs import evolve
@@ -163,21 +164,24 @@ class ShardBook:
         self._files = files
         self._clock = clock
         self._retention = retention_seconds
+        self._reading = threading.Lock()
         self._owed: dict[str, tuple[set[FileId], set[FileId], dict[FileId, PartitionSet]]] = {}
         """Per shard, what an earlier batch end could not write: opened, finished, cleanup."""
 
     def current(self, batch: BatchState) -> ShardLedger:
-        """The shard's ledger for this batch (one GET, the first time it is asked for)."""
-        if batch.ledger_error is not None:
-            raise batch.ledger_error
-        if batch.ledger is None:
-            try:
-                batch.ledger = self._ledgers.read(batch.shard) or ShardLedger()
-            except Exception as error:
-                # Without it no file can be told finished or not: nothing is taken.
-                batch.ledger_error = error
-                raise
-        return batch.ledger
+        """The shard's ledger for this batch (one GET, the first time it is asked for, even
+        by several files' lanes at once)."""
+        with self._reading:
+            if batch.ledger_error is not None:
+                raise batch.ledger_error
+            if batch.ledger is None:
+                try:
+                    batch.ledger = self._ledgers.read(batch.shard) or ShardLedger()
+                except Exception as error:
+                    # Without it no file can be told finished or not: nothing is taken.
+                    batch.ledger_error = error
+                    raise
+            return batch.ledger
 
     def record(self, batch: BatchState) -> set[FileId]:
         """Write what the batch changed; return the files whose records must be reported

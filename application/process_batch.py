@@ -8,26 +8,38 @@ so the first record that is not processed and every record after it are reported
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 
 from attrs import define
 
 from application.backends import BatchEnd, StateBackend
 from application.batch_state import BatchState, Remaining
+from application.lanes import FileLanes
 from application.metrics import Metric, NoMetrics
 from application.ports import EndpointPolicy, Metrics, RecordArchive, RequestValidator
 from application.records import StreamRecord
-from domain import Admission, ChunkRejected, FileId, redact, shard_of
+from domain import Admission, Chunk, ChunkRejected, FileId, redact, shard_of
 
 log = logging.getLogger("sfb")
 
 
 @define
 class _Tracked:
+    index: int
     record: StreamRecord
     file_id: FileId
     partition: int
     endpoint: str
+
+
+@define
+class _Valid:
+    """A record that passed validation and the endpoint policy, waiting for its lane."""
+
+    index: int
+    record: StreamRecord
+    chunk: Chunk
 
 
 class ProcessBatch:
@@ -40,6 +52,7 @@ class ProcessBatch:
         archive: RecordArchive,
         deadline_margin: float = 10.0,
         metrics: Metrics | None = None,
+        lanes: FileLanes | None = None,
     ) -> None:
         self._validator = validator
         self._policy = policy
@@ -47,6 +60,7 @@ class ProcessBatch:
         self._archive = archive
         self._margin = deadline_margin
         self._metrics = metrics or NoMetrics()
+        self._lanes = lanes or FileLanes()
         self._batches = 0
 
     def __call__(
@@ -58,26 +72,59 @@ class ProcessBatch:
         than the margin are left, the rest of the batch is left for redelivery (the first
         record is always processed, so a shard always moves). The batch hands it to the
         backend, for what must not outlast the invocation (a claim's lease).
+
+        Records are validated in batch order, then admitted file by file: each file's
+        records in order, different files at once (FileLanes). The time left is asked once a
+        record, before its work: with lanes, in its lane, where the uploads take the time.
         """
         self._batches += 1
         shard = shard_of(records[0].source) if records else ""
         batch = BatchState(self._batches, shard=shard, remaining=remaining)
         failed: set[str] = set()
+        valid: list[_Valid] = []
         tracked: list[_Tracked] = []
+        one_by_one = self._lanes.concurrency == 1
         for index, record in enumerate(records):
-            if index and remaining is not None and remaining() < self._margin:
+            if one_by_one and self._deadline_near(index, remaining):
                 log.warning(
                     "deadline near: the rest of the batch is left for redelivery",
                     extra={"sequence_number": record.sequence_number, "left": len(records) - index},
                 )
                 failed.update(r.sequence_number for r in records[index:])
                 break
-            if not self._process(record, batch, tracked):
-                failed.add(record.sequence_number)
+            chunk = self._validate(record)
+            if not isinstance(chunk, Chunk):
+                if not chunk:
+                    failed.add(record.sequence_number)
+            elif one_by_one:  # one record after the other, as they came
+                if not self._admit(_Valid(index, record, chunk), batch, tracked):
+                    failed.add(record.sequence_number)
+            else:
+                valid.append(_Valid(index, record, chunk))
 
+        out_of_time = threading.Event()  # once near, for every lane, without asking again
+
+        def admit(item: _Valid) -> None:
+            if out_of_time.is_set() or self._deadline_near(item.index, remaining):
+                if not out_of_time.is_set():
+                    out_of_time.set()
+                    log.warning(
+                        "deadline near: the records not yet taken are left for redelivery",
+                        extra={"sequence_number": item.record.sequence_number},
+                    )
+                failed.add(item.record.sequence_number)
+            elif not self._admit(item, batch, tracked):
+                failed.add(item.record.sequence_number)
+
+        self._lanes.run(valid, lambda item: item.chunk.file_id, admit)
+        tracked.sort(key=lambda item: item.index)
         failed |= self._settle(self._backend.end_batch(batch), tracked)
         self._metrics.publish()
         return self._reported(records, failed)
+
+    def _deadline_near(self, index: int, remaining: Remaining | None) -> bool:
+        """Past the margin, what is left waits for redelivery; the first record never does."""
+        return bool(index) and remaining is not None and remaining() < self._margin
 
     @staticmethod
     def _reported(records: Sequence[StreamRecord], failed: set[str]) -> list[str]:
@@ -89,37 +136,56 @@ class ProcessBatch:
         # User records unpacked from one aggregated Kinesis record share its sequence number.
         return list(dict.fromkeys(record.sequence_number for record in records[first:]))
 
-    def _process(self, record: StreamRecord, batch: BatchState, tracked: list[_Tracked]) -> bool:
-        """Validate and ingest one record; False when it must be delivered again."""
-        file_id: FileId | None = None
+    def _validate(self, record: StreamRecord) -> Chunk | bool:
+        """The record's chunk; else True when it was rejected and quarantined, False when it
+        must be delivered again."""
         endpoint = ""
         try:
             if record.unusable is not None:  # the decoder could make no payload of it
                 raise record.unusable.rejection()
             chunk = self._validator.validate(record.data)
-            file_id, endpoint = chunk.file_id, chunk.put_endpoint
+            endpoint = chunk.put_endpoint
             self._policy.check(chunk.put_endpoint)
-            admission = self._backend.admit(chunk, batch)
-            self._metrics.add(
-                Metric.CHUNKS_ACCEPTED if admission is Admission.NEW else Metric.DUPLICATES
-            )
-            tracked.append(_Tracked(record, chunk.file_id, chunk.partition, endpoint))
         except ChunkRejected as rejection:
+            file_id = FileId.for_endpoint(endpoint) if endpoint else None
             return self._reject(record, rejection, file_id, endpoint)
         except Exception as error:
-            # Not an answer about the record (an S3 outage, a name lookup that could not be
-            # made now): it is delivered again, never quarantined.
-            log.error(
-                "record could not be processed; it will be delivered again",
-                extra={
-                    "sequence_number": record.sequence_number,
-                    "file_id": str(file_id) if file_id else None,
-                    "endpoint": redact(endpoint) if endpoint else None,
-                    "reason": f"{type(error).__name__}: {error}",
-                },
-            )
-            return False
+            return self._not_now(record, error, None, endpoint)
+        return chunk
+
+    def _admit(self, item: _Valid, batch: BatchState, tracked: list[_Tracked]) -> bool:
+        """Hand one chunk to the backend; False when its record must be delivered again."""
+        chunk, record = item.chunk, item.record
+        try:
+            admission = self._backend.admit(chunk, batch)
+        except ChunkRejected as rejection:
+            return self._reject(record, rejection, chunk.file_id, chunk.put_endpoint)
+        except Exception as error:
+            return self._not_now(record, error, chunk.file_id, chunk.put_endpoint)
+        self._metrics.add(
+            Metric.CHUNKS_ACCEPTED if admission is Admission.NEW else Metric.DUPLICATES
+        )
+        tracked.append(
+            _Tracked(item.index, record, chunk.file_id, chunk.partition, chunk.put_endpoint)
+        )
         return True
+
+    @staticmethod
+    def _not_now(
+        record: StreamRecord, error: Exception, file_id: FileId | None, endpoint: str
+    ) -> bool:
+        """Not an answer about the record (an S3 outage, a name lookup that could not be made
+        now): it is delivered again, never quarantined."""
+        log.error(
+            "record could not be processed; it will be delivered again",
+            extra={
+                "sequence_number": record.sequence_number,
+                "file_id": str(file_id) if file_id else None,
+                "endpoint": redact(endpoint) if endpoint else None,
+                "reason": f"{type(error).__name__}: {error}",
+            },
+        )
+        return False
 
     def _settle(self, end: BatchEnd, tracked: list[_Tracked]) -> set[str]:
         """Sequence numbers of accepted records whose work is not durable after all."""

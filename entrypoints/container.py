@@ -29,6 +29,7 @@ from application.backends.shared import SharedBackend
 from application.expiry import ExpireIncompleteFiles
 from application.flush import FlushPending
 from application.ingest import IngestChunk
+from application.lanes import FileLanes
 from application.lifecycle import FileLifecycle, ShardBook
 from application.operations import FileReport, Redrive
 from application.process_batch import ProcessBatch
@@ -39,18 +40,19 @@ AWS_MAX_ATTEMPTS = 3
 """Attempts per AWS call, botocore's standard retry mode included."""
 
 
-def aws_client_config(deadline_margin: float) -> Config:
+def aws_client_config(deadline_margin: float, connections: int = 10) -> Config:
     """One stalled AWS call, retries included, must end inside DEADLINE_MARGIN_SECONDS.
 
     The rule: 3 attempts x (connect margin/20 + read margin/8) = 0.525 x the margin, and the
     standard mode's backoff between them is under 1 s, then under 2 s; so the whole call
     ends within the margin whenever the margin is 7 s or more (10 s by default: 0.5 s to
-    connect, 1.25 s to wait for each answer).
+    connect, 1.25 s to wait for each answer). ``connections``: one for each file lane.
     """
     return Config(
         retries={"mode": "standard", "total_max_attempts": AWS_MAX_ATTEMPTS},
         connect_timeout=deadline_margin / 20,
         read_timeout=deadline_margin / 8,
+        max_pool_connections=max(10, connections),
     )
 
 
@@ -92,7 +94,11 @@ class Container(containers.DeclarativeContainer):
     clock = providers.Object(time.time)
     """Epoch seconds for every use case: tests override this one provider to move time."""
 
-    aws_config = providers.Singleton(aws_client_config, settings.provided.deadline_margin_seconds)
+    aws_config = providers.Singleton(
+        aws_client_config,
+        deadline_margin=settings.provided.deadline_margin_seconds,
+        connections=settings.provided.upload_concurrency,
+    )
     s3_client = providers.Singleton(boto3.client, "s3", config=aws_config)
     dynamodb_client = providers.Singleton(boto3.client, "dynamodb", config=aws_config)
     owner_id = providers.Singleton(_new_owner_id)
@@ -124,7 +130,9 @@ class Container(containers.DeclarativeContainer):
     metrics = providers.Singleton(EmfMetrics, service=settings.provided.metrics_service)
     policy = providers.Singleton(HostPolicy, allowed_hosts=settings.provided.upload_allowed_hosts)
     # Every connection re-checks its addresses with the same policy: no DNS rebinding.
-    http_session = providers.Singleton(guarded_session, guard=policy)
+    http_session = providers.Singleton(
+        guarded_session, guard=policy, connections=settings.provided.upload_concurrency
+    )
     uploader = providers.Singleton(
         RequestsUploader,
         session=http_session,
@@ -210,6 +218,7 @@ class Container(containers.DeclarativeContainer):
         archive=archive,
         deadline_margin=settings.provided.deadline_margin_seconds,
         metrics=metrics,
+        lanes=providers.Singleton(FileLanes, concurrency=settings.provided.upload_concurrency),
     )
 
     decode_event = providers.Object(records_from_event)

@@ -163,6 +163,7 @@ class FakeRemoteStore:
         self.objects: dict[tuple[FileId, int, str], _Stored] = {}
         self.endpoints: dict[FileId, str] = {}
         self.requests = 0
+        self._counting = threading.Lock()
         self.failing = False
         self.failing_operations: set[str] = set()
         self.broken_reads = 0
@@ -176,8 +177,9 @@ class FakeRemoteStore:
         """Run one at each ledger write, before its condition is checked: another writer."""
 
     def _request(self, operation: str) -> None:
-        self.requests += 1
-        self.operations[operation] += 1
+        with self._counting:  # files' lanes ask at once
+            self.requests += 1
+            self.operations[operation] += 1
         if self.failing or operation in self.failing_operations:
             raise StorageUnavailable(f"remote storage refuses {operation}")
 
@@ -389,15 +391,17 @@ class FakeUploader:
         self.uploads: list[tuple[str, bytes]] = []
         self.script: list[BaseException] = []
         self.attempts = 0
+        self._lock = threading.Lock()
 
     def upload(self, put_endpoint: str, body: Body) -> None:
-        self.attempts += 1
         data = read_all(body)
         if len(data) != body.size:
             raise AssertionError("body length differs from its declared size")
-        if self.script:
-            raise self.script.pop(0)
-        self.uploads.append((put_endpoint, data))
+        with self._lock:  # files' lanes upload at once
+            self.attempts += 1
+            if self.script:
+                raise self.script.pop(0)
+            self.uploads.append((put_endpoint, data))
 
     def fail_transiently(self, times: int) -> None:
         self.script.extend(TransientUploadError("HTTP 503") for _ in range(times))
@@ -750,9 +754,11 @@ class FakeMetrics:
     def __init__(self) -> None:
         self.current: dict[tuple[Metric, str | None], float] = {}
         self.published: list[dict[tuple[Metric, str | None], float]] = []
+        self._lock = threading.Lock()
 
     def add(self, metric: Metric, value: float = 1.0, reason: str | None = None) -> None:
-        self.current[(metric, reason)] = self.current.get((metric, reason), 0.0) + value
+        with self._lock:
+            self.current[(metric, reason)] = self.current.get((metric, reason), 0.0) + value
 
     def publish(self) -> None:
         self.published.append(self.current)

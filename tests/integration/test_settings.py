@@ -33,6 +33,7 @@ def test_only_the_bucket_is_required_and_everything_else_has_its_default() -> No
         upload_allowed_hosts=None,
         limits=Limits(max_partition_count=10_000, max_file_bytes=5 * 1024**3),
         upload_max_attempts=4,
+        upload_concurrency=16,
         upload_connect_timeout=5.0,
         upload_read_timeout=60.0,
         ssm_parameter_path=None,
@@ -52,6 +53,7 @@ def test_every_setting_is_read_from_the_environment() -> None:
             "MAX_PARTITION_COUNT": "500",
             "MAX_FILE_BYTES": "1048576",
             "UPLOAD_MAX_ATTEMPTS": "2",
+            "UPLOAD_CONCURRENCY": "4",
             "UPLOAD_CONNECT_TIMEOUT": "1.5",
             "UPLOAD_READ_TIMEOUT": "30",
             "UNRELATED": "ignored",
@@ -67,6 +69,7 @@ def test_every_setting_is_read_from_the_environment() -> None:
     assert settings.upload_allowed_hosts == ("uploads.example.com", "*.example.net")
     assert settings.limits == Limits(max_partition_count=500, max_file_bytes=1048576)
     assert settings.upload_max_attempts == 2
+    assert settings.upload_concurrency == 4
     assert settings.upload_connect_timeout == 1.5
     assert settings.upload_read_timeout == 30.0
 
@@ -107,6 +110,9 @@ INVALID: list[tuple[str, dict[str, str], str]] = [
     ("words for attempts", {**BASE, "UPLOAD_MAX_ATTEMPTS": "many"}, "UPLOAD_MAX_ATTEMPTS"),
     ("zero timeout", {**BASE, "UPLOAD_READ_TIMEOUT": "0"}, "UPLOAD_READ_TIMEOUT"),
     ("nan timeout", {**BASE, "UPLOAD_CONNECT_TIMEOUT": "nan"}, "UPLOAD_CONNECT_TIMEOUT"),
+    ("no file at a time", {**BASE, "UPLOAD_CONCURRENCY": "0"}, "UPLOAD_CONCURRENCY"),
+    ("too many files at once", {**BASE, "UPLOAD_CONCURRENCY": "65"}, "UPLOAD_CONCURRENCY"),
+    ("words for concurrency", {**BASE, "UPLOAD_CONCURRENCY": "all"}, "UPLOAD_CONCURRENCY"),
 ]
 
 
