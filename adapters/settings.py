@@ -49,9 +49,13 @@ SETTING_NAMES = (
     "DEADLINE_MARGIN_SECONDS",
     "INCOMPLETE_FILE_TTL_SECONDS",
     "METRICS_SERVICE",
+    "ASSEMBLY_READ_AHEAD",
 )
 DYNAMODB_MAX_PARTITIONS = 15_000
 """A file's item holds 16 bytes a partition and must stay under DynamoDB's 400 KB."""
+MAX_READ_AHEAD = 10
+"""botocore's connection pool per client (max_pool_connections, 10 by default): more S3
+reads at once than pooled connections would open and drop a connection for each one."""
 
 
 @frozen
@@ -77,6 +81,9 @@ class Settings:
     incomplete_file_ttl_seconds: float = 86_400.0
     metrics_service: str = "streaming-file-builder"
     ssm_parameter_path: str | None = None
+    assembly_read_ahead: int = 8
+    """Parts of a file read and checked at once while it is uploaded: memory holds this many
+    chunks (about 1 MiB each) during an upload, whatever the file's size."""
 
     @classmethod
     def from_environ(
@@ -152,6 +159,7 @@ class Settings:
             incomplete_file_ttl_seconds=_number(values, "INCOMPLETE_FILE_TTL_SECONDS", 86_400.0),
             metrics_service=_optional(values, "METRICS_SERVICE") or "streaming-file-builder",
             ssm_parameter_path=ssm_path,
+            assembly_read_ahead=_read_ahead(values),
         )
 
 
@@ -176,6 +184,16 @@ def _integer(values: Mapping[str, str], name: str, default: int) -> int:
 def _at_most(number: int, name: str, limit: int) -> int:
     if number > limit:
         raise SettingsError(f"{name} may not exceed {limit}, not {number}")
+    return number
+
+
+def _read_ahead(values: Mapping[str, str]) -> int:
+    number = _integer(values, "ASSEMBLY_READ_AHEAD", 8)
+    if number > MAX_READ_AHEAD:
+        raise SettingsError(
+            f"ASSEMBLY_READ_AHEAD must be from 1 to {MAX_READ_AHEAD} (chunks read at once, "
+            f"each held in memory; S3 keeps {MAX_READ_AHEAD} connections), not {number}"
+        )
     return number
 
 

@@ -33,12 +33,16 @@ class AssembleAndUpload:
         uploader: Uploader,
         archive: RecordArchive,
         metrics: Metrics | None = None,
+        read_ahead: int = 1,
     ) -> None:
+        """``read_ahead``: parts fetched and checked at once while the upload streams (the
+        ASSEMBLY_READ_AHEAD setting); 1 reads them one after another."""
         self._local = local
         self._remote = remote
         self._uploader = uploader
         self._archive = archive
         self._metrics = metrics or NoMetrics()
+        self._read_ahead = read_ahead
 
     def __call__(self, entry: AssemblyPlan) -> FileOutcome:
         """UPLOADED, REFUSED (kept under failed/) or RETRY_LATER."""
@@ -79,12 +83,15 @@ class AssembleAndUpload:
 
         Bytes still in memory since this batch hashed them on arrival are not hashed again
         (their length still is); bytes read back from disk or remote storage are, before any
-        of them is sent.
+        of them is sent. Every part goes through the same read-ahead window, whichever copy
+        it comes from: S3 round trips overlap, and so do disk reads and hashing (hashlib lets
+        go of the GIL), while the order and the memory bound stay one rule.
         """
         return AssembledBody(
             tuple(
                 self._part(entry, partition, ref) for partition, ref in enumerate(assembled.parts)
-            )
+            ),
+            read_ahead=self._read_ahead,
         )
 
     def _part(self, entry: AssemblyPlan, partition: int, ref: ChunkRef) -> Part:

@@ -1,15 +1,18 @@
 """A complete file as a stream of its stored chunks, each checked before any of it is sent.
 
-Nothing here joins a file in memory: peak memory is one part (a chunk, at most about 1 MiB)
-plus the read buffer, whatever the file's size.
+Nothing here joins a file in memory: peak memory is ``read_ahead`` parts (a part is a chunk,
+at most about 1 MiB) plus the read buffer, whatever the file's size.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
-from attrs import frozen
+from attrs import field, frozen
+from attrs.validators import ge
 
 from application.ports import ByteStream
 from domain import ChunkRef
@@ -46,25 +49,53 @@ class Part:
 
 
 class ConcatenatedReader:
-    """Serves the parts one after another; each part is read whole and checked first.
+    """Serves the parts one after another, in the file's order; each is read whole and
+    checked first, up to ``read_ahead`` parts at once.
 
     A part that fails its check raises before its first byte is returned, so no receiver
-    ever holds a complete body with a wrong part in it.
+    ever holds a complete body with a wrong part in it; the reader then stays failed, so
+    nothing after that part is ever served.
+
+    Read-ahead is a sliding window: the part being served and the parts being fetched or
+    waiting together never number more than ``read_ahead``, so memory is ``read_ahead``
+    parts whatever the file's size. Part i + ``read_ahead`` is only asked for once part i
+    has been served. The threads are this reader's own: created at its first read, gone
+    when it is closed, so no fetch outlives an upload attempt.
     """
 
-    def __init__(self, parts: Sequence[Part]) -> None:
+    def __init__(
+        self,
+        parts: Sequence[Part],
+        read_ahead: int = 1,
+        executor: Callable[[int], Executor] | None = None,
+    ) -> None:
         self._parts = parts
+        self._read_ahead = read_ahead
+        self._executor = executor or _thread_pool
+        self._pool: Executor | None = None
+        self._window: deque[Future[bytes]] = deque()
+        self._asked = 0
+        """Parts handed to the pool so far (the window's far end)."""
         self._index = 0
         self._current = b""
         self._offset = 0
+        self._failed: ChunkUnavailable | None = None
 
     def read(self, size: int = -1, /) -> bytes:
         if size == 0:
             return b""
         while self._offset >= len(self._current):
+            if self._failed is not None:
+                raise self._failed
             if self._index >= len(self._parts):
                 return b""
-            self._current = _checked(self._parts[self._index], self._index)
+            self._current = b""  # let go of the part served before the next is asked for
+            try:
+                self._current = self._next_part()
+            except ChunkUnavailable as error:
+                self._failed = error
+                self._stop()
+                raise
             self._offset = 0
             self._index += 1
         end = len(self._current) if size < 0 else min(len(self._current), self._offset + size)
@@ -73,9 +104,37 @@ class ConcatenatedReader:
         return data
 
     def close(self) -> None:
+        """Cancels the fetches not started and waits for those running: no thread is left."""
+        self._stop()
         self._current = b""
         self._offset = 0
         self._index = len(self._parts)
+
+    def _next_part(self) -> bytes:
+        if self._read_ahead == 1 or len(self._parts) == 1:
+            return _checked(self._parts[self._index], self._index)  # nothing to overlap
+        if self._pool is None:
+            self._pool = self._executor(min(self._read_ahead, len(self._parts)))
+        while len(self._window) < self._read_ahead and self._asked < len(self._parts):
+            self._window.append(self._pool.submit(_checked, self._parts[self._asked], self._asked))
+            self._asked += 1
+        return self._window.popleft().result()
+
+    def _stop(self) -> None:
+        for future in self._window:
+            future.cancel()
+        self._window.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+def _thread_pool(workers: int) -> Executor:
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix=READ_AHEAD_THREADS)
+
+
+READ_AHEAD_THREADS = "sfb-read-ahead"
+"""The name every read-ahead thread starts with."""
 
 
 def _checked(part: Part, index: int) -> bytes:
@@ -122,13 +181,20 @@ def _read_up_to(stream: ByteStream, limit: int) -> bytes:
 
 @frozen
 class AssembledBody:
-    """The Body port's shape: known size, re-openable from the first byte for each retry."""
+    """The Body port's shape: known size, re-openable from the first byte for each retry.
+
+    ``read_ahead``: how many parts each reader may hold or fetch at once (1: one after
+    another, on the caller's thread). ``executor``: makes a reader's pool of that many
+    workers; a thread pool unless a test needs to see the order of the fetches.
+    """
 
     parts: tuple[Part, ...]
+    read_ahead: int = field(default=1, validator=ge(1))
+    executor: Callable[[int], Executor] | None = None
 
     @property
     def size(self) -> int:
         return sum(part.ref.size for part in self.parts)
 
     def open(self) -> ConcatenatedReader:
-        return ConcatenatedReader(self.parts)
+        return ConcatenatedReader(self.parts, self.read_ahead, self.executor)

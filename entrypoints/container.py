@@ -153,6 +153,7 @@ class Container(containers.DeclarativeContainer):
         uploader=uploader,
         archive=archive,
         metrics=metrics,
+        read_ahead=settings.provided.assembly_read_ahead,
     )
 
     # The local backend: one lifecycle and one shard ledger book per container.

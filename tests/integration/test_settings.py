@@ -56,6 +56,7 @@ def test_every_setting_is_read_from_the_environment() -> None:
             "UPLOAD_CONCURRENCY": "4",
             "UPLOAD_CONNECT_TIMEOUT": "1.5",
             "UPLOAD_READ_TIMEOUT": "30",
+            "ASSEMBLY_READ_AHEAD": "3",
             "UNRELATED": "ignored",
         }
     )
@@ -72,6 +73,7 @@ def test_every_setting_is_read_from_the_environment() -> None:
     assert settings.upload_concurrency == 4
     assert settings.upload_connect_timeout == 1.5
     assert settings.upload_read_timeout == 30.0
+    assert settings.assembly_read_ahead == 3
 
 
 def test_a_blank_allow_list_is_treated_as_unset() -> None:
@@ -113,6 +115,10 @@ INVALID: list[tuple[str, dict[str, str], str]] = [
     ("no file at a time", {**BASE, "UPLOAD_CONCURRENCY": "0"}, "UPLOAD_CONCURRENCY"),
     ("too many files at once", {**BASE, "UPLOAD_CONCURRENCY": "65"}, "UPLOAD_CONCURRENCY"),
     ("words for concurrency", {**BASE, "UPLOAD_CONCURRENCY": "all"}, "UPLOAD_CONCURRENCY"),
+    ("no read-ahead", {**BASE, "ASSEMBLY_READ_AHEAD": "0"}, "ASSEMBLY_READ_AHEAD"),
+    ("read-ahead past the pool", {**BASE, "ASSEMBLY_READ_AHEAD": "11"}, "ASSEMBLY_READ_AHEAD"),
+    ("fraction for a read-ahead", {**BASE, "ASSEMBLY_READ_AHEAD": "1.5"}, "ASSEMBLY_READ_AHEAD"),
+    ("words for a read-ahead", {**BASE, "ASSEMBLY_READ_AHEAD": "all"}, "ASSEMBLY_READ_AHEAD"),
 ]
 
 
@@ -136,6 +142,15 @@ def test_a_local_disk_budget_of_zero_is_valid_and_blank_means_the_default() -> N
 
     assert budget("0") == 0
     assert budget(" ") is None
+
+
+@pytest.mark.parametrize(("text", "parts"), [(None, 8), ("1", 1), ("10", 10)])
+def test_assembly_reads_ahead_8_parts_unless_told_from_1_to_10(
+    text: str | None, parts: int
+) -> None:
+    environ = BASE if text is None else {**BASE, "ASSEMBLY_READ_AHEAD": text}
+
+    assert Settings.from_environ(environ).assembly_read_ahead == parts
 
 
 def test_parameters_fill_the_settings_the_environment_leaves_out() -> None:
