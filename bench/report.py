@@ -19,6 +19,14 @@ from bench.cost import CostRow
 from bench.hotspots import Hotspots
 from bench.latency import LatencyResult
 from bench.memory import MemoryRow
+from bench.realistic import (
+    FLOOR_PARALLEL_GETS,
+    INVOCATION_PAYLOAD_LIMIT,
+    LAMBDA_MEMORY_MB,
+    PRICES_AS_OF,
+    RealisticResults,
+    SmallFilesRow,
+)
 from bench.throughput import ACROSS, INSIDE, ThroughputRow
 from bench.workload import MIB, size_label
 
@@ -26,6 +34,12 @@ THROUGHPUT_VS_STDLIB = 3.0
 THROUGHPUT_VS_FAST = 0.6
 MEMORY_GROWTH = 1.2
 DYNAMODB_INGEST_PER_CHUNK = 2.0
+LOCAL_DOLLARS_PER_GIB = 0.0025
+DYNAMODB_DOLLARS_PER_GIB = 0.004
+DYNAMODB_OVER_FLOOR = 3.0
+LOCAL_OVER_FLOOR = 2.2
+"""The local backend's completing invocation against the floor before issue 12: no worse."""
+SMALL_FILES_PER_SECOND = {"local": 400.0, "dynamodb": 150.0}
 
 
 @frozen
@@ -42,6 +56,7 @@ class Results:
     mode: str
     machine: dict[str, Any]
     plan: dict[str, Any]
+    realistic: RealisticResults | None = None
     throughput: tuple[ThroughputRow, ...] = ()
     cost: tuple[CostRow, ...] = ()
     memory: tuple[MemoryRow, ...] = ()
@@ -80,7 +95,7 @@ def machine() -> dict[str, Any]:
 
 
 def goals(results: Results) -> list[Goal]:
-    found: list[Goal] = []
+    found: list[Goal] = _realistic_goals(results.realistic) if results.realistic else []
     # The baseline chains decode, write and PUT: the handler does the same work when a file
     # completes inside its batch. Files spread over batches are also written to S3 at each
     # batch end, work the chains never do; their rows are reported, not held to the ratios.
@@ -142,12 +157,79 @@ def goals(results: Results) -> list[Goal]:
     return found
 
 
+def _realistic_goals(realistic: RealisticResults) -> list[Goal]:
+    found: list[Goal] = []
+    for row in realistic.layouts:
+        target = LOCAL_DOLLARS_PER_GIB if row.backend == "local" else DYNAMODB_DOLLARS_PER_GIB
+        found.append(
+            Goal(
+                f"{row.backend} backend, the stream as AWS delivers it: $ per GiB moved",
+                f"<= ${target:g}",
+                f"${row.dollars_per_gib:.4f} ({row.requests_per_chunk:.2f} requests per chunk)",
+                row.dollars_per_gib,
+                row.dollars_per_gib <= target,
+            )
+        )
+        ratio = LOCAL_OVER_FLOOR if row.backend == "local" else DYNAMODB_OVER_FLOOR
+        found.append(
+            Goal(
+                f"{row.backend} backend: completing invocation vs the S3-read-and-PUT floor",
+                f"<= {ratio:g} x",
+                f"{row.over_floor:.2f} x ({row.completing_median * 1000:.0f} vs "
+                f"{row.floor_median * 1000:.0f} ms)",
+                row.over_floor,
+                row.over_floor <= ratio,
+            )
+        )
+    for small in realistic.small_files:
+        target = SMALL_FILES_PER_SECOND[small.backend]
+        found.append(
+            Goal(
+                f"{small.backend} backend: small single-chunk files per second, one container",
+                f">= {target:g}",
+                f"{small.files_per_second:.0f}",
+                small.files_per_second,
+                small.files_per_second >= target,
+            )
+        )
+    return found
+
+
+def _realistic_json(realistic: RealisticResults) -> dict[str, Any]:
+    return {
+        "aws_delay_seconds": realistic.aws_delay_seconds,
+        "put_answer_seconds": realistic.put_answer_seconds,
+        "prices_as_of": PRICES_AS_OF,
+        "layouts": [
+            attrs.asdict(row)
+            | {
+                "requests_per_chunk": row.requests_per_chunk,
+                "dollars": row.dollars,
+                "dollars_per_gib": row.dollars_per_gib,
+                "completing_median": row.completing_median,
+                "floor_median": row.floor_median,
+                "over_floor": row.over_floor,
+            }
+            for row in realistic.layouts
+        ],
+        "small_files": [
+            attrs.asdict(row)
+            | {
+                "files_per_second": row.files_per_second,
+                "requests_per_file": row.requests_per_file,
+            }
+            for row in realistic.small_files
+        ],
+    }
+
+
 def to_json(results: Results) -> dict[str, Any]:
     return {
         "mode": results.mode,
         "machine": results.machine,
         "plan": results.plan,
         "seconds": round(results.seconds, 1),
+        "realistic": _realistic_json(results.realistic) if results.realistic else None,
         "throughput": [
             attrs.asdict(row)
             | {"handler_vs_stdlib": row.handler_vs_stdlib, "handler_vs_fast": row.handler_vs_fast}
@@ -178,6 +260,8 @@ def render(results: Results) -> str:
         f"({m['cpu_model'] or 'unknown model'}), {m['implementation']} {m['python']}, "
         f"{results.seconds:.0f} s",
     ]
+    if results.realistic is not None:
+        lines += ["", _layouts(results.realistic), "", _small_files(results.realistic)]
     if results.throughput:
         lines += ["", _throughput(results.throughput)]
     if results.cost:
@@ -197,6 +281,95 @@ def render(results: Results) -> str:
             for goal in found
         ]
     return "\n".join(lines)
+
+
+def _layouts(realistic: RealisticResults) -> str:
+    rows = realistic.layouts
+    first = rows[0]
+    head = (
+        "A. What a user pays: the stream as AWS delivers it. Files of "
+        f"{size_label(first.file_bytes // first.files)}, {size_label(first.chunk_size)} chunks, "
+        f"invocations cut at {INVOCATION_PAYLOAD_LIMIT / 1e6:g} MB of event; every S3 and "
+        f"DynamoDB request {realistic.aws_delay_seconds * 1000:.0f} ms late (delay proxy). "
+        f"$ at us-east-1 list prices of {PRICES_AS_OF}: S3 requests, DynamoDB on-demand units "
+        f"from item sizes, Lambda at {LAMBDA_MEMORY_MB} MB for the handler's time and per "
+        "request; left out: Kinesis, S3 storage, CloudWatch, transfer. Completing = start of the "
+        "invocation holding a file's last chunk to the upload's last byte, median of the files; "
+        f"floor = the file's chunk-sized pieces read back from S3, {FLOOR_PARALLEL_GETS} at a "
+        "time through the same proxy, then one PUT. Local: three producers' files interleaved "
+        "record by record on one shard, every 7th invocation on a second warm container; "
+        "dynamodb: the same stream spread over 4 shards, a container each, taken in turn"
+    )
+    table = _table(
+        [
+            "layout",
+            "invocations",
+            "req/chunk",
+            "WCU/chunk",
+            "$/GiB",
+            "S3+DDB+Lambda",
+            "MB/s",
+            "completing",
+            "floor",
+            "ratio",
+        ],
+        [
+            [
+                row.layout,
+                f"{row.invocations} x {row.records_per_invocation:.1f}",
+                f"{row.requests_per_chunk:.2f}",
+                f"{row.write_units / row.chunks:.2f}",
+                f"{row.dollars_per_gib:.4f}",
+                " + ".join(
+                    f"{value * (1024 * MIB) / row.file_bytes:.4f}" for value in row.dollars.values()
+                ),
+                f"{row.mb_s:.1f}",
+                f"{row.completing_median * 1000:.0f} ms",
+                f"{row.floor_median * 1000:.0f} ms",
+                f"{row.over_floor:.2f} x",
+            ]
+            for row in rows
+        ],
+    )
+    details = [
+        _wrap(
+            f"   {row.backend}, {row.chunks} chunks: "
+            + ", ".join(f"{kind} {n / row.chunks:.2f}" for kind, n in row.requests.items())
+            + " per chunk"
+            + (
+                f"; {row.write_units:g} write units, {row.read_units:g} read units"
+                if row.write_units or row.read_units
+                else ""
+            )
+        )
+        for row in rows
+    ]
+    return "\n".join([_wrap(head), table, *details])
+
+
+def _small_files(realistic: RealisticResults) -> str:
+    rows: Sequence[SmallFilesRow] = realistic.small_files
+    first = rows[0]
+    head = (
+        f"B. Many small files: invocations of {first.files_per_invocation} single-chunk files of "
+        f"{first.file_size / 1000:g} KB ({first.payload_bytes / 1e6:.1f} MB of event), one warm "
+        f"container, each PUT answered {realistic.put_answer_seconds * 1000:.0f} ms after its "
+        f"body, AWS {realistic.aws_delay_seconds * 1000:.0f} ms late"
+    )
+    table = _table(
+        ["backend", "invocations", "s per invocation", "files/s", "requests/file"],
+        [
+            [
+                row.backend,
+                str(row.invocations),
+                f"{sum(row.seconds) / row.invocations:.2f}",
+                f"{row.files_per_second:.0f}",
+                f"{row.requests_per_file:.2f}",
+            ]
+            for row in rows
+        ],
+    )
+    return "\n".join([_wrap(head), table])
 
 
 def _throughput(rows: Sequence[ThroughputRow]) -> str:

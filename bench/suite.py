@@ -6,9 +6,9 @@ import time
 from collections.abc import Callable
 
 import attrs
-from attrs import frozen
+from attrs import field, frozen
 
-from bench import cost, hotspots, latency, memory, throughput
+from bench import cost, hotspots, latency, memory, realistic, throughput
 from bench.report import Results, machine
 from bench.workload import GIB, KIB, MIB
 from bench.world import open_world
@@ -17,6 +17,7 @@ from bench.world import open_world
 @frozen
 class Plan:
     mode: str
+    realistic: realistic.Shape = field(factory=realistic.Shape)
     throughput_bytes: int = 64 * MIB
     chunk_sizes: tuple[int, ...] = (256 * KIB, MIB)
     batch_size: int = 10
@@ -27,12 +28,20 @@ class Plan:
     latency_bytes: int = 64 * MIB
     latency_chunk_size: int = MIB
     hotspots: bool = True
-    sections: tuple[str, ...] = ("throughput", "cost", "memory", "latency", "hotspots")
+    sections: tuple[str, ...] = (
+        "realistic",
+        "throughput",
+        "cost",
+        "memory",
+        "latency",
+        "hotspots",
+    )
 
 
 FULL = Plan("full")
 QUICK = Plan(
     "quick",
+    realistic=realistic.Shape(file_size=3 * MIB, small_files=20, small_invocations=1),
     throughput_bytes=24 * MIB,
     repeats=1,
     cost_chunks=(3, 6),
@@ -46,6 +55,9 @@ def run(plan: Plan, say: Callable[[str], None] = print) -> Results:
     started = time.perf_counter()
     results = Results(plan.mode, machine(), attrs.asdict(plan))
     with open_world() as world:
+        if "realistic" in plan.sections:
+            say("the stream as AWS delivers it: layouts, cost, latency, small files ...")
+            results = attrs.evolve(results, realistic=realistic.run(world, plan.realistic))
         if "throughput" in plan.sections:
             say("measuring throughput ...")
             results = attrs.evolve(

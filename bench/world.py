@@ -2,29 +2,43 @@
 
 moto's server runs in this process (entrypoints.demo.local_aws), so its work shares the
 interpreter with the handler's, as a client library's would; the receiver keeps no bodies.
+The realistic section reaches moto through a delay proxy (bench/delay_proxy.py) and
+uploads small files to a receiver that answers each PUT late, as S3 does.
 """
 
 from __future__ import annotations
 
 import itertools
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import boto3
 from attrs import define, field
+from dependency_injector import providers
 
 from adapters.settings import BackendName
+from application.metrics import NoMetrics
+from bench.delay_proxy import DelayProxy
 from bench.workload import FileSpec, Sequencer
-from entrypoints.container import Container, build_container, load_settings
+from entrypoints.container import Container, aws_client_config, build_container, load_settings
 from entrypoints.demo import local_aws
 from entrypoints.provision import provision
 from tests.tools.receiver import LocalReceiver, ReceivedPut
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
 BUCKET = "sfb-bench"
 TABLE = "sfb-bench-state"
 SIGNATURE = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=bench0123456789"
+AWS_DELAY_SECONDS = 0.020
+"""Added to every AWS request of the realistic section: a round trip to S3 or DynamoDB."""
+PUT_ANSWER_SECONDS = 0.030
+"""How long the small-files receiver takes to answer a PUT once it has the body."""
 
 
 class BenchError(RuntimeError):
@@ -48,17 +62,32 @@ class TimedReceiver(LocalReceiver):
         return next((put for put in reversed(self.received) if put.path == path), None)
 
 
+class SlowReceiver(TimedReceiver):
+    """Answers each PUT ``answer_seconds`` after its last byte, as S3 takes to store it."""
+
+    def __init__(self, answer_seconds: float = PUT_ANSWER_SECONDS) -> None:
+        super().__init__()
+        self.answer_seconds = answer_seconds
+
+    def _record(self, put: ReceivedPut) -> None:
+        super()._record(put)
+        time.sleep(self.answer_seconds)
+
+
 @define
 class World:
     receiver: TimedReceiver
     root: Path
+    proxy: DelayProxy
+    """moto behind a fixed delay: the realistic section's AWS."""
+    slow_receiver: SlowReceiver
     sequence: Sequencer = field(factory=Sequencer)
     _names: Iterator[int] = field(factory=itertools.count)
 
-    def endpoint(self, *parts: object) -> str:
+    def endpoint(self, *parts: object, receiver: TimedReceiver | None = None) -> str:
         """A presigned-looking putEndpoint on the receiver, unique to this world."""
         path = "/".join(str(part) for part in (*parts, next(self._names)))
-        return self.receiver.url(f"/{path}?{SIGNATURE}")
+        return (receiver or self.receiver).url(f"/{path}?{SIGNATURE}")
 
     def settings(self, backend: BackendName = BackendName.LOCAL) -> dict[str, str]:
         settings = {
@@ -76,13 +105,35 @@ class World:
         """A fresh warm container: its own cache and its own TMP_DIR."""
         return build_container(self.settings(backend))
 
+    def delayed_container(self, backend: BackendName = BackendName.LOCAL) -> Container:
+        """A fresh warm container whose S3 and DynamoDB are reached through the delay proxy.
+
+        The clients are the container's own, with the same config, only their endpoint
+        changed; the other sections' containers keep moto's address from the environment.
+        """
+        container = self.container(backend)
+        config = container.aws_config()
+        url = self.proxy.url
+        container.s3_client.override(boto3.client("s3", endpoint_url=url, config=config))
+        container.dynamodb_client.override(
+            boto3.client("dynamodb", endpoint_url=url, config=config)
+        )
+        container.metrics.override(providers.Object(NoMetrics()))  # no EMF lines in the table
+        return container
+
+    def delayed_s3(self) -> S3Client:
+        """An S3 client of the bench's own through the proxy: the floor reads with it."""
+        return boto3.client("s3", endpoint_url=self.proxy.url, config=aws_client_config(10.0))
+
     def scratch(self, name: str) -> Path:
         path = self.root / "scratch" / f"{name}-{next(self._names)}"
         path.mkdir(parents=True)
         return path
 
-    def check_upload(self, spec: FileSpec, sha256: str) -> None:
-        put = self.receiver.upload(spec.path)
+    def check_upload(
+        self, spec: FileSpec, sha256: str, receiver: TimedReceiver | None = None
+    ) -> None:
+        put = (receiver or self.receiver).upload(spec.path)
         if put is None:
             raise BenchError(f"nothing was uploaded to {spec.path.split('?')[0]}")
         if put.size != spec.size or put.sha256 != sha256:
@@ -97,10 +148,13 @@ def open_world() -> Iterator[World]:
     """Start moto and the receiver, make the bucket and the state table; stop them after."""
     with ExitStack() as stack:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sfb-bench-")))
-        stack.enter_context(local_aws())
+        moto = stack.enter_context(local_aws())
         receiver = TimedReceiver()
         stack.enter_context(receiver)
-        world = World(receiver, root)
+        proxy = stack.enter_context(DelayProxy(moto, AWS_DELAY_SECONDS))
+        slow_receiver = SlowReceiver()
+        stack.enter_context(slow_receiver)
+        world = World(receiver, root, proxy, slow_receiver)
         provision(
             load_settings(world.settings(BackendName.DYNAMODB)),
             boto3.client("s3"),

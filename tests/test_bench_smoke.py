@@ -10,15 +10,25 @@ import logging
 import math
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bench.realistic import (
+    INVOCATION_PAYLOAD_LIMIT,
+    Piece,
+    Shape,
+    interleaved,
+    invocations,
+    item_size,
+)
 from bench.report import render, to_json, write_json
 from bench.suite import Plan, run
-from bench.workload import KIB
+from bench.workload import KIB, FileSpec
 
 TINY = Plan(
     "tiny",
+    realistic=Shape(file_size=48 * KIB, chunk_size=16 * KIB, small_files=3, small_invocations=2),
     throughput_bytes=96 * KIB,
     chunk_sizes=(16 * KIB,),
     batch_size=2,
@@ -58,6 +68,23 @@ def _positive(value: float) -> bool:
 @pytest.mark.usefixtures("aws_settings_of_no_one", "service_logger")
 def test_every_section_of_the_benchmark_produces_sane_figures(tmp_path: Path) -> None:
     results = run(TINY, say=lambda _: None)
+
+    realistic = results.realistic
+    assert realistic is not None
+    assert [row.backend for row in realistic.layouts] == ["local", "dynamodb"]
+    for layout in realistic.layouts:
+        assert layout.chunks == 9
+        assert layout.requests_per_chunk > 0
+        assert _positive(layout.dollars_per_gib)
+        assert len(layout.completing_seconds) == len(layout.floor_seconds) == 3
+        assert _positive(layout.over_floor)
+    local, dynamodb = realistic.layouts
+    assert local.write_units == 0
+    assert dynamodb.write_units >= dynamodb.requests["dynamodb.UpdateItem"]
+    assert [small.backend for small in realistic.small_files] == ["local", "dynamodb"]
+    for small in realistic.small_files:
+        assert small.invocations == 2
+        assert _positive(small.files_per_second)
 
     assert {row.layout for row in results.throughput} == {"across batches", "inside a batch"}
     for row in results.throughput:
@@ -108,5 +135,58 @@ def test_every_section_of_the_benchmark_produces_sane_figures(tmp_path: Path) ->
     assert all(isinstance(goal["passed"], bool) for goal in document["goals"])
 
     table = render(results)
-    for heading in ("1. Throughput", "2. AWS requests", "3. Peak RSS", "4. Latency", "Goals"):
+    for heading in (
+        "A. What a user pays",
+        "B. Many small files",
+        "1. Throughput",
+        "2. AWS requests",
+        "3. Peak RSS",
+        "4. Latency",
+        "Goals",
+    ):
         assert heading in table
+
+
+def _spec(size: int, chunk_size: int = 700 * KIB) -> FileSpec:
+    return FileSpec("http://127.0.0.1:9/file?X-Amz-Signature=x", size, chunk_size)
+
+
+def test_invocations_are_cut_at_lambdas_6_mb_so_700_kib_chunks_go_four_at_a_time() -> None:
+    specs = [_spec(20 * 700 * KIB)]
+    cut = list(invocations(specs, interleaved(specs), shard=0))
+
+    assert [len(invocation.pieces) for invocation in cut] == [4] * 5
+    assert all(invocation.payload_bytes <= INVOCATION_PAYLOAD_LIMIT for invocation in cut)
+    assert all(len(json.dumps(invocation.event)) == invocation.payload_bytes for invocation in cut)
+    assert cut[1].event["Records"][0]["eventID"].startswith("shardId-000000000000:")
+
+
+def test_invocations_also_stop_at_the_batch_size() -> None:
+    specs = [_spec(20 * KIB, 20 * KIB) for _ in range(7)]
+    pieces = [Piece(file, 0) for file in range(7)]
+
+    cut = list(invocations(specs, pieces, shard=3, max_records=3))
+
+    assert [len(invocation.pieces) for invocation in cut] == [3, 3, 1]
+    assert cut[0].event["Records"][0]["eventID"].startswith("shardId-000000000003:")
+
+
+def test_producers_interleave_record_by_record_each_file_in_partition_order() -> None:
+    specs = [_spec(2 * KIB, KIB), _spec(3 * KIB, KIB)]
+
+    assert interleaved(specs) == [Piece(0, 0), Piece(1, 0), Piece(0, 1), Piece(1, 1), Piece(1, 2)]
+
+
+@pytest.mark.parametrize(
+    ("item", "size"),
+    [
+        ({"file_id": {"S": "abc"}}, 7 + 3),
+        ({"n": {"N": "12345"}}, 1 + 3 + 1),  # 5 significant digits: 3 bytes, + 1
+        ({"n": {"N": "1000"}}, 1 + 1 + 1),  # trailing zeros are trimmed
+        ({"p0": {"B": bytes(16)}}, 2 + 16),
+        ({"ok": {"BOOL": True}}, 2 + 1),
+        ({"l": {"L": [{"S": "ab"}, {"N": "7"}]}}, 1 + 3 + (1 + 2) + (1 + 2)),
+    ],
+)
+def test_item_size_is_dynamodbs_name_plus_value_bytes(item: dict[str, Any], size: int) -> None:
+    assert item_size(item) == size

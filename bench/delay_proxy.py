@@ -1,0 +1,151 @@
+"""A delay proxy: every AWS request waits a fixed time, then goes to moto unchanged.
+
+moto in-process answers in a millisecond or so; S3 and DynamoDB answer in tens. The clients
+of the realistic section take this proxy as their endpoint, so each of their requests pays
+the delay once, as a round trip to AWS would. Requests and answers are streamed through
+untouched (headers included: moto does not check signatures, and the Host the client
+signed is the one moto sees), so whatever moto says, the client hears.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from urllib.parse import urlsplit
+
+BLOCK = 1 << 20
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+"""Headers that describe one connection, not the message: never forwarded."""
+
+
+class DelayProxy:
+    """``with DelayProxy(upstream, delay) as proxy``: ``proxy.url`` is the endpoint to use."""
+
+    def __init__(self, upstream: str, delay_seconds: float = 0.020) -> None:
+        parts = urlsplit(upstream)
+        if parts.scheme != "http" or parts.hostname is None or parts.port is None:
+            raise ValueError("the upstream is http://host:port")
+        self.delay_seconds = delay_seconds
+        self.requests = 0
+        self._upstream = (parts.hostname, parts.port)
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def connect(self) -> http.client.HTTPConnection:
+        host, port = self._upstream
+        return http.client.HTTPConnection(host, port, timeout=60)
+
+    def _count(self) -> None:
+        with self._lock:
+            self.requests += 1
+
+    def __enter__(self) -> DelayProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
+def _handler_for(proxy: DelayProxy) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive towards the client, as AWS's endpoints do
+
+        def _forward(self) -> None:
+            body = self._request_body()
+            time.sleep(proxy.delay_seconds)
+            proxy._count()
+            upstream = proxy.connect()
+            try:
+                upstream.putrequest(
+                    self.command, self.path, skip_host=True, skip_accept_encoding=True
+                )
+                for name, value in self.headers.items():
+                    if name.lower() not in HOP_BY_HOP and name.lower() != "content-length":
+                        upstream.putheader(name, value)
+                if body is None:
+                    length = int(self.headers.get("Content-Length", "0"))
+                    upstream.putheader("Content-Length", str(length))
+                    upstream.endheaders()
+                    while length > 0:
+                        block = self.rfile.read(min(length, BLOCK))
+                        if not block:
+                            raise ConnectionError("the client stopped sending its body")
+                        upstream.send(block)
+                        length -= len(block)
+                else:
+                    upstream.putheader("Content-Length", str(len(body)))
+                    upstream.endheaders(body)
+                self._relay(upstream.getresponse())
+            finally:
+                upstream.close()
+
+        def _request_body(self) -> bytes | None:
+            """None when the body has a Content-Length (it is streamed); a chunked body is
+            read whole here, since moto wants a length."""
+            if "chunked" not in self.headers.get("Transfer-Encoding", "").lower():
+                return None
+            parts = bytearray()
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                parts += self.rfile.read(size)
+                self.rfile.readline()
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+            return bytes(parts)
+
+        def _relay(self, response: http.client.HTTPResponse) -> None:
+            self.send_response_only(response.status, response.reason)
+            headers = [(k, v) for k, v in response.getheaders() if k.lower() not in HOP_BY_HOP]
+            length = response.getheader("Content-Length")
+            bodiless = self.command == "HEAD" or response.status in (204, 304)
+            if length is None and not bodiless:
+                whole = response.read()  # werkzeug may chunk: give the client a length
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(whole)))
+                self.end_headers()
+                self.wfile.write(whole)
+                return
+            for name, value in headers:
+                self.send_header(name, value)
+            self.end_headers()
+            if bodiless:
+                return
+            while block := response.read(BLOCK):
+                self.wfile.write(block)
+
+        do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Quiet: the benchmark counts requests on the clients."""
+
+    return Handler

@@ -1,0 +1,587 @@
+"""The stream as AWS delivers it: what a GiB costs, how long a file waits, how fast small
+files go.
+
+Every request to S3 and DynamoDB goes through the delay proxy (a fixed round trip added to
+moto's answer). Records carry ~700 KiB chunks (the largest a 1 MiB Kinesis record holds once
+the content is base64 inside JSON) and invocations are cut where the event, its record data
+base64 again, would pass Lambda's 6 MB payload: about four chunks each, whatever BatchSize
+says. Three layouts run through the real handler:
+
+- local backend, one shard: three producers' files interleaved record by record, a second
+  warm container taking every 7th invocation (Lambda recycles and scales containers);
+- dynamodb backend: the same files' chunks spread over 4 shards, one container per shard,
+  the shards' invocations taken in turn;
+- small files: invocations of 100 single-chunk files, each PUT answered after 30 ms.
+
+Requests are counted by kind on the containers' clients; DynamoDB capacity units are
+computed from the item's size as DynamoDB defines it, read by the bench beside each request
+(moto reports a flat 1 unit), and that reading's time is taken out of every duration. The
+floor for a file's latency is the same file read back from S3 in chunk-sized ranges, 8 at a
+time through the same proxy, then one PUT of the whole to the same receiver.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import itertools
+import json
+import math
+import os
+import random
+import statistics
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from typing import Any
+
+import boto3
+from attrs import define, field, frozen
+
+from adapters.settings import BackendName
+from bench.baselines import plain_session, put_file
+from bench.workload import KIB, MIB, Event, FileSpec, Record, Sequencer
+from bench.world import BUCKET, BenchError, TimedReceiver, World
+from entrypoints.container import Container
+from entrypoints.events import encode_payload, kinesis_record
+from entrypoints.lambda_handler import handle
+
+# List prices, us-east-1, as of PRICES_AS_OF.
+PRICES_AS_OF = "2026-11"
+S3_PUT_COPY_POST_LIST = 0.005 / 1000
+S3_GET_AND_OTHERS = 0.0004 / 1000
+DYNAMODB_WRITE_UNIT = 0.625 / 1_000_000
+"""On-demand, per write request unit: 1 KB of item, rounded up per item written."""
+DYNAMODB_READ_UNIT = 0.125 / 1_000_000
+"""On-demand, per read request unit: 4 KB strongly consistent (half for eventual)."""
+LAMBDA_GB_SECOND = 0.0000166667
+LAMBDA_REQUEST = 0.20 / 1_000_000
+LAMBDA_MEMORY_MB = 512
+"""The template's default MemorySize."""
+
+S3_FREE = frozenset({"DeleteObject", "DeleteObjects"})
+S3_GET_CLASS = frozenset({"GetObject", "HeadObject", "HeadBucket", "GetObjectTagging"})
+"""Every other S3 request is billed at the PUT, COPY, POST, LIST rate."""
+
+KINESIS_RECORD_LIMIT = MIB
+"""A Kinesis record's data (the partition key aside) is at most 1 MiB."""
+INVOCATION_PAYLOAD_LIMIT = 6_000_000
+"""Lambda's 6 MB invocation payload: the event's JSON, record data base64 in it."""
+CHUNK_SIZE = 700 * KIB
+SHARDS = 4
+SECOND_CONTAINER_EVERY = 7
+FLOOR_PARALLEL_GETS = 8
+SMALL_FILES_PER_INVOCATION = 100
+SMALL_FILE_SIZE = 20_000
+
+LOCAL_INTERLEAVED = "local: 1 shard, 3 producers, 2 containers"
+"""Three producers' files interleaved record by record; every 7th invocation on a second warm
+container."""
+DYNAMODB_SPREAD = f"dynamodb: chunks over {SHARDS} shards"
+"""The same files, chunk n of the interleaved stream on shard n mod 4, a container per shard."""
+
+
+# --- DynamoDB capacity, as DynamoDB counts it ------------------------------------------
+
+
+def item_size(item: dict[str, Any]) -> int:
+    """Bytes of an item as DynamoDB bills it: each attribute's name plus its value."""
+    return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
+
+
+def _value_size(value: dict[str, Any]) -> int:
+    ((kind, content),) = value.items()
+    if kind == "S":
+        return len(str(content).encode())
+    if kind == "N":
+        return _number_size(str(content))
+    if kind == "B":
+        return len(content)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "SS":
+        return sum(len(str(s).encode()) for s in content)
+    if kind == "NS":
+        return sum(_number_size(str(n)) for n in content)
+    if kind == "BS":
+        return sum(len(b) for b in content)
+    if kind == "L":
+        return 3 + sum(1 + _value_size(v) for v in content)
+    if kind == "M":
+        return 3 + sum(1 + len(k.encode()) + _value_size(v) for k, v in content.items())
+    raise ValueError(f"unknown DynamoDB type {kind}")
+
+
+def _number_size(text: str) -> int:
+    """1 byte per two significant digits, plus 1."""
+    digits = format(abs(Decimal(text)), "f").replace(".", "").strip("0") or "0"
+    return math.ceil(len(digits) / 2) + 1
+
+
+_WRITES = frozenset({"UpdateItem", "PutItem", "DeleteItem"})
+_KEYED_READS = frozenset({"GetItem"})
+_LISTING_READS = frozenset({"Query", "Scan"})
+
+
+@define
+class Accounting:
+    """Requests by kind on the containers' clients, and DynamoDB's capacity units.
+
+    ``reader`` reads the item beside each keyed DynamoDB request, straight from moto and
+    uncounted; the time it takes is kept in ``pauses`` so that durations can leave it out.
+    """
+
+    reader: Any
+    requests: Counter[str] = field(factory=Counter)
+    write_units: float = 0.0
+    read_units: float = 0.0
+    pauses: list[tuple[float, float]] = field(factory=list)
+
+    def attach(self, container: Container) -> None:
+        s3 = container.s3_client()
+        s3.meta.events.register("before-call", self._count("s3"))
+        db = container.dynamodb_client()
+        db.meta.events.register("before-parameter-build.dynamodb", self._remember)
+        db.meta.events.register("before-call.dynamodb", self._count("dynamodb"))
+        db.meta.events.register("before-call.dynamodb", self._before)
+        db.meta.events.register("after-call.dynamodb", self._after)
+
+    def paused_between(self, start: float, end: float) -> float:
+        return sum(max(0.0, min(b, end) - max(a, start)) for a, b in self.pauses)
+
+    @property
+    def paused(self) -> float:
+        return sum(b - a for a, b in self.pauses)
+
+    def _count(self, service: str) -> Any:
+        def before_call(model: Any, **_: Any) -> None:
+            self.requests[f"{service}.{model.name}"] += 1
+
+        return before_call
+
+    def _remember(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        if "Key" in params:
+            context["bench_item"] = (params["TableName"], params["Key"])
+        context["bench_consistent"] = bool(params.get("ConsistentRead"))
+
+    def _before(self, model: Any, context: dict[str, Any], **_: Any) -> None:
+        if model.name in _WRITES and "bench_item" in context:
+            context["bench_before"] = self._size(*context["bench_item"])
+
+    def _after(self, model: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        factor = 1.0 if context.get("bench_consistent") else 0.5
+        if model.name in _WRITES and "bench_item" in context:
+            after = self._size(*context["bench_item"])
+            largest = max(context.get("bench_before", 0), after)
+            self.write_units += max(1, math.ceil(largest / 1024))
+        elif model.name in _KEYED_READS and "bench_item" in context:
+            # A read is billed for the whole item, whatever the projection.
+            self.read_units += factor * max(1, math.ceil(self._size(*context["bench_item"]) / 4096))
+        elif model.name in _LISTING_READS:
+            total = sum(item_size(item) for item in parsed.get("Items", []))
+            self.read_units += factor * max(1, math.ceil(total / 4096))
+
+    def _size(self, table: str, key: dict[str, Any]) -> int:
+        started = time.perf_counter()
+        item = self.reader.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
+        self.pauses.append((started, time.perf_counter()))
+        return item_size(item) if item else 0
+
+
+# --- Records and invocations as AWS makes them -----------------------------------------
+
+
+@functools.cache
+def _block(seed: int, chunk_size: int) -> bytes:
+    """The random block ``FileSpec.contents`` cuts every partition from."""
+    return random.Random(seed).randbytes(chunk_size)
+
+
+def chunk(spec: FileSpec, partition: int) -> bytes:
+    """Partition ``partition`` of ``spec``, the same bytes ``spec.contents()`` makes."""
+    length = min(spec.chunk_size, spec.size - partition * spec.chunk_size)
+    return (partition.to_bytes(8, "big") + _block(spec.seed, spec.chunk_size)[8:length])[:length]
+
+
+def shard_id(shard: int) -> str:
+    return f"shardId-{shard:012d}"
+
+
+@frozen
+class Piece:
+    """One chunk on its way: which file, which partition."""
+
+    file: int
+    partition: int
+
+
+def interleaved(specs: Sequence[FileSpec]) -> list[Piece]:
+    """The producers' chunks, record by record in turn, each file in partition order."""
+    rounds = itertools.zip_longest(
+        *([Piece(f, p) for p in range(spec.partition_count)] for f, spec in enumerate(specs))
+    )
+    return [piece for round_ in rounds for piece in round_ if piece is not None]
+
+
+def record(spec: FileSpec, partition: int, shard: int, sequence: Sequencer) -> Record:
+    payload = encode_payload(
+        {
+            "putEndpoint": spec.endpoint,
+            "partition": partition,
+            "partitionCount": spec.partition_count,
+            "content": base64.b64encode(chunk(spec, partition)).decode("ascii"),
+        }
+    )
+    if len(payload) > KINESIS_RECORD_LIMIT:
+        raise ValueError(f"a {len(payload)}-byte record is over Kinesis's 1 MiB")
+    return kinesis_record(
+        payload, sequence(), partition_key=spec.path.split("?")[0], shard_id=shard_id(shard)
+    )
+
+
+@frozen
+class Invocation:
+    event: Event
+    pieces: tuple[Piece, ...]
+    payload_bytes: int
+
+
+def invocations(
+    specs: Sequence[FileSpec],
+    pieces: Iterable[Piece],
+    shard: int,
+    max_records: int = 10_000,
+    limit: int = INVOCATION_PAYLOAD_LIMIT,
+) -> Iterator[Invocation]:
+    """The shard's records in order, cut as Lambda cuts them: no event over ``limit`` bytes
+    of JSON, no more than ``max_records`` (BatchSize) records. Made one at a time."""
+    sequence = Sequencer()
+    empty = len(json.dumps({"Records": []}))
+    batch: list[tuple[Piece, Record, int]] = []
+    size = empty
+    for piece in pieces:
+        made = record(specs[piece.file], piece.partition, shard, sequence)
+        length = len(json.dumps(made))
+        if empty + length > limit:
+            raise ValueError("one record is over the invocation payload limit")
+        if batch and (size + 2 + length > limit or len(batch) == max_records):
+            yield _invocation(batch, size)
+            batch, size = [], empty
+        size += length + (2 if batch else 0)
+        batch.append((piece, made, length))
+    if batch:
+        yield _invocation(batch, size)
+
+
+def _invocation(batch: Sequence[tuple[Piece, Record, int]], size: int) -> Invocation:
+    return Invocation({"Records": [r for _, r, _ in batch]}, tuple(p for p, _, _ in batch), size)
+
+
+# --- The layouts ------------------------------------------------------------------------
+
+
+@frozen
+class LayoutRow:
+    layout: str
+    backend: str
+    shards: int
+    containers: int
+    files: int
+    file_bytes: int
+    chunk_size: int
+    chunks: int
+    invocations: int
+    records_per_invocation: float
+    largest_payload_bytes: int
+    handler_seconds: float
+    """Sum over invocations, the bench's own DynamoDB reads left out."""
+    requests: dict[str, int]
+    write_units: float
+    read_units: float
+    completing_seconds: tuple[float, ...]
+    """Per file: start of the invocation holding its last chunk -> receiver has the body."""
+    floor_seconds: tuple[float, ...]
+    """Per file: 8-way ranged GETs of a stored copy through the proxy, then one PUT."""
+
+    @property
+    def requests_per_chunk(self) -> float:
+        return sum(self.requests.values()) / self.chunks
+
+    @property
+    def dollars(self) -> dict[str, float]:
+        s3_tier1 = sum(
+            n
+            for kind, n in self.requests.items()
+            if kind.startswith("s3.") and kind[3:] not in S3_FREE and kind[3:] not in S3_GET_CLASS
+        )
+        s3_tier2 = sum(n for kind, n in self.requests.items() if kind[3:] in S3_GET_CLASS)
+        return {
+            "s3": s3_tier1 * S3_PUT_COPY_POST_LIST + s3_tier2 * S3_GET_AND_OTHERS,
+            "dynamodb": self.write_units * DYNAMODB_WRITE_UNIT
+            + self.read_units * DYNAMODB_READ_UNIT,
+            "lambda": self.handler_seconds * LAMBDA_MEMORY_MB / 1024 * LAMBDA_GB_SECOND
+            + self.invocations * LAMBDA_REQUEST,
+        }
+
+    @property
+    def dollars_per_gib(self) -> float:
+        return sum(self.dollars.values()) * (1024 * MIB) / self.file_bytes
+
+    @property
+    def completing_median(self) -> float:
+        return statistics.median(self.completing_seconds)
+
+    @property
+    def floor_median(self) -> float:
+        return statistics.median(self.floor_seconds)
+
+    @property
+    def over_floor(self) -> float:
+        return self.completing_median / self.floor_median
+
+    @property
+    def mb_s(self) -> float:
+        return self.file_bytes / self.handler_seconds / 1e6
+
+
+@frozen
+class SmallFilesRow:
+    backend: str
+    invocations: int
+    files_per_invocation: int
+    file_size: int
+    payload_bytes: int
+    seconds: tuple[float, ...]
+    requests: dict[str, int]
+
+    @property
+    def files_per_second(self) -> float:
+        return self.invocations * self.files_per_invocation / sum(self.seconds)
+
+    @property
+    def requests_per_file(self) -> float:
+        return sum(self.requests.values()) / (self.invocations * self.files_per_invocation)
+
+
+@frozen
+class RealisticResults:
+    aws_delay_seconds: float
+    put_answer_seconds: float
+    layouts: tuple[LayoutRow, ...]
+    small_files: tuple[SmallFilesRow, ...]
+
+
+@frozen
+class Shape:
+    """The sizes of one run: the defaults are the issue's; the smoke test shrinks them."""
+
+    file_size: int = 20 * MIB
+    chunk_size: int = CHUNK_SIZE
+    small_files: int = SMALL_FILES_PER_INVOCATION
+    small_invocations: int = 5
+    small_seconds: float = 10.0
+    """Stop adding small-file invocations once this much handler time is spent (one at least):
+    today's slow backend then takes one, a faster one several."""
+
+
+def run(world: World, shape: Shape) -> RealisticResults:
+    return RealisticResults(
+        aws_delay_seconds=world.proxy.delay_seconds,
+        put_answer_seconds=world.slow_receiver.answer_seconds,
+        layouts=(local_interleaved(world, shape), dynamodb_spread(world, shape)),
+        small_files=tuple(small_files(world, backend, shape) for backend in BackendName),
+    )
+
+
+def _files(world: World, name: str, shape: Shape) -> list[FileSpec]:
+    return [
+        FileSpec(world.endpoint("realistic", name), shape.file_size, shape.chunk_size, seed)
+        for seed in range(3)
+    ]
+
+
+def _accounting() -> Accounting:
+    return Accounting(boto3.client("dynamodb"))
+
+
+def local_interleaved(world: World, shape: Shape) -> LayoutRow:
+    specs = _files(world, "local", shape)
+    accounting = _accounting()
+    containers = [world.delayed_container(BackendName.LOCAL) for _ in range(2)]
+    for container in containers:
+        accounting.attach(container)
+    schedule = (
+        (containers[1 if n % SECOND_CONTAINER_EVERY == SECOND_CONTAINER_EVERY - 1 else 0], inv)
+        for n, inv in enumerate(invocations(specs, interleaved(specs), shard=0))
+    )
+    return _run_layout(
+        world, LOCAL_INTERLEAVED, BackendName.LOCAL, 1, 2, specs, schedule, accounting
+    )
+
+
+def dynamodb_spread(world: World, shape: Shape) -> LayoutRow:
+    specs = _files(world, "dynamodb", shape)
+    accounting = _accounting()
+    containers = [world.delayed_container(BackendName.DYNAMODB) for _ in range(SHARDS)]
+    for container in containers:
+        accounting.attach(container)
+    order = interleaved(specs)
+    per_shard = [
+        ((containers[shard], inv) for inv in invocations(specs, order[shard::SHARDS], shard))
+        for shard in range(SHARDS)
+    ]
+    schedule = (
+        step for turn in itertools.zip_longest(*per_shard) for step in turn if step is not None
+    )
+    return _run_layout(
+        world, DYNAMODB_SPREAD, BackendName.DYNAMODB, SHARDS, SHARDS, specs, schedule, accounting
+    )
+
+
+def _run_layout(
+    world: World,
+    layout: str,
+    backend: BackendName,
+    shards: int,
+    container_count: int,
+    specs: Sequence[FileSpec],
+    schedule: Iterable[tuple[Container, Invocation]],
+    accounting: Accounting,
+) -> LayoutRow:
+    arrived = [0] * len(specs)
+    completing_start: dict[int, float] = {}
+    handler_seconds = 0.0
+    count = records = largest = 0
+    for container, invocation in schedule:
+        started = time.perf_counter()
+        response = handle(container, invocation.event, None)
+        ended = time.perf_counter()
+        if response["batchItemFailures"]:
+            raise BenchError(f"the handler asked for redelivery: {response}")
+        handler_seconds += ended - started - accounting.paused_between(started, ended)
+        count += 1
+        records += len(invocation.pieces)
+        largest = max(largest, invocation.payload_bytes)
+        for piece in invocation.pieces:
+            arrived[piece.file] += 1
+            if arrived[piece.file] == specs[piece.file].partition_count:
+                completing_start[piece.file] = started
+    completing = []
+    for index, spec in enumerate(specs):
+        world.check_upload(spec, spec.sha256())
+        finished = world.receiver.finished_at(spec.path)
+        started = completing_start[index]
+        completing.append(finished - started - accounting.paused_between(started, finished))
+    _nothing_pending()
+    return LayoutRow(
+        layout=layout,
+        backend=backend.value,
+        shards=shards,
+        containers=container_count,
+        files=len(specs),
+        file_bytes=sum(spec.size for spec in specs),
+        chunk_size=specs[0].chunk_size,
+        chunks=sum(spec.partition_count for spec in specs),
+        invocations=count,
+        records_per_invocation=records / count,
+        largest_payload_bytes=largest,
+        handler_seconds=handler_seconds,
+        requests=dict(sorted(accounting.requests.items())),
+        write_units=accounting.write_units,
+        read_units=accounting.read_units,
+        completing_seconds=tuple(completing),
+        floor_seconds=tuple(floor(world, spec) for spec in specs),
+    )
+
+
+def _nothing_pending() -> None:
+    listing = boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="pending/")
+    if listing.get("KeyCount", 0):
+        keys = [item["Key"] for item in listing.get("Contents", [])][:3]
+        raise BenchError(f"chunks left under pending/ after every file was uploaded: {keys}")
+
+
+def floor(world: World, spec: FileSpec) -> float:
+    """Read the file back from S3 in chunk-sized pieces, 8 at a time through the proxy, into a
+    local file; then PUT the whole to the receiver. Seconds to the last byte there.
+
+    The pieces are stored as chunk-sized objects, not as ranges of one object: moto reads a
+    whole object to serve any range of it, which S3 does not; the requests and bytes are the
+    same either way.
+    """
+    prefix = f"bench-floor/{spec.path.split('?')[0].strip('/')}"
+    direct = boto3.client("s3")
+    for partition in range(spec.partition_count):
+        direct.put_object(
+            Bucket=BUCKET, Key=f"{prefix}/{partition:05d}", Body=chunk(spec, partition)
+        )
+    s3 = world.delayed_s3()
+    target = FileSpec(world.endpoint("realistic-floor"), spec.size, spec.chunk_size, spec.seed)
+    path = world.scratch("floor") / "file.bin"
+    with path.open("wb") as out:
+        out.truncate(spec.size)
+    descriptor = os.open(path, os.O_WRONLY)
+
+    def fetch(partition: int) -> None:
+        key = f"{prefix}/{partition:05d}"
+        body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        os.pwrite(descriptor, body, partition * spec.chunk_size)
+
+    try:
+        with plain_session() as session:
+            started = time.perf_counter()
+            with ThreadPoolExecutor(FLOOR_PARALLEL_GETS) as pool:
+                list(pool.map(fetch, range(spec.partition_count)))
+            with path.open("rb") as body:
+                put_file(session, target.endpoint, body)
+            seconds = world.receiver.finished_at(target.path) - started
+    finally:
+        os.close(descriptor)
+    world.check_upload(target, spec.sha256())
+    path.unlink()
+    return seconds
+
+
+def small_files(world: World, backend: BackendName, shape: Shape) -> SmallFilesRow:
+    """Invocations of ``shape.small_files`` single-chunk files on one warm container, up to
+    ``shape.small_invocations`` of them or ``shape.small_seconds`` of handler time."""
+    container = world.delayed_container(backend)
+    accounting = _accounting()
+    accounting.attach(container)
+    receiver: TimedReceiver = world.slow_receiver
+    seconds: list[float] = []
+    payload = 0
+    for n in range(shape.small_invocations):
+        if sum(seconds) >= shape.small_seconds:
+            break
+        specs = [
+            FileSpec(
+                world.endpoint("small", backend.value, receiver=receiver),
+                SMALL_FILE_SIZE,
+                SMALL_FILE_SIZE,
+                seed=n * shape.small_files + i,
+            )
+            for i in range(shape.small_files)
+        ]
+        pieces = [Piece(i, 0) for i in range(len(specs))]
+        (invocation,) = invocations(specs, pieces, shard=0, max_records=len(specs))
+        payload = invocation.payload_bytes
+        started = time.perf_counter()
+        response = handle(container, invocation.event, None)
+        ended = time.perf_counter()
+        if response["batchItemFailures"]:
+            raise BenchError(f"the handler asked for redelivery: {response}")
+        seconds.append(ended - started - accounting.paused_between(started, ended))
+        for spec in specs:
+            world.check_upload(spec, spec.sha256(), receiver=receiver)
+    return SmallFilesRow(
+        backend=backend.value,
+        invocations=len(seconds),
+        files_per_invocation=shape.small_files,
+        file_size=SMALL_FILE_SIZE,
+        payload_bytes=payload,
+        seconds=tuple(seconds),
+        requests=dict(sorted(accounting.requests.items())),
+    )
