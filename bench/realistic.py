@@ -30,6 +30,7 @@ import math
 import os
 import random
 import statistics
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -138,18 +139,33 @@ class Accounting:
     write_units: float = 0.0
     read_units: float = 0.0
     pauses: list[tuple[float, float]] = field(factory=list)
+    _lock: threading.Lock = field(factory=threading.Lock)
+    """Files' lanes send requests at once: counts are added under it."""
 
-    def attach(self, container: Container) -> None:
+    def attach(self, container: Container, capacity: bool = True) -> None:
+        """Count the container's requests; with ``capacity``, also the write and read units
+        (an uncounted read of the item beside each keyed DynamoDB request)."""
         s3 = container.s3_client()
         s3.meta.events.register("before-call", self._count("s3"))
         db = container.dynamodb_client()
-        db.meta.events.register("before-parameter-build.dynamodb", self._remember)
         db.meta.events.register("before-call.dynamodb", self._count("dynamodb"))
-        db.meta.events.register("before-call.dynamodb", self._before)
-        db.meta.events.register("after-call.dynamodb", self._after)
+        if capacity:
+            db.meta.events.register("before-parameter-build.dynamodb", self._remember)
+            db.meta.events.register("before-call.dynamodb", self._before)
+            db.meta.events.register("after-call.dynamodb", self._after)
 
     def paused_between(self, start: float, end: float) -> float:
-        return sum(max(0.0, min(b, end) - max(a, start)) for a, b in self.pauses)
+        """How long at least one such read ran between ``start`` and ``end``: files' lanes
+        read at once, so overlapping pauses count once."""
+        clipped = sorted(
+            (max(a, start), min(b, end)) for a, b in list(self.pauses) if b > start and a < end
+        )
+        total, reach = 0.0, start
+        for a, b in clipped:
+            if b > reach:
+                total += b - max(a, reach)
+                reach = b
+        return total
 
     @property
     def paused(self) -> float:
@@ -157,7 +173,8 @@ class Accounting:
 
     def _count(self, service: str) -> Any:
         def before_call(model: Any, **_: Any) -> None:
-            self.requests[f"{service}.{model.name}"] += 1
+            with self._lock:
+                self.requests[f"{service}.{model.name}"] += 1
 
         return before_call
 
@@ -175,13 +192,17 @@ class Accounting:
         if model.name in _WRITES and "bench_item" in context:
             after = self._size(*context["bench_item"])
             largest = max(context.get("bench_before", 0), after)
-            self.write_units += max(1, math.ceil(largest / 1024))
+            with self._lock:
+                self.write_units += max(1, math.ceil(largest / 1024))
         elif model.name in _KEYED_READS and "bench_item" in context:
             # A read is billed for the whole item, whatever the projection.
-            self.read_units += factor * max(1, math.ceil(self._size(*context["bench_item"]) / 4096))
+            units = factor * max(1, math.ceil(self._size(*context["bench_item"]) / 4096))
+            with self._lock:
+                self.read_units += units
         elif model.name in _LISTING_READS:
             total = sum(item_size(item) for item in parsed.get("Items", []))
-            self.read_units += factor * max(1, math.ceil(total / 4096))
+            with self._lock:
+                self.read_units += factor * max(1, math.ceil(total / 4096))
 
     def _size(self, table: str, key: dict[str, Any]) -> int:
         started = time.perf_counter()
@@ -549,7 +570,7 @@ def small_files(world: World, backend: BackendName, shape: Shape) -> SmallFilesR
     ``shape.small_invocations`` of them or ``shape.small_seconds`` of handler time."""
     container = world.delayed_container(backend)
     accounting = _accounting()
-    accounting.attach(container)
+    accounting.attach(container, capacity=False)  # no uncounted reads beside the lanes' work
     receiver: TimedReceiver = world.slow_receiver
     seconds: list[float] = []
     payload = 0
