@@ -71,7 +71,7 @@ class Settings:
     upload_allowed_hosts: tuple[str, ...] | None = None
     limits: Limits = field(factory=Limits)
     upload_max_attempts: int = 4
-    upload_concurrency: int = 16
+    upload_concurrency: int = 32
     upload_connect_timeout: float = 5.0
     upload_read_timeout: float = 60.0
     upload_retry_seconds: float = 30.0
@@ -148,7 +148,7 @@ class Settings:
             ),
             upload_max_attempts=_integer(values, "UPLOAD_MAX_ATTEMPTS", 4),
             upload_concurrency=_at_most(
-                _integer(values, "UPLOAD_CONCURRENCY", 16), "UPLOAD_CONCURRENCY", MAX_CONCURRENCY
+                _integer(values, "UPLOAD_CONCURRENCY", 32), "UPLOAD_CONCURRENCY", MAX_CONCURRENCY
             ),
             upload_connect_timeout=_number(values, "UPLOAD_CONNECT_TIMEOUT", 5.0),
             upload_read_timeout=_number(values, "UPLOAD_READ_TIMEOUT", 60.0),

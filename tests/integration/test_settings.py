@@ -33,7 +33,7 @@ def test_only_the_bucket_is_required_and_everything_else_has_its_default() -> No
         upload_allowed_hosts=None,
         limits=Limits(max_partition_count=10_000, max_file_bytes=5 * 1024**3),
         upload_max_attempts=4,
-        upload_concurrency=16,
+        upload_concurrency=32,
         upload_connect_timeout=5.0,
         upload_read_timeout=60.0,
         ssm_parameter_path=None,
