@@ -12,9 +12,11 @@ from __future__ import annotations
 import http.client
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from urllib.parse import urlsplit
+
+from tests.tools.receiver import BackloggedServer
 
 BLOCK = 1 << 20
 HOP_BY_HOP = frozenset(
@@ -32,13 +34,6 @@ HOP_BY_HOP = frozenset(
 """Headers that describe one connection, not the message: never forwarded."""
 
 
-class _Backlogged(ThreadingHTTPServer):
-    """Many connections opened at once (files' lanes) must not wait for a SYN to be sent
-    again: the default listen backlog of 5 drops the rest for a second."""
-
-    request_queue_size = 128
-
-
 class DelayProxy:
     """``with DelayProxy(upstream, delay) as proxy``: ``proxy.url`` is the endpoint to use."""
 
@@ -50,7 +45,7 @@ class DelayProxy:
         self.requests = 0
         self._upstream = (parts.hostname, parts.port)
         self._lock = threading.Lock()
-        self._server = _Backlogged(("127.0.0.1", 0), _handler_for(self))
+        self._server = BackloggedServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

@@ -16,7 +16,7 @@ from types import TracebackType
 from attrs import frozen
 
 
-class _Backlogged(ThreadingHTTPServer):
+class BackloggedServer(ThreadingHTTPServer):
     """Many connections opened at once (files' lanes) must not wait for a SYN to be sent
     again: the default listen backlog of 5 drops the rest for a second."""
 
@@ -46,7 +46,7 @@ class LocalReceiver:
         self.refused: list[str] = []
         self._failures: deque[int] = deque()
         self._lock = threading.Lock()
-        self._server = _Backlogged(("127.0.0.1", 0), _handler_for(self))
+        self._server = BackloggedServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

@@ -73,30 +73,25 @@ BACKENDS: dict[str, Callable[[FakeUploader, int], FakeContainer | SharedFakeCont
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_the_small_files_of_a_batch_are_uploaded_at_once(backend: str) -> None:
-    files = small_files(8)
-    uploader = MeetingUploader(parties=8)
-    container = BACKENDS[backend](uploader, 8)
+@pytest.mark.parametrize(
+    ("files", "concurrency"),
+    [(8, 8), (24, 4)],
+    ids=["as many files as lanes", "more files than lanes"],
+)
+def test_the_small_files_of_a_batch_are_uploaded_at_once_never_more_than_the_concurrency(
+    backend: str, files: int, concurrency: int
+) -> None:
+    contents = small_files(files)
+    uploader = MeetingUploader(parties=concurrency)
+    container = BACKENDS[backend](uploader, concurrency)
 
-    failed = container.process([record(payload(url, 0, 1, body)) for url, body in files.items()])
+    batch = [record(payload(url, 0, 1, body)) for url, body in contents.items()]
+    failed = container.process(batch)
 
     assert failed == []
-    assert uploader.most_in_flight == 8
-    for url, body in files.items():
+    assert uploader.most_in_flight == concurrency
+    for url, body in contents.items():
         assert_uploaded_once(uploader.bodies_for(url), body, to=url)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_no_more_files_than_the_concurrency_are_uploaded_at_once(backend: str) -> None:
-    files = small_files(24)
-    uploader = MeetingUploader(parties=4)
-    container = BACKENDS[backend](uploader, 4)
-
-    failed = container.process([record(payload(url, 0, 1, body)) for url, body in files.items()])
-
-    assert failed == []
-    assert uploader.most_in_flight == 4
-    assert len(uploader.uploads) == 24
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
