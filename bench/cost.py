@@ -9,6 +9,7 @@ ingest. Files of several sizes give a straight line: requests = per_chunk * chun
 from __future__ import annotations
 
 import inspect
+import threading
 from collections import Counter
 from collections.abc import Sequence
 from types import CodeType
@@ -17,6 +18,7 @@ from typing import Any
 from attrs import frozen
 
 from adapters.settings import BackendName
+from application.body import READ_AHEAD_THREADS
 from application.lifecycle import FileLifecycle
 from application.shared_ingest import SharedIngestChunk
 from bench.throughput import run_handler
@@ -51,6 +53,8 @@ class RequestCounter:
 
 
 def _phase() -> str:
+    if threading.current_thread().name.startswith(READ_AHEAD_THREADS):
+        return "assembly"  # a part fetched ahead of the upload, on the body's own thread
     frame = inspect.currentframe()
     while frame is not None:
         if frame.f_code in _ASSEMBLY:
