@@ -34,6 +34,14 @@ class _Tracked:
 
 
 @define
+class _Refused:
+    """Why a record makes no chunk: a rejection (quarantined) or an error (redelivered)."""
+
+    error: Exception
+    endpoint: str
+
+
+@define
 class _Valid:
     """A record that passed validation and the endpoint policy, waiting for its lane."""
 
@@ -75,7 +83,8 @@ class ProcessBatch:
 
         Records are validated in batch order, then admitted file by file: each file's
         records in order, different files at once (FileLanes). The time left is asked once a
-        record, before its work: with lanes, in its lane, where the uploads take the time.
+        record, before its work: with lanes, a valid record's in its lane, where the uploads
+        take the time, and a refused one's before its quarantine is written.
         """
         self._batches += 1
         shard = shard_of(records[0].source) if records else ""
@@ -83,18 +92,19 @@ class ProcessBatch:
         failed: set[str] = set()
         valid: list[_Valid] = []
         tracked: list[_Tracked] = []
+        out_of_time = threading.Event()  # once near, for every lane, without asking again
         one_by_one = self._lanes.concurrency == 1
         for index, record in enumerate(records):
-            if one_by_one and self._deadline_near(index, remaining):
-                log.warning(
-                    "deadline near: the rest of the batch is left for redelivery",
-                    extra={"sequence_number": record.sequence_number, "left": len(records) - index},
-                )
-                failed.update(r.sequence_number for r in records[index:])
+            asked = one_by_one
+            if asked and self._deadline_near(index, remaining):
+                self._cut(records, index, failed, out_of_time)
                 break
             chunk = self._validate(record)
-            if not isinstance(chunk, Chunk):
-                if not chunk:
+            if isinstance(chunk, _Refused):
+                if not asked and self._deadline_near(index, remaining):
+                    self._cut(records, index, failed, out_of_time)
+                    break
+                if not self._refuse(record, chunk):
                     failed.add(record.sequence_number)
             elif one_by_one:  # one record after the other, as they came
                 if not self._admit(_Valid(index, record, chunk), batch, tracked):
@@ -102,10 +112,9 @@ class ProcessBatch:
             else:
                 valid.append(_Valid(index, record, chunk))
 
-        out_of_time = threading.Event()  # once near, for every lane, without asking again
-
         def admit(item: _Valid) -> None:
-            if out_of_time.is_set() or self._deadline_near(item.index, remaining):
+            late = item.index > 0 and out_of_time.is_set()  # the first record always goes
+            if late or self._deadline_near(item.index, remaining):
                 if not out_of_time.is_set():
                     out_of_time.set()
                     log.warning(
@@ -122,6 +131,17 @@ class ProcessBatch:
         self._metrics.publish()
         return self._reported(records, failed)
 
+    @staticmethod
+    def _cut(
+        records: Sequence[StreamRecord], index: int, failed: set[str], out_of_time: threading.Event
+    ) -> None:
+        log.warning(
+            "deadline near: the rest of the batch is left for redelivery",
+            extra={"sequence_number": records[index].sequence_number, "left": len(records) - index},
+        )
+        failed.update(r.sequence_number for r in records[index:])
+        out_of_time.set()
+
     def _deadline_near(self, index: int, remaining: Remaining | None) -> bool:
         """Past the margin, what is left waits for redelivery; the first record never does."""
         return bool(index) and remaining is not None and remaining() < self._margin
@@ -136,9 +156,8 @@ class ProcessBatch:
         # User records unpacked from one aggregated Kinesis record share its sequence number.
         return list(dict.fromkeys(record.sequence_number for record in records[first:]))
 
-    def _validate(self, record: StreamRecord) -> Chunk | bool:
-        """The record's chunk; else True when it was rejected and quarantined, False when it
-        must be delivered again."""
+    def _validate(self, record: StreamRecord) -> Chunk | _Refused:
+        """The record's chunk, or why not; writes nothing."""
         endpoint = ""
         try:
             if record.unusable is not None:  # the decoder could make no payload of it
@@ -146,12 +165,17 @@ class ProcessBatch:
             chunk = self._validator.validate(record.data)
             endpoint = chunk.put_endpoint
             self._policy.check(chunk.put_endpoint)
-        except ChunkRejected as rejection:
-            file_id = FileId.for_endpoint(endpoint) if endpoint else None
-            return self._reject(record, rejection, file_id, endpoint)
         except Exception as error:
-            return self._not_now(record, error, None, endpoint)
+            return _Refused(error, endpoint)
         return chunk
+
+    def _refuse(self, record: StreamRecord, refused: _Refused) -> bool:
+        """Quarantine a rejected record (True) or leave it for redelivery (False)."""
+        endpoint = refused.endpoint
+        if isinstance(refused.error, ChunkRejected):
+            file_id = FileId.for_endpoint(endpoint) if endpoint else None
+            return self._reject(record, refused.error, file_id, endpoint)
+        return self._not_now(record, refused.error, None, endpoint)
 
     def _admit(self, item: _Valid, batch: BatchState, tracked: list[_Tracked]) -> bool:
         """Hand one chunk to the backend; False when its record must be delivered again."""

@@ -13,7 +13,7 @@ from application.lanes import FileLanes
 from application.ports import Body
 from domain import RejectionReason
 from tests.assertions import assert_uploaded_once
-from tests.factories import payload, record
+from tests.factories import payload, raw_record, record
 from tests.fakes import (
     FakeArchive,
     FakeContainer,
@@ -160,3 +160,22 @@ def test_an_error_a_lane_lets_out_is_raised_once_every_lane_ended() -> None:
 def test_a_concurrency_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         FileLanes(0)
+
+
+FIRST = "https://images.example.com/first.jpg?sig=S"
+
+
+def test_near_the_deadline_a_flood_of_poison_records_is_cut_before_its_quarantines() -> None:
+    """With lanes, refused records are quarantined in the main loop: the time left is asked
+    before each quarantine, so a batch of poison records cannot outlast the invocation."""
+    uploader, archive = FakeUploader(), FakeArchive()
+    container = FakeContainer(FakeRemoteStore(), uploader, archive)
+    good = record(payload(FIRST, 0, 1, b"first"))
+    poison = [raw_record(f"not a chunk {n}") for n in range(10)]
+    batch = [good, *poison]
+
+    failed = container.process(batch, lambda: 60.0 if len(archive.quarantined) < 3 else 1.0)
+
+    assert len(archive.quarantined) == 3
+    assert failed == [r.sequence_number for r in batch[4:]]
+    assert_uploaded_once(uploader.bodies_for(FIRST), b"first")
