@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from urllib.parse import urlsplit
 
-from tests.tools.receiver import BackloggedServer
+from tests.tools.receiver import LoopbackServer
 
 BLOCK = 1 << 20
 HOP_BY_HOP = frozenset(
@@ -45,15 +45,11 @@ class DelayProxy:
         self.requests = 0
         self._upstream = (parts.hostname, parts.port)
         self._lock = threading.Lock()
-        self._server = BackloggedServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self._server = LoopbackServer(_handler_for(self))
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self._server.port}"
 
     def connect(self) -> http.client.HTTPConnection:
         host, port = self._upstream
@@ -64,7 +60,7 @@ class DelayProxy:
             self.requests += 1
 
     def __enter__(self) -> DelayProxy:
-        self._thread.start()
+        self._server.start()
         return self
 
     def __exit__(
@@ -73,9 +69,7 @@ class DelayProxy:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        self._server.stop()
 
 
 def _handler_for(proxy: DelayProxy) -> type[BaseHTTPRequestHandler]:

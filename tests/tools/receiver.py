@@ -16,11 +16,31 @@ from types import TracebackType
 from attrs import frozen
 
 
-class BackloggedServer(ThreadingHTTPServer):
-    """Many connections opened at once (files' lanes) must not wait for a SYN to be sent
-    again: the default listen backlog of 5 drops the rest for a second."""
+class LoopbackServer(ThreadingHTTPServer):
+    """An HTTP server on 127.0.0.1 serving from a thread of its own, between ``start`` and
+    ``stop``. Many connections opened at once (files' lanes) must not wait for a SYN to be
+    sent again: the default listen backlog of 5 drops the rest for a second."""
 
     request_queue_size = 128
+    daemon_threads = True
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+        self._thread.join()
 
 
 @frozen
@@ -46,15 +66,11 @@ class LocalReceiver:
         self.refused: list[str] = []
         self._failures: deque[int] = deque()
         self._lock = threading.Lock()
-        self._server = BackloggedServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self._server = LoopbackServer(_handler_for(self))
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return self._server.port
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
@@ -72,13 +88,11 @@ class LocalReceiver:
             self.received.append(put)
 
     def start(self) -> LocalReceiver:
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        self._server.stop()
 
     def __enter__(self) -> LocalReceiver:
         return self.start()
