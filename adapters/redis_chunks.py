@@ -12,24 +12,32 @@ the bytes and the state, or a refused conflict, is never assembled.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from io import BytesIO
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from adapters.redis_state import PREFIX, digests_key
 from application.ports import ByteStream, RemoteChunkStore
+from application.views import PendingChunks
 from domain import Chunk, ChunkRef, FileId, PartitionSet
 
 if TYPE_CHECKING:
     from redis import Redis
 
+log = logging.getLogger("sfb")
+
+EPOCH_KEY = f"{PREFIX}epoch"
+"""A random id set once per data set, without expiry: gone or changed, the server lost its
+data (a restart or failover without persistence) since a container last looked."""
 IN_REDIS = "r"
 IN_S3 = "s"
-MEMORY_READ_EVERY = 1.0
-"""Seconds the server's used memory, as last read, is trusted (plus what this container
-added since): an INFO per chunk would double the round trips."""
+WATCH_EVERY = 1.0
+"""Seconds the server's used memory and data set, as last read, are trusted (plus what this
+container added since): reading them for every chunk would double the round trips."""
 
 
 def chunks_key(file_id: FileId) -> str:
@@ -81,11 +89,15 @@ return found
 SCRIPTS = {"put chunk": _PUT, "mark spilled": _MARK, "list admitted": _LIST}
 
 
+class SpillStore(RemoteChunkStore, PendingChunks, Protocol):
+    """Where chunks go past the budget: S3, as the dynamodb backend keeps them."""
+
+
 class RedisChunkStore:
     def __init__(
         self,
         client: Redis,
-        spill: RemoteChunkStore,
+        spill: SpillStore,
         budget: int,
         ttl_seconds: float,
         clock: Callable[[], float] = time.monotonic,
@@ -102,12 +114,14 @@ class RedisChunkStore:
         self._mark_script = client.register_script(_MARK)
         self._list_script = client.register_script(_LIST)
         self._lock = threading.Lock()
-        self._memory_read_at = float("-inf")
+        self._watched_at = float("-inf")
         self._used = 0
+        self._epoch: bytes | None = None
 
     def put(self, chunks: Iterable[Chunk]) -> None:
         """Bytes first, then the field that names them: a listing never names bytes that
         are not there."""
+        self._watch()
         for chunk in chunks:
             field = _field(chunk.partition, chunk.ref.digest)
             keys = [chunks_key(chunk.file_id), meta_key(chunk.file_id)]
@@ -143,7 +157,10 @@ class RedisChunkStore:
 
     def delete(self, file_id: FileId, partitions: PartitionSet) -> None:
         """A finished file: every chunk held for it goes, refused ones too."""
-        self.drop_file(file_id)
+        spilled = self._spilled(file_id)
+        self._redis.delete(chunks_key(file_id), meta_key(file_id))
+        if spilled.parts:
+            self._spill.delete(file_id, spilled)
 
     def discard(self, chunk: Chunk) -> None:
         field = _field(chunk.partition, chunk.ref.digest)
@@ -157,11 +174,10 @@ class RedisChunkStore:
         """The state keeps the endpoint with the file's first chunk: nothing more to note."""
 
     def drop_file(self, file_id: FileId) -> None:
-        """A file given up: its chunks go, wherever they are."""
-        spilled = self._spilled(file_id)
+        """A file given up: its chunks go, wherever they are; in S3, by listing its prefix,
+        so chunks spilled before Redis lost its data go too."""
         self._redis.delete(chunks_key(file_id), meta_key(file_id))
-        if spilled.parts:
-            self._spill.delete(file_id, spilled)
+        self._spill.drop_file(file_id)
 
     def _spilled(self, file_id: FileId) -> PartitionSet:
         parts: dict[int, ChunkRef] = {}
@@ -174,14 +190,34 @@ class RedisChunkStore:
                 parts[int(partition)] = ChunkRef(digest, int(size))
         return PartitionSet(max(count, 1), parts)
 
+    def _watch(self) -> None:
+        """Read the server's used memory and data set id, at most once a WATCH_EVERY, in one
+        round trip; say once, as an ERROR, when the data set was lost since the last look."""
+        with self._lock:
+            now = self._clock()
+            if now - self._watched_at < WATCH_EVERY:
+                return
+            self._watched_at = now
+            fresh = uuid.uuid4().hex.encode()
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.info("memory")
+            pipe.set(EPOCH_KEY, fresh, nx=True)
+            pipe.get(EPOCH_KEY)
+            info, _, epoch = pipe.execute()
+            memory: dict[str, Any] = info
+            self._used = int(memory["used_memory"])
+            if self._epoch is not None and epoch != self._epoch:
+                log.error(
+                    "Redis lost its data since this container last used it (a restart or "
+                    "failover without persistence): files collecting before then cannot "
+                    "complete; the expiry gives each up with an ERROR and a record",
+                    extra={"reason": "redis data set replaced"},
+                )
+            self._epoch = epoch
+
     def _has_room(self, size: int) -> bool:
         """Whether the server's used memory, with this chunk, stays under the budget."""
         with self._lock:
-            now = self._clock()
-            if now - self._memory_read_at >= MEMORY_READ_EVERY:
-                info: dict[str, Any] = self._redis.info("memory")
-                self._used = int(info["used_memory"])
-                self._memory_read_at = now
             if self._used + size > self._budget:
                 return False
             self._used += size

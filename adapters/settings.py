@@ -176,9 +176,14 @@ class Settings:
             ssm_parameter_path=ssm_path,
             assembly_read_ahead=_read_ahead(values),
             redis_url=redis_url,
-            redis_max_chunk_bytes=_byte_count(values, "REDIS_MAX_CHUNK_BYTES")
-            or REDIS_DEFAULT_CHUNK_BYTES,
+            redis_max_chunk_bytes=_redis_budget(values),
         )
+
+
+def _redis_budget(values: Mapping[str, str]) -> int:
+    """0 keeps every chunk out of Redis (all in S3); unset, the default."""
+    budget = _byte_count(values, "REDIS_MAX_CHUNK_BYTES")
+    return REDIS_DEFAULT_CHUNK_BYTES if budget is None else budget
 
 
 def _redis_url(values: Mapping[str, str], backend: BackendName) -> str | None:

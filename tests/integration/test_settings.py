@@ -329,6 +329,15 @@ def test_the_redis_backend_takes_redis_and_rediss_urls(url: str) -> None:
     assert settings.redis_max_chunk_bytes == 128 * 1024 * 1024
 
 
+@pytest.mark.parametrize(("text", "budget"), [(None, 128 * 1024 * 1024), ("0", 0), ("1024", 1024)])
+def test_redis_keeps_128_mib_of_chunks_unless_told_and_0_keeps_them_all_in_s3(
+    text: str | None, budget: int
+) -> None:
+    extra = {} if text is None else {"REDIS_MAX_CHUNK_BYTES": text}
+
+    assert Settings.from_environ({**BASE, **extra}).redis_max_chunk_bytes == budget
+
+
 SECRET = "pa55-w0rd-never-shown"
 
 
