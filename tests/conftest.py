@@ -32,6 +32,12 @@ settings.register_profile(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+settings.register_profile(
+    "chaos-server",
+    parent=settings.get_profile("chaos"),
+    max_examples=400,
+)
+"""The schedules against a real server: each example talks to it, so fewer of them."""
 settings.load_profile(os.environ.get("SFB_HYPOTHESIS_PROFILE", "ci"))
 
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}

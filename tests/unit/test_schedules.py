@@ -17,6 +17,7 @@ from tests.fakes import (
     FakeArchive,
     FakeClock,
     FakeContainer,
+    FakeRedisChunks,
     FakeRemoteStore,
     FakeStateStore,
     FakeUploader,
@@ -74,6 +75,11 @@ def test_every_file_is_uploaded_whole_under_shuffles_duplicates_recycles_and_fau
     assert_every_file_uploaded_whole(contents, uploader, archive)
 
 
+REDIS_BUDGETS = st.sampled_from([None, 0, 2_000, 10**9])
+"""None: the dynamodb backend; else the redis backend keeping up to this many bytes of chunks
+in the server (0: all in S3; 2,000: some of each; 10**9: all in Redis)."""
+
+
 class Crash(BaseException):
     """A Lambda timeout mid-upload: the invocation ends with no chance to react."""
 
@@ -84,9 +90,15 @@ class Crash(BaseException):
     shard_count=st.integers(min_value=1, max_value=4),
     batch_size=st.integers(min_value=1, max_value=9),
     fault_rate=st.sampled_from([0.0, 0.15, 0.3]),
+    redis_budget=REDIS_BUDGETS,
 )
 def test_shared_backend_uploads_every_file_once_across_interleaved_shards_and_faults(
-    seed: int, files: int, shard_count: int, batch_size: int, fault_rate: float
+    seed: int,
+    files: int,
+    shard_count: int,
+    batch_size: int,
+    fault_rate: float,
+    redis_budget: int | None,
 ) -> None:
     rng = random.Random(seed)
     contents, records = _stream(rng, files)
@@ -99,9 +111,12 @@ def test_shared_backend_uploads_every_file_once_across_interleaved_shards_and_fa
         FakeArchive(),
     )
     clock = FakeClock()
-    containers = [
-        SharedFakeContainer(remote, state, uploader, archive, clock) for _ in range(shard_count)
-    ]
+    chunks = None if redis_budget is None else FakeRedisChunks(state, remote, redis_budget)
+
+    def container() -> SharedFakeContainer:
+        return SharedFakeContainer(remote, state, uploader, archive, clock, redis_chunks=chunks)
+
+    containers = [container() for _ in range(shard_count)]
     positions = [0] * shard_count
     for _ in range(5000):
         open_shards = [i for i in range(shard_count) if positions[i] < len(shards[i])]
@@ -110,7 +125,7 @@ def test_shared_backend_uploads_every_file_once_across_interleaved_shards_and_fa
         shard = rng.choice(open_shards)
         clock.now += rng.uniform(0, containers[0].lease_seconds / 3)
         if rng.random() < 0.1:
-            containers[shard] = SharedFakeContainer(remote, state, uploader, archive, clock)
+            containers[shard] = container()
         remote.failing = rng.random() < fault_rate
         state.failing = rng.random() < fault_rate / 2
         if rng.random() < fault_rate:
@@ -122,7 +137,7 @@ def test_shared_backend_uploads_every_file_once_across_interleaved_shards_and_fa
             failed = containers[shard].process(batch)
         except Crash:
             failed = [batch[0].sequence_number]
-            containers[shard] = SharedFakeContainer(remote, state, uploader, archive, clock)
+            containers[shard] = container()
         remote.failing = state.failing = False
         uploader.script.clear()
         sequence = [r.sequence_number for r in batch]
@@ -132,3 +147,4 @@ def test_shared_backend_uploads_every_file_once_across_interleaved_shards_and_fa
 
     assert_every_file_uploaded_once(contents, uploader, archive)
     assert remote.objects == {}
+    assert chunks is None or chunks.held == {}
