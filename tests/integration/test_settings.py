@@ -287,6 +287,19 @@ def test_settings_come_from_parameter_store_with_the_environment_winning(
     assert settings.log_level == "WARNING"
 
 
+def test_the_redis_url_comes_from_a_secure_string_parameter(ssm_client: SSMClient) -> None:
+    url = f"rediss://app:{SECRET}@cache.internal:6380/0"
+    ssm_client.put_parameter(Name=f"{PATH}/REDIS_URL", Value=url, Type="SecureString")
+
+    settings = Settings.from_environ(
+        {"SSM_PARAMETER_PATH": PATH, "S3_BUCKET": "b", "STATE_BACKEND": "redis"},
+        parameters=lambda path: read_parameters(ssm_client, path),
+    )
+
+    assert settings.redis_url == url
+    assert SECRET not in repr(settings)
+
+
 def test_a_parameter_store_that_cannot_be_reached_fails_naming_the_path(
     fake_credentials: None, closed_port: int
 ) -> None:
