@@ -19,22 +19,26 @@ def redis_client(url: str, deadline_margin: float, connections: int) -> Redis:
     3 x (connect margin/20 + read margin/8), backoff capped at 0.5 s).
 
     redis-py is imported here, not at the top: the other backends' cold starts skip it."""
-    from redis import Redis
+    from redis import BlockingConnectionPool, Redis
     from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
     from redis.retry import Retry
 
-    return Redis.from_url(
+    # Blocking: lanes and their read-ahead threads outnumber the pool at times; a call then
+    # waits (at most a read timeout) for a connection instead of failing "too many".
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=max(10, connections),
+        timeout=deadline_margin / 8,
         socket_connect_timeout=deadline_margin / 20,
         socket_timeout=deadline_margin / 8,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), RETRIES),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        max_connections=max(10, connections),
         health_check_interval=30,
         client_name="streaming-file-builder",
     )
+    return Redis(connection_pool=pool)
 
 
 def redact_url(url: str) -> str:

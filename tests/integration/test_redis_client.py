@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import redis
 
 from adapters.redis_client import redact_url, redis_client
 
@@ -53,3 +54,19 @@ def test_the_other_backends_never_import_redis_py_at_cold_start() -> None:
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, check=False)
 
     assert done.returncode == 0, "importing the handler imported redis-py"
+
+
+def test_a_call_finding_every_connection_busy_waits_for_one_instead_of_failing_at_once(
+    redis_url: str,
+) -> None:
+    client = redis_client(redis_url, deadline_margin=0.8, connections=1)
+    held = [client.pubsub() for _ in range(10)]  # the pool's 10 connections, each held
+    for number, subscriber in enumerate(held):
+        subscriber.subscribe(f"hold-{number}")
+
+    with pytest.raises(redis.ConnectionError, match="No connection available"):
+        client.ping()  # waited the pool's timeout (0.1 s here), then gave up
+    held.pop().close()
+    assert client.ping()
+    for subscriber in held:
+        subscriber.close()
