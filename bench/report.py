@@ -340,8 +340,12 @@ def _layouts(realistic: RealisticResults) -> str:
     details = [
         _wrap(
             f"   {row.backend}, {row.chunks} chunks: "
-            + ", ".join(f"{kind} {n / row.chunks:.2f}" for kind, n in row.requests.items())
-            + " per chunk"
+            + (
+                ", ".join(f"{kind} {n / row.chunks:.2f}" for kind, n in row.requests.items())
+                + " per chunk"
+                if row.requests
+                else "no AWS request"
+            )
             + (
                 f"; {row.write_units:g} write units, {row.read_units:g} read units"
                 if row.write_units or row.read_units
