@@ -60,13 +60,12 @@ def test_a_call_finding_every_connection_busy_waits_for_one_instead_of_failing_a
     redis_url: str,
 ) -> None:
     client = redis_client(redis_url, deadline_margin=0.8, connections=1)
-    held = [client.pubsub() for _ in range(10)]  # the pool's 10 connections, each held
-    for number, subscriber in enumerate(held):
-        subscriber.subscribe(f"hold-{number}")
+    pool = client.connection_pool
+    held = [pool.get_connection() for _ in range(10)]  # the pool's 10 connections, all taken
 
     with pytest.raises(redis.ConnectionError, match="No connection available"):
         client.ping()  # waited the pool's timeout (0.1 s here), then gave up
-    held.pop().close()
+    pool.release(held.pop())
     assert client.ping()
-    for subscriber in held:
-        subscriber.close()
+    for connection in held:
+        pool.release(connection)
