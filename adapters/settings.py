@@ -51,8 +51,6 @@ SETTING_NAMES = (
     "METRICS_SERVICE",
     "ASSEMBLY_READ_AHEAD",
 )
-DYNAMODB_MAX_PARTITIONS = 15_000
-"""A file's item holds 16 bytes a partition and must stay under DynamoDB's 400 KB."""
 MAX_READ_AHEAD = 10
 """botocore's connection pool per client (max_pool_connections, 10 by default): more S3
 reads at once than pooled connections would open and drop a connection for each one."""
@@ -129,11 +127,6 @@ class Settings:
             raise SettingsError("STATE_TABLE is required when STATE_BACKEND is dynamodb")
         hosts = _optional(values, "UPLOAD_ALLOWED_HOSTS")
         max_partitions = _integer(values, "MAX_PARTITION_COUNT", 10_000)
-        if backend is BackendName.DYNAMODB and max_partitions > DYNAMODB_MAX_PARTITIONS:
-            raise SettingsError(
-                f"MAX_PARTITION_COUNT may not exceed {DYNAMODB_MAX_PARTITIONS} with the dynamodb "
-                f"backend (a file's state item must stay under 400 KB), not {max_partitions}"
-            )
         return cls(
             s3_bucket=bucket,
             log_level=level,

@@ -18,6 +18,7 @@ from typing import Any
 import boto3
 import pytest
 
+from adapters import dynamodb_state
 from domain import FileId
 from entrypoints.container import Container, build_container
 from entrypoints.lambda_handler import handle
@@ -67,8 +68,13 @@ class RacingStack:
         return str(item["status"]["S"]) if "status" in item else None
 
 
-@pytest.fixture
-def racing(stack: Stack, dynalite_url: str, monkeypatch: pytest.MonkeyPatch) -> RacingStack:
+@pytest.fixture(params=["inline", "segmented"])
+def racing(
+    stack: Stack, dynalite_url: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> RacingStack:
+    """The files' digests in their items, or (as a large file's) in segment items."""
+    if request.param == "segmented":
+        monkeypatch.setattr(dynamodb_state, "INLINE_PARTITIONS", 0)
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynalite_url)
     table = f"sfb-race-{uuid.uuid4().hex[:16]}"
     create_state_table(boto3.client("dynamodb"), table)

@@ -1,4 +1,9 @@
-"""The DynamoDB state store on moto: every change is one conditional update of one item."""
+"""The DynamoDB state store on moto: every change is made by conditional updates.
+
+Every test runs on both layouts: a small file's digests in its own item, a large file's in
+segment items (here forced for small files too). tests/integration/test_dynamodb_segments.py
+holds what only the segments have.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,17 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
+from adapters import dynamodb_state
 from adapters.dynamodb_state import DynamoDbFileStateStore
-from domain import DIGEST_PREFIX, ChunkRef, FileId, FileStatus, IncompleteFile, PartitionArrival
+from domain import (
+    DIGEST_PREFIX,
+    ChunkRef,
+    FileId,
+    FileState,
+    FileStatus,
+    IncompleteFile,
+    PartitionArrival,
+)
 from tests.integration.builders import ref_of
 
 if TYPE_CHECKING:
@@ -33,6 +47,15 @@ LONG_ENDPOINT = (
     + "f" * 64
 )
 """A presigned URL with a session token: about as long as they come."""
+
+
+@pytest.fixture(autouse=True, params=["inline", "segmented"])
+def layout(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Where the digests go: the file's item, or (no file being small enough) segments."""
+    layout: str = request.param
+    if layout == "segmented":
+        monkeypatch.setattr(dynamodb_state, "INLINE_PARTITIONS", 0)
+    return layout
 
 
 @pytest.fixture
@@ -72,6 +95,21 @@ def add(
     room: int = ROOM,
     now: float = NOW,
 ) -> int | None:
+    added = offer(store, partition, count, data, endpoint=endpoint, room=room, now=now)
+    return added if isinstance(added, int) else None
+
+
+def offer(
+    store: DynamoDbFileStateStore,
+    partition: int,
+    count: int,
+    data: bytes | None = None,
+    *,
+    endpoint: str = ENDPOINT,
+    room: int = ROOM,
+    now: float = NOW,
+) -> int | FileState:
+    """Add a chunk: how many partitions the file holds after it, or the state that refused it."""
     chunk = content(partition) if data is None else data
     return store.add_chunk(
         PartitionArrival(endpoint, partition, count, ref_of(chunk), max_file_bytes=room, now=now)
@@ -145,7 +183,7 @@ def test_a_closed_file_refuses_every_chunk_even_one_it_never_held(
     store: DynamoDbFileStateStore, closed: FileStatus
 ) -> None:
     complete(store, 2)
-    assert store.claim(FILE, "owner-a", NOW, NOW + 60)
+    assert store.claim(FILE, "owner-a", NOW, NOW + 60).won
     assert store.finish(FILE, "owner-a", closed, NOW + 1)
 
     assert add(store, 0, 2) is None
@@ -175,7 +213,7 @@ def test_a_complete_file_is_claimed_once_only(store: DynamoDbFileStateStore) -> 
     complete(store, 3)
 
     claims = [
-        store.claim(FILE, owner, NOW, NOW + 60) for owner in ("owner-a", "owner-b", "owner-a")
+        store.claim(FILE, owner, NOW, NOW + 60).won for owner in ("owner-a", "owner-b", "owner-a")
     ]
 
     assert claims == [True, False, False]
@@ -187,7 +225,7 @@ def test_a_complete_file_is_claimed_once_only(store: DynamoDbFileStateStore) -> 
 def test_an_incomplete_file_cannot_be_claimed(store: DynamoDbFileStateStore) -> None:
     add(store, 0, 2)
 
-    assert not store.claim(FILE, "owner-a", NOW, NOW + 60)
+    assert not store.claim(FILE, "owner-a", NOW, NOW + 60).won
     state = store.read(FILE, 0)
     assert state is not None
     assert state.status is FileStatus.COLLECTING
@@ -198,11 +236,11 @@ def test_a_second_owner_takes_the_claim_over_only_once_its_lease_has_passed(
 ) -> None:
     complete(store, 2)
     lease_end = NOW + 900
-    assert store.claim(FILE, "dies-mid-upload", NOW, lease_end)
+    assert store.claim(FILE, "dies-mid-upload", NOW, lease_end).won
 
-    assert not store.claim(FILE, "successor", NOW + 899.5, NOW + 1800)
-    assert not store.claim(FILE, "successor", lease_end, lease_end + 900)
-    assert store.claim(FILE, "successor", lease_end + 0.5, lease_end + 900)
+    assert not store.claim(FILE, "successor", NOW + 899.5, NOW + 1800).won
+    assert not store.claim(FILE, "successor", lease_end, lease_end + 900).won
+    assert store.claim(FILE, "successor", lease_end + 0.5, lease_end + 900).won
 
     assert not store.finish(FILE, "dies-mid-upload", FileStatus.UPLOADED, lease_end + 1)
     assert store.finish(FILE, "successor", FileStatus.UPLOADED, lease_end + 2)
@@ -212,7 +250,7 @@ def test_only_the_claim_owner_finishes_and_an_uploaded_file_is_kept_as_a_tombsto
     store: DynamoDbFileStateStore, dynamodb: DynamoDBClient, table: str
 ) -> None:
     complete(store, 2)
-    assert store.claim(FILE, "owner-a", NOW, NOW + 60)
+    assert store.claim(FILE, "owner-a", NOW, NOW + 60).won
 
     assert not store.finish(FILE, "owner-b", FileStatus.UPLOADED, NOW + 5)
     assert item(dynamodb, table)["status"] == {"S": "assembling"}
@@ -250,31 +288,31 @@ def test_release_returns_a_claimed_file_to_collecting_so_anyone_may_claim_it_aga
     store: DynamoDbFileStateStore,
 ) -> None:
     complete(store, 2)
-    assert store.claim(FILE, "owner-a", NOW, NOW + 60)
+    assert store.claim(FILE, "owner-a", NOW, NOW + 60).won
 
     store.release(FILE, "owner-a", NOW + 1)
 
     state = store.read(FILE, 0)
     assert state is not None
     assert state.status is FileStatus.COLLECTING
-    assert store.claim(FILE, "owner-b", NOW + 1, NOW + 61)
+    assert store.claim(FILE, "owner-b", NOW + 1, NOW + 61).won
 
 
 def test_release_by_anyone_but_the_claim_owner_changes_nothing(
     store: DynamoDbFileStateStore,
 ) -> None:
     complete(store, 2)
-    assert store.claim(FILE, "owner-a", NOW, NOW + 60)
+    assert store.claim(FILE, "owner-a", NOW, NOW + 60).won
 
     store.release(FILE, "owner-b", NOW + 1)
 
-    assert not store.claim(FILE, "owner-b", NOW + 1, NOW + 61)
+    assert not store.claim(FILE, "owner-b", NOW + 1, NOW + 61).won
     assert store.finish(FILE, "owner-a", FileStatus.UPLOADED, NOW + 2)
 
 
 def test_release_does_not_reopen_a_finished_file(store: DynamoDbFileStateStore) -> None:
     complete(store, 1)
-    assert store.claim(FILE, "owner-a", NOW, NOW + 60)
+    assert store.claim(FILE, "owner-a", NOW, NOW + 60).won
     assert store.finish(FILE, "owner-a", FileStatus.UPLOADED, NOW + 1)
 
     store.release(FILE, "owner-a", NOW + 2)
@@ -315,7 +353,7 @@ def test_a_finish_retried_after_its_answer_was_lost_succeeds_for_its_owner(
     store: DynamoDbFileStateStore, dynamodb: DynamoDBClient, table: str, closed: FileStatus
 ) -> None:
     complete(store, 2)
-    assert store.claim(FILE, "owner-a", NOW, NOW + 60)
+    assert store.claim(FILE, "owner-a", NOW, NOW + 60).won
 
     with LoseFirstAnswer(dynamodb) as network:
         assert store.finish(FILE, "owner-a", closed, NOW + 1)
@@ -324,7 +362,7 @@ def test_a_finish_retried_after_its_answer_was_lost_succeeds_for_its_owner(
     tombstone = item(dynamodb, table)
     assert tombstone["status"] == {"S": closed.value}
     assert tombstone["finished_by"] == {"S": "owner-a"}
-    assert not store.claim(FILE, "owner-b", NOW + 100, NOW + 160)
+    assert not store.claim(FILE, "owner-b", NOW + 100, NOW + 160).won
 
 
 def test_claim_and_release_keep_an_unfinished_files_item_as_long_as_a_chunk_does(
@@ -333,14 +371,14 @@ def test_claim_and_release_keep_an_unfinished_files_item_as_long_as_a_chunk_does
     store = DynamoDbFileStateStore(dynamodb, table, ttl_seconds=TTL, incomplete_ttl_seconds=500)
     add(store, 0, 1, now=NOW)
 
-    assert store.claim(FILE, "owner-a", NOW + 1_000, NOW + 1_060)
+    assert store.claim(FILE, "owner-a", NOW + 1_000, NOW + 1_060).won
     assert item(dynamodb, table)["expires_at"] == {"N": str(int(NOW + 1_000 + TTL + 500))}
 
     store.release(FILE, "owner-a", NOW + 2_000)
     assert item(dynamodb, table)["expires_at"] == {"N": str(int(NOW + 2_000 + TTL + 500))}
 
     assert store.finish(FILE, "owner-a", FileStatus.UPLOADED, NOW + 3_000) is False
-    assert store.claim(FILE, "owner-b", NOW + 3_000, NOW + 3_060)
+    assert store.claim(FILE, "owner-b", NOW + 3_000, NOW + 3_060).won
     assert store.finish(FILE, "owner-b", FileStatus.UPLOADED, NOW + 3_001)
     assert item(dynamodb, table)["expires_at"] == {"N": str(int(NOW + 3_001 + TTL))}
 
@@ -367,24 +405,23 @@ def test_files_are_kept_apart(store: DynamoDbFileStateStore) -> None:
     assert store.digests(FILE).keys() == {0}
 
 
-def test_the_item_of_a_15000_partition_file_stays_within_dynamodbs_item_size_limit(
-    store: DynamoDbFileStateStore, dynamodb: DynamoDBClient, table: str
+def test_no_item_outgrows_dynamodbs_item_size_limit_whatever_the_partition_count(
+    store: DynamoDbFileStateStore, dynamodb: DynamoDBClient, table: str, layout: str
 ) -> None:
-    """moto checks an item's size in time quadratic in its attributes, so 15,000 real writes
-    would take minutes: the store writes one partition of every name length, and the other
-    partitions are counted at the size the store gave those."""
-    count = 15_000
-    sampled = (0, 9, 10, 99, 100, 999, 1000, 9999, 10_000, count - 1)
+    """A small file's item holds its digests (at most INLINE_PARTITIONS of them); a large
+    file's item holds none, and its segments SEGMENT_PARTITIONS each. The inline item is
+    counted at its fullest from one digest of every name length."""
+    inline = dynamodb_state.INLINE_PARTITIONS
+    count = inline if layout == "inline" else 81_920
+    sampled = sorted({0, 9, 10, 99, inline - 1, count // 2, count - 1})
     for partition in sampled:
         assert add(store, partition, count, endpoint=LONG_ENDPOINT, now=NOW + 10**9) is not None
 
     stored = item(dynamodb, table, FileId.for_endpoint(LONG_ENDPOINT))
-    held = {name: value for name, value in stored.items() if name in {f"p{p}" for p in sampled}}
-    assert len(held) == len(sampled)
-    assert {attribute_size(value) for value in held.values()} == {DIGEST_PREFIX // 2}
+    digests = [value for name, value in stored.items() if name[0] in "pr" and name[1:].isdigit()]
     full = {
         **stored,
-        **{f"p{p}": held["p0"] for p in range(count)},
+        **({f"p{p}": digests[0] for p in range(count)} if layout == "inline" else {}),
         "received_count": {"N": str(count)},
         "byte_count": {"N": str(ROOM)},
         "status": {"S": FileStatus.ASSEMBLING.value},
@@ -394,6 +431,19 @@ def test_the_item_of_a_15000_partition_file_stays_within_dynamodbs_item_size_lim
     }
 
     assert item_size(full) < DYNAMODB_ITEM_LIMIT
+    if layout == "segmented":
+        assert len(digests) <= 1, "one reservation at most waits to be swept"
+        segments = [i for i in scan(dynamodb, table) if "#" in i["file_id"]["S"]]
+        assert len(segments) == len({p // dynamodb_state.SEGMENT_PARTITIONS for p in sampled})
+        full_segment = {
+            **segments[0],
+            **{f"p{i}": {"B": b"d" * 24} for i in range(dynamodb_state.SEGMENT_PARTITIONS)},
+        }
+        assert item_size(full_segment) <= 1024, "a segment's write is one write unit"
+
+
+def scan(dynamodb: DynamoDBClient, table: str) -> list[dict[str, Any]]:
+    return [dict(i) for i in dynamodb.scan(TableName=table, ConsistentRead=True)["Items"]]
 
 
 def item_size(attributes: dict[str, Any]) -> int:
@@ -436,7 +486,7 @@ def test_incomplete_lists_only_files_collecting_with_partitions_missing(
     add(store, 0, 1, endpoint=done)  # complete, never claimed: redrivable, not expired
     claimed = "https://uploads.example.com/claimed.bin"
     add(store, 0, 1, endpoint=claimed)
-    assert store.claim(FileId.for_endpoint(claimed), "owner-a", NOW, NOW + 60)
+    assert store.claim(FileId.for_endpoint(claimed), "owner-a", NOW, NOW + 60).won
 
     file = only_incomplete(store)
 
@@ -480,7 +530,7 @@ def test_a_chunk_completing_the_file_before_the_give_up_wins(
 
     assert not store.give_up(file, CUTOFF, LATER)
 
-    assert store.claim(FILE, "owner-a", LATER, LATER + 60)
+    assert store.claim(FILE, "owner-a", LATER, LATER + 60).won
 
 
 def test_an_assembling_or_already_expired_file_is_not_given_up(
@@ -494,7 +544,7 @@ def test_an_assembling_or_already_expired_file_is_not_given_up(
     other = "https://uploads.example.com/assembling.bin"
     add(store, 0, 1, endpoint=other)
     other_id = FileId.for_endpoint(other)
-    assert store.claim(other_id, "owner-a", NOW, NOW + 60)
+    assert store.claim(other_id, "owner-a", NOW, NOW + 60).won
     assembling = IncompleteFile(other_id, 1, 0, 0, NOW)
     assert not store.give_up(assembling, CUTOFF, LATER)
     state = store.read(other_id, 0)
@@ -514,4 +564,4 @@ def test_an_expired_file_refuses_every_chunk_and_reads_as_expired(
     state = store.read(FILE, 1)
     assert state is not None
     assert (state.status, state.received, state.held_digest) == (FileStatus.EXPIRED, 1, None)
-    assert not store.claim(FILE, "owner-a", LATER, LATER + 60)
+    assert not store.claim(FILE, "owner-a", LATER, LATER + 60).won
