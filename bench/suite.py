@@ -40,7 +40,7 @@ class Plan:
     )
 
 
-FULL = Plan("full", write_unit_chunks=(1_000, 2_000))
+FULL = Plan("full", write_unit_chunks=(300, 600))
 QUICK = Plan(
     "quick",
     realistic=realistic.Shape(file_size=3 * MIB, small_files=20, small_invocations=1),
