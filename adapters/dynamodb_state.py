@@ -1,31 +1,169 @@
-"""DynamoDB as the shared file state: one item per file, changed only by conditional updates.
+"""DynamoDB as the shared file state: changed only by conditional updates, in items that do
+not grow with the file.
 
-Item: ``file_id`` (key), ``partition_count``, ``received_count``, ``byte_count``, ``status``
-(collecting, assembling, uploaded, failed, expired), ``p<n>`` (the first 16 bytes of
-partition n's sha256), ``claim_owner``, ``claim_until``, ``finished_by`` (the owner that
-closed it), ``created_at``, ``updated_at``, ``finished_at`` and ``expires_at`` (the table's
-TTL attribute). Sixteen bytes a partition
-keep a 15,000-partition item under DynamoDB's 400 KB.
+The file's item (key ``file_id``): ``partition_count``, ``received_count``, ``byte_count``,
+``status`` (collecting, assembling, uploaded, failed, expired), ``claim_owner``,
+``claim_until``, ``finished_by`` (the owner that closed it), ``created_at``, ``updated_at``,
+``finished_at``, ``put_endpoint`` and ``expires_at`` (the table's TTL attribute).
+
+Where the digests (the first 16 bytes of each partition's sha256) live depends on the file's
+partitionCount, which its first chunk fixes:
+
+- Up to INLINE_PARTITIONS, as ``p<n>`` in the file's item, written by the one conditional
+  update that counts the partition. DynamoDB bills a write by the whole item, which grows
+  about 22 bytes a partition: a small file's chunks cost about one write unit each, less than
+  the two a chunk below costs.
+- Beyond, in segment items in the same table, keyed ``<file_id>#<gen>#<segment>``:
+  SEGMENT_PARTITIONS partitions a segment, ``p<i>`` = digest and token for partition
+  ``segment * SEGMENT_PARTITIONS + i``, so a segment stays under 1 KB (one write unit).
+  ``gen`` is drawn when the file's item is created: a file started again once its tombstone
+  is gone never meets the segments of the one before. A chunk takes two conditional updates:
+
+  1. reserve, in the file's item: ``r<n>`` = digest, a token drawn for this attempt and the
+     size, counted in ``received_count`` and ``byte_count``, if no ``r<n>`` is there and the
+     count, status and room allow (every rule of admission, in one request);
+  2. commit, in the segment: ``p<i>`` = digest and token, if absent.
+
+  A reservation is the partition's claim to be counted: its chunk was made durable before it,
+  so until it is committed the file's item holds its digest (``digests`` reads both). One
+  whose commit finds the partition committed with another token belongs to a duplicate of a
+  partition counted before: it is taken back (removed, uncounted) by a third update
+  conditional on its own value. Whoever meets a reservation it did not make settles it the
+  same way, committing it on its holder's behalf if it is not yet committed, so a crash
+  between the two requests is repaired by the next request to meet it (the record's
+  redelivery) and never counts a partition twice. A committed reservation is removed by its
+  container's next reservation of the same file, so the file's item holds about one per
+  container that sent it chunks, whatever the file's size.
+
+Write units a chunk: ~1 for a file of up to INLINE_PARTITIONS partitions (its item), 2 beyond
+(a file item without digests, and a segment under 1 KB), whatever the file's size: linear in
+the chunks, with no cap of the backend's own on the partition count.
 """
 
 from __future__ import annotations
 
+import math
+import secrets
+import threading
+import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from attrs import frozen
+
 from application.views import FileSummary
-from domain import FileId, FileState, FileStatus, IncompleteFile, PartitionArrival
+from domain import (
+    DIGEST_PREFIX,
+    Claim,
+    FileId,
+    FileState,
+    FileStatus,
+    IncompleteFile,
+    PartitionArrival,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 TTL_ATTRIBUTE = "expires_at"
 KEY_ATTRIBUTE = "file_id"
-MAX_PARTITIONS = 15_000
-_CONDITION_FAILED = "ConditionalCheckFailedException"
+INLINE_PARTITIONS = 100
+"""Files of at most this many partitions keep their digests in their own item (about 2 KB
+plus the endpoint at most): one request a chunk, where more would cost more units."""
+SEGMENT_PARTITIONS = 32
+"""Partitions a segment item: 32 x 27 bytes plus its key keep it under 1 KB."""
+SEGMENT_GRACE_SECONDS = 8 * 86_400.0
+"""A segment outlives its last chunk by the file's own TTL plus the pending/ lifecycle rule's
+8 days: a complete file whose uploads keep failing keeps its digests as long as its chunks."""
+BATCH_GET_KEYS = 100
+"""BatchGetItem's most keys a request."""
+SWEEP_PER_REQUEST = 64
+"""The most committed reservations one reservation removes along with it."""
+SWEEP_FILES = 1_024
+"""Files whose committed reservations a container remembers; one it forgets leaves them
+in the file's item, where they do no harm."""
+_DIGEST_BYTES = DIGEST_PREFIX // 2
+_TOKEN_BYTES = 8
+_UNPROCESSED_ATTEMPTS = 8
 
 
-def _partition_attribute(partition: int) -> str:
+@frozen
+class _Reservation:
+    """A partition counted in the file's item, waiting to be committed in its segment."""
+
+    digest: bytes
+    token: bytes
+    size: int
+
+    @classmethod
+    def of(cls, value: bytes) -> _Reservation:
+        token_end = _DIGEST_BYTES + _TOKEN_BYTES
+        return cls(
+            value[:_DIGEST_BYTES], value[_DIGEST_BYTES:token_end], int.from_bytes(value[token_end:])
+        )
+
+    @property
+    def value(self) -> bytes:
+        return self.digest + self.token + self.size.to_bytes(8)
+
+    @property
+    def committed(self) -> bytes:
+        """What its segment holds once it is committed: digest and token."""
+        return self.digest + self.token
+
+    def made(self, committed: bytes) -> bool:
+        """Whether ``committed`` (a segment's value) was committed from this reservation."""
+        return committed[_DIGEST_BYTES:] == self.token
+
+
+def _inline_name(partition: int) -> str:
     return f"p{partition}"
+
+
+def _reservation_name(partition: int) -> str:
+    return f"r{partition}"
+
+
+def _slot_name(partition: int) -> str:
+    return f"p{partition % SEGMENT_PARTITIONS}"
+
+
+def _numbered(item: dict[str, Any], prefix: str) -> Iterator[tuple[int, bytes]]:
+    """The item's ``<prefix><n>`` binary attributes, as (n, value)."""
+    for name, value in item.items():
+        if name.startswith(prefix) and name[1:].isdigit() and "B" in value:
+            yield int(name[1:]), bytes(value["B"])
+
+
+def _known(item: dict[str, Any]) -> None:
+    """A refusal found the file's item: only a missing one could not refuse a first chunk."""
+    if "partition_count" not in item:
+        raise RuntimeError("the file's state vanished while a chunk was being added")
+
+
+def _state(item: dict[str, Any], held: bytes | None = None) -> FileState:
+    return FileState(
+        partition_count=int(item["partition_count"]["N"]),
+        received=int(item["received_count"]["N"]),
+        size=int(item["byte_count"]["N"]),
+        status=FileStatus(item["status"]["S"]),
+        held_digest=held[:_DIGEST_BYTES].hex() if held is not None else None,
+    )
+
+
+_FIRST_SEEN = (
+    "partition_count = if_not_exists(partition_count, :count), "
+    "#status = if_not_exists(#status, :collecting), "
+    "created_at = if_not_exists(created_at, :now), updated_at = :now, "
+    "put_endpoint = if_not_exists(put_endpoint, :endpoint), #ttl = :expires"
+)
+"""What a chunk sets in the file's item: its first chunk leaves count, endpoint, first-seen."""
+_ADMITS = (
+    "(attribute_not_exists(partition_count) OR partition_count = :count) "
+    "AND (attribute_not_exists(#status) OR #status = :collecting) "
+    "AND (attribute_not_exists(byte_count) OR byte_count <= :room)"
+)
+"""The rules of admission the file's item holds: the first count, collecting, room."""
 
 
 class DynamoDbFileStateStore:
@@ -43,9 +181,15 @@ class DynamoDbFileStateStore:
         self._table = table
         self._ttl = ttl_seconds
         self._collecting_ttl = ttl_seconds + incomplete_ttl_seconds
+        self._lock = threading.Lock()
+        self._unswept: dict[FileId, list[str]] = {}
+        """Reservations this container committed and has not removed yet, by file."""
 
     def _key(self, file_id: FileId) -> dict[str, Any]:
         return {KEY_ATTRIBUTE: {"S": str(file_id)}}
+
+    def _segment_key(self, file_id: FileId, gen: str, partition: int) -> dict[str, Any]:
+        return {KEY_ATTRIBUTE: {"S": f"{file_id}#{gen}#{partition // SEGMENT_PARTITIONS}"}}
 
     def _conditional(self, **request: Any) -> dict[str, Any] | None:
         """Run an UpdateItem; None when its condition did not hold."""
@@ -55,102 +199,336 @@ class DynamoDbFileStateStore:
             return None
         return response
 
-    def add_chunk(self, arrival: PartitionArrival) -> int | None:
-        now = arrival.now
-        response = self._conditional(
-            Key=self._key(arrival.file_id),
+    def _update(self, key: dict[str, Any], **request: Any) -> tuple[bool, dict[str, Any]]:
+        """Run a conditional UpdateItem: (True, the attributes it returned) when applied,
+        (False, the item as the refusal found it) when not.
+
+        DynamoDB returns that item with the refusal (ALL_OLD), so knowing why takes no second
+        request; an emulator that predates the parameter (dynalite) returns none, and one
+        consistent GetItem stands in for it.
+        """
+        try:
+            response = self._db.update_item(
+                TableName=self._table,
+                Key=key,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **request,
+            )
+        except self._db.exceptions.ConditionalCheckFailedException as error:
+            refusal: dict[str, Any] = dict(error.response)
+            found: dict[str, Any] | None = refusal.get("Item")
+            if found is None:
+                found = self._get(key)
+            return False, found or {}
+        return True, dict(response.get("Attributes", {}))
+
+    def _get(self, key: dict[str, Any]) -> dict[str, Any] | None:
+        item = self._db.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item")
+        return dict(item) if item else None
+
+    def _arrival_values(self, arrival: PartitionArrival) -> dict[str, Any]:
+        return {
+            ":count": {"N": str(arrival.partition_count)},
+            ":collecting": {"S": FileStatus.COLLECTING.value},
+            ":now": {"N": _number(arrival.now)},
+            ":expires": {"N": str(int(arrival.now + self._collecting_ttl))},
+            ":one": {"N": "1"},
+            ":size": {"N": str(arrival.ref.size)},
+            ":room": {"N": str(arrival.room)},
+            ":endpoint": {"S": arrival.put_endpoint},
+        }
+
+    def add_chunk(self, arrival: PartitionArrival) -> int | FileState:
+        if arrival.partition_count <= INLINE_PARTITIONS:
+            return self._add_inline(arrival)
+        return self._add_segmented(arrival)
+
+    def _add_inline(self, arrival: PartitionArrival) -> int | FileState:
+        name = _inline_name(arrival.partition)
+        applied, item = self._update(
+            self._key(arrival.file_id),
             UpdateExpression=(
-                "SET #p = :digest, partition_count = if_not_exists(partition_count, :count), "
-                "#status = if_not_exists(#status, :collecting), "
-                "created_at = if_not_exists(created_at, :now), updated_at = :now, "
-                "put_endpoint = if_not_exists(put_endpoint, :endpoint), "
-                "#ttl = :expires ADD received_count :one, byte_count :size"
+                f"SET #p = :digest, {_FIRST_SEEN} ADD received_count :one, byte_count :size"
             ),
-            ConditionExpression=(
-                "attribute_not_exists(#p) "
-                "AND (attribute_not_exists(partition_count) OR partition_count = :count) "
-                "AND (attribute_not_exists(#status) OR #status = :collecting) "
-                "AND (attribute_not_exists(byte_count) OR byte_count <= :room)"
-            ),
-            ExpressionAttributeNames={
-                "#p": _partition_attribute(arrival.partition),
-                "#status": "status",
-                "#ttl": TTL_ATTRIBUTE,
-            },
+            ConditionExpression=f"attribute_not_exists(#p) AND {_ADMITS}",
+            ExpressionAttributeNames={"#p": name, "#status": "status", "#ttl": TTL_ATTRIBUTE},
             ExpressionAttributeValues={
+                **self._arrival_values(arrival),
                 ":digest": {"B": bytes.fromhex(arrival.ref.digest_prefix)},
-                ":count": {"N": str(arrival.partition_count)},
-                ":collecting": {"S": FileStatus.COLLECTING.value},
-                ":now": {"N": _number(now)},
-                ":expires": {"N": str(int(now + self._collecting_ttl))},
-                ":one": {"N": "1"},
-                ":size": {"N": str(arrival.ref.size)},
-                ":room": {"N": str(arrival.room)},
-                ":endpoint": {"S": arrival.put_endpoint},
             },
             ReturnValues="UPDATED_NEW",
         )
-        if response is None:
+        if applied:
+            return int(item["received_count"]["N"])
+        _known(item)
+        held = item.get(name)
+        return _state(item, bytes(held["B"]) if held is not None else None)
+
+    def _add_segmented(self, arrival: PartitionArrival) -> int | FileState:
+        """Reserve, then commit; see the module's docstring."""
+        file_id, partition = arrival.file_id, arrival.partition
+        name = _reservation_name(partition)
+        mine = _Reservation(
+            bytes.fromhex(arrival.ref.digest_prefix),
+            secrets.token_bytes(_TOKEN_BYTES),
+            arrival.ref.size,
+        )
+        for attempt in range(2):
+            swept = self._take_sweep(file_id, besides=name)
+            sweep = {f"#s{i}": swept_name for i, swept_name in enumerate(swept)}
+            applied, item = self._update(
+                self._key(file_id),
+                UpdateExpression=(
+                    f"SET #r = :reservation, #gen = if_not_exists(#gen, :gen), {_FIRST_SEEN} "
+                    "ADD received_count :one, byte_count :size"
+                    + (f" REMOVE {', '.join(sweep)}" if sweep else "")
+                ),
+                ConditionExpression=f"attribute_not_exists(#r) AND {_ADMITS}",
+                ExpressionAttributeNames={
+                    "#r": name,
+                    "#gen": "gen",
+                    "#status": "status",
+                    "#ttl": TTL_ATTRIBUTE,
+                    **sweep,
+                },
+                ExpressionAttributeValues={
+                    **self._arrival_values(arrival),
+                    ":reservation": {"B": mine.value},
+                    ":gen": {"S": secrets.token_hex(4)},
+                },
+                ReturnValues="ALL_NEW",
+            )
+            held = item.get(name)
+            if applied or (held is not None and _Reservation.of(bytes(held["B"])) == mine):
+                break  # reserved (by an earlier send of this request, if its answer was lost)
+            _known(item)
+            state = _state(item)
+            if not state.status.is_closed:
+                self._give_back(file_id, swept)
+            if held is not None:
+                return self._against(
+                    file_id, item, partition, _Reservation.of(held["B"]), arrival.now
+                )
+            if (
+                state.status is not FileStatus.COLLECTING
+                or state.partition_count != arrival.partition_count
+            ):
+                return state
+            # Refused for room: a duplicate's reservation may be counted in it; settled,
+            # the partition is tried once more.
+            if attempt == 0 and any(True for _ in _numbered(item, "r")):
+                self._settle(file_id, item, arrival.now)
+                continue
+            return _state(item, self._committed_digest(file_id, item, partition))
+        stands = self._commit(file_id, item["gen"]["S"], partition, mine, arrival.now)
+        if not mine.made(stands):
+            # The partition was committed before this reservation: a duplicate, taken back.
+            after = self._take_back(file_id, partition, mine) or self._get(self._key(file_id))
+            return _state(after or item, stands)
+        self._remember_sweep(file_id, name)
+        received = int(item["received_count"]["N"])
+        if received > arrival.partition_count:
+            received = self._settle(file_id, item, arrival.now)
+        return received
+
+    def _commit(
+        self, file_id: FileId, gen: str, partition: int, reservation: _Reservation, now: float
+    ) -> bytes:
+        """Commit ``reservation`` in its segment unless the partition is committed already;
+        return what its segment holds for the partition then (digest and token)."""
+        slot = _slot_name(partition)
+        applied, segment = self._update(
+            self._segment_key(file_id, gen, partition),
+            UpdateExpression="SET #slot = :held, #ttl = :expires",
+            ConditionExpression="attribute_not_exists(#slot)",
+            ExpressionAttributeNames={"#slot": slot, "#ttl": TTL_ATTRIBUTE},
+            ExpressionAttributeValues={
+                ":held": {"B": reservation.committed},
+                ":expires": {"N": str(int(now + self._collecting_ttl + SEGMENT_GRACE_SECONDS))},
+            },
+        )
+        if applied:
+            return reservation.committed
+        held = segment.get(slot)
+        if held is None:
+            raise RuntimeError("a segment refused a partition it does not hold")
+        return bytes(held["B"])
+
+    def _take_back(
+        self, file_id: FileId, partition: int, reservation: _Reservation
+    ) -> dict[str, Any] | None:
+        """Remove a duplicate's reservation and uncount it, if it is still there: the file's
+        item after, or None when another request took it back first."""
+        applied, item = self._update(
+            self._key(file_id),
+            UpdateExpression="REMOVE #r ADD received_count :minus, byte_count :less",
+            ConditionExpression="#r = :reservation",
+            ExpressionAttributeNames={"#r": _reservation_name(partition)},
+            ExpressionAttributeValues={
+                ":reservation": {"B": reservation.value},
+                ":minus": {"N": "-1"},
+                ":less": {"N": str(-reservation.size)},
+            },
+            ReturnValues="ALL_NEW",
+        )
+        return item if applied else None
+
+    def _settle_one(
+        self, file_id: FileId, gen: str, partition: int, reservation: _Reservation, now: float
+    ) -> tuple[bytes, dict[str, Any] | None]:
+        """Settle a reservation another request made: commit it if the partition is not yet
+        committed (its holder may have crashed between its two requests), take it back if the
+        partition was committed from another. What stands, and the item if it changed."""
+        stands = self._commit(file_id, gen, partition, reservation, now)
+        if reservation.made(stands):
+            return stands, None
+        return stands, self._take_back(file_id, partition, reservation)
+
+    def _against(
+        self,
+        file_id: FileId,
+        item: dict[str, Any],
+        partition: int,
+        reservation: _Reservation,
+        now: float,
+    ) -> FileState:
+        """A chunk refused because another request's reservation holds its partition: the
+        reservation is settled, and the chunk is judged against what stands."""
+        stands, after = self._settle_one(file_id, item["gen"]["S"], partition, reservation, now)
+        return _state(after or item, stands)
+
+    def _settle(self, file_id: FileId, item: dict[str, Any], now: float) -> int:
+        """Settle every reservation in ``item``; the received count after."""
+        latest = item
+        for partition, value in _numbered(item, "r"):
+            _, after = self._settle_one(
+                file_id, item["gen"]["S"], partition, _Reservation.of(value), now
+            )
+            if after is not None:
+                latest = after
+        return int(latest["received_count"]["N"])
+
+    def _committed_digest(
+        self, file_id: FileId, item: dict[str, Any], partition: int
+    ) -> bytes | None:
+        gen = item.get("gen")
+        if gen is None:
             return None
-        return int(response["Attributes"]["received_count"]["N"])
+        segment = self._get(self._segment_key(file_id, gen["S"], partition))
+        held = (segment or {}).get(_slot_name(partition))
+        return bytes(held["B"]) if held is not None else None
+
+    def _take_sweep(self, file_id: FileId, besides: str) -> list[str]:
+        """Committed reservations of the file to remove along with the next one (never the
+        one being made: an attribute is not set and removed in one request)."""
+        with self._lock:
+            names = self._unswept.pop(file_id, [])
+            others = [name for name in names if name != besides]
+            taken, kept = others[:SWEEP_PER_REQUEST], others[SWEEP_PER_REQUEST:]
+            if besides in names:
+                kept.append(besides)
+            if kept:
+                self._unswept[file_id] = kept
+        return taken
+
+    def _give_back(self, file_id: FileId, names: list[str]) -> None:
+        if names:
+            with self._lock:
+                self._unswept.setdefault(file_id, []).extend(names)
+
+    def _remember_sweep(self, file_id: FileId, name: str) -> None:
+        with self._lock:
+            self._unswept.setdefault(file_id, []).append(name)
+            while len(self._unswept) > SWEEP_FILES:
+                del self._unswept[next(iter(self._unswept))]
 
     def read(self, file_id: FileId, partition: int) -> FileState | None:
-        response = self._db.get_item(
-            TableName=self._table,
-            Key=self._key(file_id),
-            ProjectionExpression="partition_count, received_count, byte_count, #status, #p",
-            ExpressionAttributeNames={"#status": "status", "#p": _partition_attribute(partition)},
-            ConsistentRead=True,
-        )
-        item = response.get("Item")
+        item = self._get(self._key(file_id))
         if not item or "partition_count" not in item:
             return None
-        held = item.get(_partition_attribute(partition))
-        return FileState(
-            partition_count=int(item["partition_count"]["N"]),
-            received=int(item["received_count"]["N"]),
-            size=int(item["byte_count"]["N"]),
-            status=FileStatus(item["status"]["S"]),
-            held_digest=bytes(held["B"]).hex() if held is not None else None,
-        )
+        inline = item.get(_inline_name(partition))
+        if inline is not None:
+            return _state(item, bytes(inline["B"]))
+        committed = self._committed_digest(file_id, item, partition)
+        if committed is not None:
+            return _state(item, committed)
+        reserved = item.get(_reservation_name(partition))
+        return _state(item, bytes(reserved["B"]) if reserved is not None else None)
 
     def digests(self, file_id: FileId) -> dict[int, str]:
-        response = self._db.get_item(
-            TableName=self._table, Key=self._key(file_id), ConsistentRead=True
-        )
-        item = response.get("Item", {})
-        return {
-            int(name[1:]): bytes(value["B"]).hex()
-            for name, value in item.items()
-            if name.startswith("p") and name[1:].isdigit() and "B" in value
-        }
+        """Every counted partition's digest: the file's item's, then its segments' (one
+        BatchGetItem a hundred segments: one for a file of up to 3,200 partitions).
 
-    def claim(self, file_id: FileId, owner: str, now: float, until: float) -> bool:
+        A reservation not committed yet counts with its digest: its chunk was stored before
+        it. One whose partition was committed from another is a duplicate's, left by a crash:
+        it is taken back here, so a file it made look complete can complete for real.
+        """
+        item = self._get(self._key(file_id))
+        if not item:
+            return {}
+        held = dict(_numbered(item, "p"))
+        gen = item.get("gen")
+        if gen is not None:
+            committed = self._segments(file_id, gen["S"], int(item["partition_count"]["N"]))
+            for partition, value in _numbered(item, "r"):
+                reservation = _Reservation.of(value)
+                stands = committed.get(partition)
+                if stands is None:
+                    committed[partition] = reservation.committed
+                elif not reservation.made(stands):
+                    self._take_back(file_id, partition, reservation)
+            held.update(committed)
+        return {partition: value[:_DIGEST_BYTES].hex() for partition, value in held.items()}
+
+    def _segments(self, file_id: FileId, gen: str, partition_count: int) -> dict[int, bytes]:
+        """What the file's segments hold, by partition (digest and token)."""
+        count = math.ceil(partition_count / SEGMENT_PARTITIONS)
+        keys = [self._segment_key(file_id, gen, s * SEGMENT_PARTITIONS) for s in range(count)]
+        held: dict[int, bytes] = {}
+        for start in range(0, len(keys), BATCH_GET_KEYS):
+            request: dict[str, Any] = {
+                self._table: {"Keys": keys[start : start + BATCH_GET_KEYS], "ConsistentRead": True}
+            }
+            for attempt in range(_UNPROCESSED_ATTEMPTS):
+                response = self._db.batch_get_item(RequestItems=request)
+                for segment in response.get("Responses", {}).get(self._table, []):
+                    first = int(segment[KEY_ATTRIBUTE]["S"].rsplit("#", 1)[1]) * SEGMENT_PARTITIONS
+                    for slot, value in _numbered(dict(segment), "p"):
+                        held[first + slot] = value
+                request = dict(response.get("UnprocessedKeys") or {})
+                if not request:
+                    break
+                time.sleep(min(0.05 * 2**attempt, 1.0))  # throttled: back off, as AWS advises
+            else:
+                raise RuntimeError("DynamoDB left segments unread after repeated BatchGetItem")
+        return held
+
+    def claim(self, file_id: FileId, owner: str, now: float, until: float) -> Claim:
         """Also pushes the TTL as a chunk does: a complete file whose uploads keep failing
         keeps its item (``sfb status``, ``sfb redrive``) as long as it keeps being tried."""
-        return (
-            self._conditional(
-                Key=self._key(file_id),
-                UpdateExpression=(
-                    "SET #status = :assembling, claim_owner = :owner, claim_until = :until, "
-                    "#ttl = :expires"
-                ),
-                ConditionExpression=(
-                    "received_count = partition_count AND (#status = :collecting "
-                    "OR (#status = :assembling AND claim_until < :now))"
-                ),
-                ExpressionAttributeNames={"#status": "status", "#ttl": TTL_ATTRIBUTE},
-                ExpressionAttributeValues={
-                    ":assembling": {"S": FileStatus.ASSEMBLING.value},
-                    ":collecting": {"S": FileStatus.COLLECTING.value},
-                    ":owner": {"S": owner},
-                    ":until": {"N": _number(until)},
-                    ":now": {"N": _number(now)},
-                    ":expires": {"N": str(int(now + self._collecting_ttl))},
-                },
-            )
-            is not None
+        applied, item = self._update(
+            self._key(file_id),
+            UpdateExpression=(
+                "SET #status = :assembling, claim_owner = :owner, claim_until = :until, "
+                "#ttl = :expires"
+            ),
+            ConditionExpression=(
+                "received_count = partition_count AND (#status = :collecting "
+                "OR (#status = :assembling AND claim_until < :now))"
+            ),
+            ExpressionAttributeNames={"#status": "status", "#ttl": TTL_ATTRIBUTE},
+            ExpressionAttributeValues={
+                ":assembling": {"S": FileStatus.ASSEMBLING.value},
+                ":collecting": {"S": FileStatus.COLLECTING.value},
+                ":owner": {"S": owner},
+                ":until": {"N": _number(until)},
+                ":now": {"N": _number(now)},
+                ":expires": {"N": str(int(now + self._collecting_ttl))},
+            },
         )
+        if applied:
+            return Claim(won=True)
+        return Claim(won=False, refused_by=_state(item) if "partition_count" in item else None)
 
     def finish(self, file_id: FileId, owner: str, status: FileStatus, now: float) -> bool:
         """The tombstone keeps its closer in ``finished_by``, so the same request retried by
@@ -208,7 +586,7 @@ class DynamoDbFileStateStore:
         paginator = self._db.get_paginator("scan")
         for page in paginator.paginate(
             TableName=self._table,
-            FilterExpression="#status <> :uploaded",
+            FilterExpression="attribute_exists(#status) AND #status <> :uploaded",
             ProjectionExpression=(
                 "file_id, #status, received_count, partition_count, byte_count, created_at, "
                 "put_endpoint"

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, cast
 
 from application.views import FileSummary
-from domain import FileId, FileState, FileStatus, IncompleteFile, PartitionArrival
+from domain import Claim, FileId, FileState, FileStatus, IncompleteFile, PartitionArrival
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -37,15 +37,25 @@ def digests_key(file_id: FileId) -> str:
     return f"{PREFIX}{{{file_id}}}:p"
 
 
-_ADD = """
+_REFUSED = """
+local function refused(partition)
+  local st = redis.call('HMGET', KEYS[1], 'partition_count', 'received', 'bytes', 'status')
+  if not st[1] then return false end
+  return {st[1], st[2], st[3], st[4], redis.call('HGET', KEYS[2], partition)}
+end
+"""
+"""The state as a refusal found it, in the same script: judging it takes no second call."""
+
+_ADD = _REFUSED + """
 local count = tonumber(ARGV[2])
 local st = redis.call('HMGET', KEYS[1], 'partition_count', 'status', 'bytes')
 if st[1] then
-  if tonumber(st[1]) ~= count then return false end
-  if st[2] ~= 'collecting' then return false end
-  if tonumber(st[3]) > tonumber(ARGV[5]) then return false end
+  if tonumber(st[1]) ~= count or st[2] ~= 'collecting'
+      or tonumber(st[3]) > tonumber(ARGV[5]) then
+    return refused(ARGV[1])
+  end
 end
-if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[3]) == 0 then return false end
+if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[3]) == 0 then return refused(ARGV[1]) end
 if not st[1] then
   redis.call('HSET', KEYS[1], 'partition_count', count, 'status', 'collecting',
     'created_at', ARGV[6], 'put_endpoint', ARGV[7], 'received', 0, 'bytes', 0)
@@ -58,15 +68,14 @@ redis.call('EXPIRE', KEYS[2], ARGV[8])
 return received
 """
 
-_READ = """
-local st = redis.call('HMGET', KEYS[1], 'partition_count', 'received', 'bytes', 'status')
-if not st[1] then return false end
-return {st[1], st[2], st[3], st[4], redis.call('HGET', KEYS[2], ARGV[1])}
+_READ = _REFUSED + """
+return refused(ARGV[1])
 """
 
-_CLAIM = """
+_CLAIM = _REFUSED + """
 local st = redis.call('HMGET', KEYS[1], 'partition_count', 'received', 'status', 'claim_until')
-if not st[1] or st[1] ~= st[2] then return 0 end
+if not st[1] then return false end
+if st[1] ~= st[2] then return refused(0) end
 if st[3] == 'collecting' or (st[3] == 'assembling' and tonumber(st[4]) < tonumber(ARGV[2])) then
   redis.call('HSET', KEYS[1], 'status', 'assembling', 'claim_owner', ARGV[1],
     'claim_until', ARGV[3])
@@ -74,7 +83,7 @@ if st[3] == 'collecting' or (st[3] == 'assembling' and tonumber(st[4]) < tonumbe
   redis.call('EXPIRE', KEYS[2], ARGV[4])
   return 1
 end
-return 0
+return refused(0)
 """
 
 _FINISH = """
@@ -149,8 +158,8 @@ class RedisFileStateStore:
         keys = [state_key(file_id), digests_key(file_id)]
         return self._scripts[name](keys=keys, args=[_arg(a) for a in args])
 
-    def add_chunk(self, arrival: PartitionArrival) -> int | None:
-        received = self._run(
+    def add_chunk(self, arrival: PartitionArrival) -> int | FileState:
+        answer = self._run(
             "add",
             arrival.file_id,
             arrival.partition,
@@ -162,29 +171,27 @@ class RedisFileStateStore:
             arrival.put_endpoint,
             self._collecting_ttl,
         )
-        return None if received is None else int(received)
+        if isinstance(answer, int):
+            return answer
+        if answer is None:
+            raise RuntimeError("the file's state vanished while a chunk was being added")
+        return _state(answer)
 
     def read(self, file_id: FileId, partition: int) -> FileState | None:
         found = self._run("read", file_id, partition)
-        if found is None:
-            return None
-        count, received, size, status, digest = found
-        return FileState(
-            partition_count=int(count),
-            received=int(received),
-            size=int(size),
-            status=FileStatus(_text(status)),
-            held_digest=_text(digest) if digest is not None else None,
-        )
+        return None if found is None else _state(found)
 
     def digests(self, file_id: FileId) -> dict[int, str]:
         held = self._redis.hgetall(digests_key(file_id))
         return {int(_text(p)): _text(d) for p, d in held.items()}
 
-    def claim(self, file_id: FileId, owner: str, now: float, until: float) -> bool:
+    def claim(self, file_id: FileId, owner: str, now: float, until: float) -> Claim:
         """Also pushes the keys' expiry, as a chunk does: a complete file whose uploads keep
         failing stays visible to ``sfb status`` and ``sfb redrive`` while it is tried."""
-        return bool(self._run("claim", file_id, owner, now, until, self._collecting_ttl))
+        answer = self._run("claim", file_id, owner, now, until, self._collecting_ttl)
+        if answer == 1:
+            return Claim(won=True)
+        return Claim(won=False, refused_by=None if answer is None else _state(answer))
 
     def finish(self, file_id: FileId, owner: str, status: FileStatus, now: float) -> bool:
         """Idempotent for its owner: a retried call after a lost answer finds its work done."""
@@ -247,6 +254,19 @@ class RedisFileStateStore:
             if b"partition_count" in fields:
                 found.append((FileId(name[len(PREFIX) + 1 : -3]), fields))
         return found
+
+
+def _state(found: list[bytes | None]) -> FileState:
+    """A file's state as a script returns it: count, received, bytes, status, the digest
+    held for the partition asked about (or nil)."""
+    count, received, size, status, digest = found
+    return FileState(
+        partition_count=int(count or 0),
+        received=int(received or 0),
+        size=int(size or 0),
+        status=FileStatus(_text(status or b"")),
+        held_digest=_text(digest) if digest is not None else None,
+    )
 
 
 def _arg(value: object) -> str | int:

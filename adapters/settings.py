@@ -57,8 +57,6 @@ SETTING_NAMES = (
     "REDIS_URL",
     "REDIS_MAX_CHUNK_BYTES",
 )
-DYNAMODB_MAX_PARTITIONS = 15_000
-"""A file's item holds 16 bytes a partition and must stay under DynamoDB's 400 KB."""
 REDIS_DEFAULT_CHUNK_BYTES = 128 * 1024 * 1024
 """A quarter of the smallest ElastiCache node's 0.5 GiB: room for state and replication."""
 MAX_READ_AHEAD = 10
@@ -144,11 +142,6 @@ class Settings:
         redis_url = _redis_url(values, backend)
         hosts = _optional(values, "UPLOAD_ALLOWED_HOSTS")
         max_partitions = _integer(values, "MAX_PARTITION_COUNT", 10_000)
-        if backend is BackendName.DYNAMODB and max_partitions > DYNAMODB_MAX_PARTITIONS:
-            raise SettingsError(
-                f"MAX_PARTITION_COUNT may not exceed {DYNAMODB_MAX_PARTITIONS} with the dynamodb "
-                f"backend (a file's state item must stay under 400 KB), not {max_partitions}"
-            )
         return cls(
             s3_bucket=bucket,
             log_level=level,

@@ -17,6 +17,7 @@ from domain import (
     AssembledFile,
     Chunk,
     ChunkRef,
+    Claim,
     FileId,
     FileState,
     FileStatus,
@@ -150,15 +151,16 @@ class ShardLedgers(Protocol):
 class FileStateStore(Protocol):
     """Shared, atomically updated state of each file (DynamoDB in production).
 
-    Every method is one conditional request: no read-modify-write, so any number of
-    containers may call them at once.
+    Every change is made by conditional requests, never read-modify-write, so any number of
+    containers may call them at once (a large file's chunk takes two: see the adapter).
     """
 
-    def add_chunk(self, arrival: PartitionArrival) -> int | None:
+    def add_chunk(self, arrival: PartitionArrival) -> int | FileState:
         """Record a partition of a collecting file whose count agrees and that has room.
 
-        Returns the number of partitions received after it, or None when the store refused
-        (already held, other count, no room, file closed): ``read`` tells which.
+        Returns the number of partitions received after it; or, when the store refused
+        (already held, other count, no room, file closed), the file's state seen for this
+        partition, as the refusal itself found it: judging it needs no second request.
         """
 
     def read(self, file_id: FileId, partition: int) -> FileState | None:
@@ -167,8 +169,9 @@ class FileStateStore(Protocol):
     def digests(self, file_id: FileId) -> dict[int, str]:
         """Every held partition's digest prefix, for checking chunks before assembly."""
 
-    def claim(self, file_id: FileId, owner: str, now: float, until: float) -> bool:
-        """Take the right to assemble a complete file, if nobody holds an unexpired claim.
+    def claim(self, file_id: FileId, owner: str, now: float, until: float) -> Claim:
+        """Take the right to assemble a complete file, if nobody holds an unexpired claim;
+        a refusal carries the state that refused it.
 
         Keeps the item as long as a collecting file's (an unfinished file must not vanish
         while its chunks are stored)."""

@@ -21,6 +21,7 @@ from domain import (
     Chunk,
     ChunkRejected,
     FileId,
+    FileState,
     FileStatus,
     FileTooLarge,
     Limits,
@@ -63,17 +64,15 @@ class SharedIngestChunk:
                 f"{self._limits.max_file_bytes}"
             )
         self._remote.put([chunk])
-        received = self._state.add_chunk(PartitionArrival.of(chunk, self._limits, self._clock()))
-        if received is not None:
-            if received == chunk.partition_count:
-                self.complete(chunk.file_id, chunk.put_endpoint, chunk.partition_count, batch)
-            return Admission.NEW
-        return self._refused(chunk, batch)
+        added = self._state.add_chunk(PartitionArrival.of(chunk, self._limits, self._clock()))
+        if isinstance(added, FileState):
+            return self._refused(chunk, added, batch)
+        if added == chunk.partition_count:
+            self.complete(chunk.file_id, chunk.put_endpoint, chunk.partition_count, batch)
+        return Admission.NEW
 
-    def _refused(self, chunk: Chunk, batch: BatchState) -> Admission:
-        state = self._state.read(chunk.file_id, chunk.partition)
-        if state is None:
-            raise RuntimeError("the file's state vanished while a chunk was being added")
+    def _refused(self, chunk: Chunk, state: FileState, batch: BatchState) -> Admission:
+        """``state`` is what refused the chunk, as the refusal found it."""
         try:
             admission = state.judge(chunk.partition, chunk.partition_count, chunk.ref, self._limits)
         except ChunkRejected:
@@ -96,8 +95,9 @@ class SharedIngestChunk:
         delivery may try at once instead of waiting out the lease.
         """
         now = self._clock()
-        if not self._state.claim(file_id, self._owner, now, now + self._lease_for(batch)):
-            state = self._state.read(file_id, 0)
+        claim = self._state.claim(file_id, self._owner, now, now + self._lease_for(batch))
+        if not claim.won:
+            state = claim.refused_by
             if state is not None and not state.status.is_closed:
                 # Another invocation assembles it now; if it dies, a redelivery takes over.
                 batch.deferred.add(file_id)

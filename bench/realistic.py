@@ -149,7 +149,10 @@ class Accounting:
         (an uncounted read of the item beside each keyed DynamoDB request)."""
         s3 = container.s3_client()
         s3.meta.events.register("before-call", self._count("s3"))
-        db = container.dynamodb_client()
+        self.attach_dynamodb(container.dynamodb_client(), capacity)
+
+    def attach_dynamodb(self, db: Any, capacity: bool = True) -> None:
+        """Count a DynamoDB client's requests (and, with ``capacity``, its units)."""
         db.meta.events.register("before-call.dynamodb", self._count("dynamodb"))
         if capacity:
             db.meta.events.register("before-parameter-build.dynamodb", self._remember)
@@ -183,7 +186,10 @@ class Accounting:
     def _remember(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         if "Key" in params:
             context["bench_item"] = (params["TableName"], params["Key"])
-        context["bench_consistent"] = bool(params.get("ConsistentRead"))
+        consistent = params.get("ConsistentRead")
+        if "RequestItems" in params:
+            consistent = all(k.get("ConsistentRead") for k in params["RequestItems"].values())
+        context["bench_consistent"] = bool(consistent)
 
     def _before(self, model: Any, context: dict[str, Any], **_: Any) -> None:
         if model.name in _WRITES and "bench_item" in context:
@@ -199,6 +205,12 @@ class Accounting:
         elif model.name in _KEYED_READS and "bench_item" in context:
             # A read is billed for the whole item, whatever the projection.
             units = factor * max(1, math.ceil(self._size(*context["bench_item"]) / 4096))
+            with self._lock:
+                self.read_units += units
+        elif model.name == "BatchGetItem":
+            # Each item is rounded up to 4 KB on its own.
+            items = [i for found in parsed.get("Responses", {}).values() for i in found]
+            units = sum(factor * max(1, math.ceil(item_size(i) / 4096)) for i in items)
             with self._lock:
                 self.read_units += units
         elif model.name in _LISTING_READS:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import attrs
 from attrs import field, frozen
 
-from bench import cost, hotspots, latency, memory, realistic, throughput
+from bench import cost, hotspots, latency, memory, realistic, throughput, write_units
 from bench.report import Results, machine
 from bench.workload import GIB, KIB, MIB
 from bench.world import open_world
@@ -28,6 +28,8 @@ class Plan:
     latency_bytes: int = 64 * MIB
     latency_chunk_size: int = MIB
     hotspots: bool = True
+    write_unit_chunks: tuple[int, ...] = ()
+    """Files of this many chunks for the write-unit probe (bench/write_units.py); none skips it."""
     sections: tuple[str, ...] = (
         "realistic",
         "throughput",
@@ -38,7 +40,7 @@ class Plan:
     )
 
 
-FULL = Plan("full")
+FULL = Plan("full", write_unit_chunks=(300, 600))
 QUICK = Plan(
     "quick",
     realistic=realistic.Shape(file_size=3 * MIB, small_files=20, small_invocations=1),
@@ -47,6 +49,7 @@ QUICK = Plan(
     cost_chunks=(3, 6),
     memory_sizes=(8 * MIB, 32 * MIB),
     latency_bytes=16 * MIB,
+    write_unit_chunks=(150, 300),
 )
 
 
@@ -58,6 +61,8 @@ def run(plan: Plan, say: Callable[[str], None] = print) -> Results:
         if "realistic" in plan.sections:
             say("the stream as AWS delivers it: layouts, cost, latency, small files ...")
             results = attrs.evolve(results, realistic=realistic.run(world, plan.realistic))
+            if plan.write_unit_chunks:
+                say(write_units.describe(write_units.run(chunks=plan.write_unit_chunks)))
         if "throughput" in plan.sections:
             say("measuring throughput ...")
             results = attrs.evolve(

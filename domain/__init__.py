@@ -18,7 +18,7 @@ from domain.errors import (
     RejectionReason,
 )
 from domain.expiry import ExpiredFile, IncompleteFile
-from domain.file_state import FileState, FileStatus, PartitionArrival
+from domain.file_state import Claim, FileState, FileStatus, PartitionArrival
 from domain.limits import Limits
 from domain.partition_set import Admission, PartitionSet
 from domain.shard_ledger import ShardLedger, shard_of
@@ -32,6 +32,7 @@ __all__ = [
     "ChunkContentConflict",
     "ChunkRef",
     "ChunkRejected",
+    "Claim",
     "Endpoint",
     "EndpointRefused",
     "ExpiredFile",

@@ -12,7 +12,7 @@ from domain.endpoint import FileId, redact
 from domain.errors import PartitionOutOfRange
 
 DIGEST_PREFIX = 32
-"""Hex digits of a chunk's sha256 kept in shared state: 128 bits, small enough for 15,000."""
+"""Hex digits of a chunk's sha256 kept in shared state: 128 bits, 16 bytes a partition."""
 
 
 @frozen

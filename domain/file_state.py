@@ -68,6 +68,15 @@ class FileState:
 
 
 @frozen
+class Claim:
+    """The answer to a claim: won, or refused, with the file's state as the refusal found it
+    (None when the store does not know the file), so no second request asks why."""
+
+    won: bool
+    refused_by: FileState | None = None
+
+
+@frozen
 class PartitionArrival:
     """A partition arriving at the shared state, with what recording it depends on.
 

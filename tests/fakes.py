@@ -37,6 +37,7 @@ from domain import (
     AssembledFile,
     Chunk,
     ChunkRef,
+    Claim,
     EndpointRefused,
     ExpiredFile,
     FileId,
@@ -559,7 +560,7 @@ class FakeStateStore:
         if self.failing:
             raise StorageUnavailable("state store is down")
 
-    def add_chunk(self, arrival: PartitionArrival) -> int | None:
+    def add_chunk(self, arrival: PartitionArrival) -> int | FileState:
         with self._lock:
             self._request()
             item = self.items.get(arrival.file_id)
@@ -571,7 +572,7 @@ class FakeStateStore:
                 or item.status is not FileStatus.COLLECTING
                 or item.size > arrival.room
             ):
-                return None
+                return self._state(item, arrival.partition)
             item.digests[arrival.partition] = arrival.ref.digest[:DIGEST_PREFIX]
             item.put_endpoint = item.put_endpoint or arrival.put_endpoint
             item.created_at = item.created_at or arrival.now
@@ -584,15 +585,17 @@ class FakeStateStore:
         with self._lock:
             self._request()
             item = self.items.get(file_id)
-            if item is None:
-                return None
-            return FileState(
-                item.partition_count,
-                len(item.digests),
-                item.size,
-                item.status,
-                item.digests.get(partition),
-            )
+            return None if item is None else self._state(item, partition)
+
+    @staticmethod
+    def _state(item: _FileItem, partition: int) -> FileState:
+        return FileState(
+            item.partition_count,
+            len(item.digests),
+            item.size,
+            item.status,
+            item.digests.get(partition),
+        )
 
     def digests(self, file_id: FileId) -> dict[int, str]:
         with self._lock:
@@ -600,20 +603,20 @@ class FakeStateStore:
             item = self.items.get(file_id)
             return dict(item.digests) if item else {}
 
-    def claim(self, file_id: FileId, owner: str, now: float, until: float) -> bool:
+    def claim(self, file_id: FileId, owner: str, now: float, until: float) -> Claim:
         with self._lock:
             self._request()
             item = self.items.get(file_id)
-            if item is None or len(item.digests) != item.partition_count:
-                return False
+            if item is None:
+                return Claim(won=False)
             free = item.status is FileStatus.COLLECTING or (
                 item.status is FileStatus.ASSEMBLING and item.claim_until < now
             )
-            if not free:
-                return False
+            if len(item.digests) != item.partition_count or not free:
+                return Claim(won=False, refused_by=self._state(item, 0))
             item.status, item.claim_owner, item.claim_until = FileStatus.ASSEMBLING, owner, until
             item.expires_at = now + self._ttl
-            return True
+            return Claim(won=True)
 
     def finish(self, file_id: FileId, owner: str, status: FileStatus, now: float) -> bool:
         with self._lock:

@@ -21,6 +21,7 @@ import boto3
 import pytest
 import redis
 
+from adapters import dynamodb_state
 from adapters.redis_state import state_key
 from domain import FileId
 from entrypoints.container import Container, build_container
@@ -97,15 +98,19 @@ class RedisStack:
         return status.decode() if status is not None else None
 
 
-@pytest.fixture(params=["dynamodb", "redis"])
+@pytest.fixture(params=["dynamodb-inline", "dynamodb-segmented", "redis"])
 def racing(
     request: pytest.FixtureRequest, stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> RacingStack:
+    """Each shared backend on its real server: DynamoDB (dynalite) with the files' digests in
+    their items or, as a large file's, in segment items; Redis."""
     if request.param == "redis":
         url: str = request.getfixturevalue("redis_url")
         with redis.Redis.from_url(url) as client:
             client.flushdb()
         return RedisStack(stack, url)
+    if request.param == "dynamodb-segmented":
+        monkeypatch.setattr(dynamodb_state, "INLINE_PARTITIONS", 0)
     dynalite_url: str = request.getfixturevalue("dynalite_url")
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynalite_url)
     table = f"sfb-race-{uuid.uuid4().hex[:16]}"

@@ -536,6 +536,8 @@ def test_ingest_costs_at_most_two_requests_per_chunk_and_assembly_reads_each_chu
         print(costs.report())
 
     for costs in (small, large):
+        assert costs.redelivered["dynamodb:GetItem"] == 0, "a refusal says why (ALL_OLD)"
+        assert costs.late_duplicate["dynamodb:GetItem"] == 0
         assert sum(costs.ingest.values()) <= 2 * (costs.chunks - 1) + per_file_constant
         assert costs.completing["s3:GetObject"] == costs.chunks
         assert costs.completing["s3:PutObject"] <= 1

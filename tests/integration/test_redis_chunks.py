@@ -54,7 +54,9 @@ def store(client: redis.Redis, s3: S3Client, budget: int = PLENTY) -> RedisChunk
 
 
 def admit(state: RedisFileStateStore, piece: Chunk) -> int | None:
-    return state.add_chunk(PartitionArrival.of(piece, Limits(max_file_bytes=ROOM), NOW))
+    """How many partitions the file holds after it; None when the state refused it."""
+    added = state.add_chunk(PartitionArrival.of(piece, Limits(max_file_bytes=ROOM), NOW))
+    return added if isinstance(added, int) else None
 
 
 def pending_objects(s3: S3Client) -> list[str]:

@@ -152,6 +152,25 @@ def test_an_invalid_setting_fails_naming_its_variable(
         Settings.from_environ(environ)
 
 
+@pytest.mark.parametrize("backend", ["local", "dynamodb"])
+@pytest.mark.parametrize("count", [15_001, 81_920, 1_000_000])
+def test_max_partition_count_is_the_users_on_either_backend_with_no_cap_of_its_own(
+    backend: str, count: int
+) -> None:
+    """A 5 GiB file in 64 KiB chunks has 81,920 partitions: the dynamodb backend's state no
+    longer grows with the file, so it refuses no count the user allows."""
+    settings = Settings.from_environ(
+        {
+            **BASE,
+            "STATE_BACKEND": backend,
+            "STATE_TABLE": "sfb-state",
+            "MAX_PARTITION_COUNT": str(count),
+        }
+    )
+
+    assert settings.limits.max_partition_count == count
+
+
 def test_a_local_disk_budget_of_zero_is_valid_and_blank_means_the_default() -> None:
     def budget(text: str) -> int | None:
         return Settings.from_environ(

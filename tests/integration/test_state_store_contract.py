@@ -1,79 +1,62 @@
-"""The shared state store's contract, held by each backend's store against a real server:
-every rule is one atomic step (a conditional update, a Lua script), so containers may race.
+"""The shared state stores' one contract, each against a real server: DynamoDB (moto) with
+a file's digests in its item or, as a large file's, in segment items; Redis (redis-server).
+Every rule is atomic there (conditional updates, Lua scripts), so containers may race.
 
-Each test runs once per store; backend-only details (TTL attributes, key layout) are in the
-store's own test module.
+What only one store has (TTL attributes, lost answers, item sizes, key layout) is in its own
+module: test_dynamodb_state.py, test_dynamodb_segments.py, test_redis_chunks.py.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
-from typing import Protocol
 
+import boto3
 import pytest
 import redis
 
+from adapters import dynamodb_state
+from adapters.dynamodb_state import DynamoDbFileStateStore
 from adapters.redis_state import RedisFileStateStore
-from application.ports import FileStateStore
-from application.views import IncompleteFiles, SharedFiles
-from domain import DIGEST_PREFIX, ChunkRef, FileId, FileStatus, IncompleteFile, PartitionArrival
+from domain import FileId, FileStatus, IncompleteFile
 from tests.integration.builders import ref_of
-
-TTL = 86_400.0
-NOW = 1_700_000_000.0
-ROOM = 5 * 1024**3
-"""MAX_FILE_BYTES where a test is not about it."""
-ENDPOINT = "https://uploads.example.com/a.bin?X-Amz-Signature=s3cr3t"
-FILE = FileId.for_endpoint(ENDPOINT)
-CUTOFF = NOW + 1
-"""A give-up's cutoff (now less INCOMPLETE_FILE_TTL_SECONDS) just after the file began."""
-LATER = NOW + 90_000
-
-
-class StateStore(FileStateStore, SharedFiles, IncompleteFiles, Protocol):
-    """What the shared backend's store is: the hot path's port and the operators' views."""
-
-
-@pytest.fixture(params=["redis"])
-def store(request: pytest.FixtureRequest, redis_url: str) -> Iterator[StateStore]:
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    yield RedisFileStateStore(client, ttl_seconds=TTL)
-    client.close()
+from tests.integration.state_steps import (
+    CUTOFF,
+    ENDPOINT,
+    FILE,
+    LATER,
+    NOW,
+    TTL,
+    StateStore,
+    add,
+    complete,
+    content,
+    only_incomplete,
+    prefix,
+)
 
 
-def content(partition: int, variant: str = "") -> bytes:
-    return f"partition {partition} bytes{variant}".encode()
-
-
-def add(
-    store: StateStore,
-    partition: int,
-    count: int,
-    data: bytes | None = None,
-    *,
-    endpoint: str = ENDPOINT,
-    room: int = ROOM,
-    now: float = NOW,
-) -> int | None:
-    chunk = content(partition) if data is None else data
-    return store.add_chunk(
-        PartitionArrival(endpoint, partition, count, ref_of(chunk), max_file_bytes=room, now=now)
+@pytest.fixture(params=["dynamodb-inline", "dynamodb-segmented", "redis"])
+def store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[StateStore]:
+    if request.param == "redis":
+        server = redis.Redis.from_url(request.getfixturevalue("redis_url"))
+        server.flushdb()
+        yield RedisFileStateStore(server, ttl_seconds=TTL)
+        server.close()
+        return
+    if request.param == "dynamodb-segmented":
+        monkeypatch.setattr(dynamodb_state, "INLINE_PARTITIONS", 0)
+    request.getfixturevalue("aws")
+    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
+    client = boto3.client("dynamodb")
+    table = f"sfb-state-{uuid.uuid4().hex[:12]}"
+    client.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "file_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "file_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
     )
-
-
-def complete(store: StateStore, count: int) -> None:
-    for partition in range(count):
-        assert add(store, partition, count) is not None
-
-
-def prefix(ref: ChunkRef) -> str:
-    return ref.digest[:DIGEST_PREFIX]
-
-
-def only_incomplete(store: StateStore) -> IncompleteFile:
-    [file] = store.incomplete()
-    return file
+    yield DynamoDbFileStateStore(client, table, ttl_seconds=TTL)
 
 
 def test_each_new_partition_returns_how_many_partitions_the_file_has_received(
@@ -127,7 +110,7 @@ def test_a_closed_file_refuses_every_chunk_even_one_it_never_held(
     store: StateStore, closed: FileStatus
 ) -> None:
     complete(store, 2)
-    assert store.claim(FILE, "owner-a", NOW, NOW + 60)
+    assert store.claim(FILE, "owner-a", NOW, NOW + 60).won
     assert store.finish(FILE, "owner-a", closed, NOW + 1)
 
     assert add(store, 0, 2) is None
@@ -157,7 +140,7 @@ def test_a_complete_file_is_claimed_once_only(store: StateStore) -> None:
     complete(store, 3)
 
     claims = [
-        store.claim(FILE, owner, NOW, NOW + 60) for owner in ("owner-a", "owner-b", "owner-a")
+        store.claim(FILE, owner, NOW, NOW + 60).won for owner in ("owner-a", "owner-b", "owner-a")
     ]
 
     assert claims == [True, False, False]
@@ -169,7 +152,7 @@ def test_a_complete_file_is_claimed_once_only(store: StateStore) -> None:
 def test_an_incomplete_file_cannot_be_claimed(store: StateStore) -> None:
     add(store, 0, 2)
 
-    assert not store.claim(FILE, "owner-a", NOW, NOW + 60)
+    assert not store.claim(FILE, "owner-a", NOW, NOW + 60).won
     state = store.read(FILE, 0)
     assert state is not None
     assert state.status is FileStatus.COLLECTING
@@ -180,11 +163,11 @@ def test_a_second_owner_takes_the_claim_over_only_once_its_lease_has_passed(
 ) -> None:
     complete(store, 2)
     lease_end = NOW + 900
-    assert store.claim(FILE, "dies-mid-upload", NOW, lease_end)
+    assert store.claim(FILE, "dies-mid-upload", NOW, lease_end).won
 
-    assert not store.claim(FILE, "successor", NOW + 899.5, NOW + 1800)
-    assert not store.claim(FILE, "successor", lease_end, lease_end + 900)
-    assert store.claim(FILE, "successor", lease_end + 0.5, lease_end + 900)
+    assert not store.claim(FILE, "successor", NOW + 899.5, NOW + 1800).won
+    assert not store.claim(FILE, "successor", lease_end, lease_end + 900).won
+    assert store.claim(FILE, "successor", lease_end + 0.5, lease_end + 900).won
 
     assert not store.finish(FILE, "dies-mid-upload", FileStatus.UPLOADED, lease_end + 1)
     assert store.finish(FILE, "successor", FileStatus.UPLOADED, lease_end + 2)
@@ -194,31 +177,31 @@ def test_release_returns_a_claimed_file_to_collecting_so_anyone_may_claim_it_aga
     store: StateStore,
 ) -> None:
     complete(store, 2)
-    assert store.claim(FILE, "owner-a", NOW, NOW + 60)
+    assert store.claim(FILE, "owner-a", NOW, NOW + 60).won
 
     store.release(FILE, "owner-a", NOW + 1)
 
     state = store.read(FILE, 0)
     assert state is not None
     assert state.status is FileStatus.COLLECTING
-    assert store.claim(FILE, "owner-b", NOW + 1, NOW + 61)
+    assert store.claim(FILE, "owner-b", NOW + 1, NOW + 61).won
 
 
 def test_release_by_anyone_but_the_claim_owner_changes_nothing(
     store: StateStore,
 ) -> None:
     complete(store, 2)
-    assert store.claim(FILE, "owner-a", NOW, NOW + 60)
+    assert store.claim(FILE, "owner-a", NOW, NOW + 60).won
 
     store.release(FILE, "owner-b", NOW + 1)
 
-    assert not store.claim(FILE, "owner-b", NOW + 1, NOW + 61)
+    assert not store.claim(FILE, "owner-b", NOW + 1, NOW + 61).won
     assert store.finish(FILE, "owner-a", FileStatus.UPLOADED, NOW + 2)
 
 
 def test_release_does_not_reopen_a_finished_file(store: StateStore) -> None:
     complete(store, 1)
-    assert store.claim(FILE, "owner-a", NOW, NOW + 60)
+    assert store.claim(FILE, "owner-a", NOW, NOW + 60).won
     assert store.finish(FILE, "owner-a", FileStatus.UPLOADED, NOW + 1)
 
     store.release(FILE, "owner-a", NOW + 2)
@@ -259,7 +242,7 @@ def test_incomplete_lists_only_files_collecting_with_partitions_missing(
     add(store, 0, 1, endpoint=done)  # complete, never claimed: redrivable, not expired
     claimed = "https://uploads.example.com/claimed.bin"
     add(store, 0, 1, endpoint=claimed)
-    assert store.claim(FileId.for_endpoint(claimed), "owner-a", NOW, NOW + 60)
+    assert store.claim(FileId.for_endpoint(claimed), "owner-a", NOW, NOW + 60).won
 
     file = only_incomplete(store)
 
@@ -288,7 +271,7 @@ def test_a_chunk_completing_the_file_before_the_give_up_wins(
 
     assert not store.give_up(file, CUTOFF, LATER)
 
-    assert store.claim(FILE, "owner-a", LATER, LATER + 60)
+    assert store.claim(FILE, "owner-a", LATER, LATER + 60).won
 
 
 def test_an_assembling_or_already_expired_file_is_not_given_up(
@@ -302,7 +285,7 @@ def test_an_assembling_or_already_expired_file_is_not_given_up(
     other = "https://uploads.example.com/assembling.bin"
     add(store, 0, 1, endpoint=other)
     other_id = FileId.for_endpoint(other)
-    assert store.claim(other_id, "owner-a", NOW, NOW + 60)
+    assert store.claim(other_id, "owner-a", NOW, NOW + 60).won
     assembling = IncompleteFile(other_id, 1, 0, 0, NOW)
     assert not store.give_up(assembling, CUTOFF, LATER)
     state = store.read(other_id, 0)
@@ -322,4 +305,4 @@ def test_an_expired_file_refuses_every_chunk_and_reads_as_expired(
     state = store.read(FILE, 1)
     assert state is not None
     assert (state.status, state.received, state.held_digest) == (FileStatus.EXPIRED, 1, None)
-    assert not store.claim(FILE, "owner-a", LATER, LATER + 60)
+    assert not store.claim(FILE, "owner-a", LATER, LATER + 60).won

@@ -458,6 +458,22 @@ def test_the_expire_role_reads_and_drops_pending_chunks_and_records_under_expire
     assert table.resources() == ["StateTable.Arn"]
 
 
+def test_the_function_role_may_read_a_large_files_segments_in_batches(template: Node) -> None:
+    """A large file's digests are in segment items, read with BatchGetItem at assembly."""
+    [table] = [
+        s
+        for s in role_statements(template, "FunctionRole")
+        if any(a.startswith("dynamodb:") for a in s.actions())
+    ]
+    assert table.conditions == ("UseDynamoDb",)
+    assert set(table.actions()) == {
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:UpdateItem",
+    }
+    assert table.resources() == ["StateTable.Arn"]
+
+
 # --- logs ----------------------------------------------------------------------------------
 
 

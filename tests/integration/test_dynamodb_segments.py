@@ -1,0 +1,368 @@
+"""A large file's state on moto: digests in segment items, a chunk reserved in the file's item
+then committed in its segment, and every crash between the two repaired, never counted twice.
+
+These files are made "large" by lowering INLINE_PARTITIONS, so a few partitions show what
+tens of thousands would.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import pytest
+
+from adapters import dynamodb_state
+from adapters.dynamodb_state import SEGMENT_PARTITIONS, DynamoDbFileStateStore
+from domain import FileId, FileState, FileStatus
+from tests.integration.builders import ref_of
+from tests.integration.state_steps import ENDPOINT, FILE, NOW, TTL, add, content, offer, prefix
+from tests.integration.test_dynamodb_state import LONG_ENDPOINT, item, item_size, scan
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+
+@pytest.fixture(autouse=True)
+def segmented(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dynamodb_state, "INLINE_PARTITIONS", 2)
+
+
+@pytest.fixture
+def dynamodb(aws: None, monkeypatch: pytest.MonkeyPatch) -> DynamoDBClient:
+    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
+    return boto3.client("dynamodb")
+
+
+@pytest.fixture
+def table(dynamodb: DynamoDBClient) -> str:
+    name = f"sfb-segments-{uuid.uuid4().hex[:12]}"
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "file_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "file_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return name
+
+
+@pytest.fixture
+def store(dynamodb: DynamoDBClient, table: str) -> DynamoDbFileStateStore:
+    return fresh(dynamodb, table)
+
+
+class Crash(Exception):
+    """The invocation died here: the request was never sent."""
+
+
+class Network:
+    """Fails or loses the answer to chosen UpdateItems of a client, as a crash or a reset
+    connection would, by which item they change and in which order."""
+
+    def __init__(self, dynamodb: DynamoDBClient) -> None:
+        self._events = dynamodb.meta.events
+        self._crash: Callable[[dict[str, Any]], bool] = lambda _: False
+        self._lose: Callable[[dict[str, Any]], bool] = lambda _: False
+        self.lost = 0
+        self._keys: dict[int, dict[str, Any]] = {}
+        self._before: Callable[..., None] = self._before_call
+        self._retry: Callable[..., Any] = self._needs_retry
+
+    def __enter__(self) -> Network:
+        self._events.register_first("before-parameter-build.dynamodb.UpdateItem", self._before)
+        self._events.register_first("needs-retry.dynamodb.UpdateItem", self._retry)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._events.unregister("before-parameter-build.dynamodb.UpdateItem", self._before)
+        self._events.unregister("needs-retry.dynamodb.UpdateItem", self._retry)
+
+    def crash_at(self, when: Callable[[dict[str, Any]], bool]) -> None:
+        self._crash = once(when)
+
+    def lose_answer_of(self, when: Callable[[dict[str, Any]], bool]) -> None:
+        self._lose = once(when)
+
+    def _before_call(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        if self._crash(params):
+            raise Crash(params["UpdateExpression"])
+        context["lose"] = self._lose(params)
+
+    def _needs_retry(self, attempts: int, request_dict: dict[str, Any], **_: Any) -> float | None:
+        if attempts == 1 and request_dict.get("context", {}).get("lose"):
+            self.lost += 1
+            return 0.0  # applied, its answer gone: botocore sends the same request again
+        return None
+
+
+def once(when: Callable[[dict[str, Any]], bool]) -> Callable[[dict[str, Any]], bool]:
+    fired = False
+
+    def check(params: dict[str, Any]) -> bool:
+        nonlocal fired
+        if fired or not when(params):
+            return False
+        fired = True
+        return True
+
+    return check
+
+
+def reserve(params: dict[str, Any]) -> bool:
+    return "#r = :reservation" in params["UpdateExpression"]
+
+
+def commit(params: dict[str, Any]) -> bool:
+    return "#" in params["Key"]["file_id"]["S"]
+
+
+def commit_of(partition: int) -> Callable[[dict[str, Any]], bool]:
+    slot = f"p{partition % SEGMENT_PARTITIONS}"
+    return lambda params: commit(params) and params["ExpressionAttributeNames"]["#slot"] == slot
+
+
+def take_back(params: dict[str, Any]) -> bool:
+    return str(params["UpdateExpression"]).startswith("REMOVE #r")
+
+
+@pytest.fixture
+def network(dynamodb: DynamoDBClient) -> Iterator[Network]:
+    with Network(dynamodb) as network:
+        yield network
+
+
+def fresh(dynamodb: DynamoDBClient, table: str) -> DynamoDbFileStateStore:
+    """Another container (or this one after a cold start): it remembers nothing."""
+    return DynamoDbFileStateStore(dynamodb, table, ttl_seconds=TTL)
+
+
+def held(store: DynamoDbFileStateStore) -> tuple[int, int]:
+    state = store.read(FILE, 0)
+    assert state is not None
+    return state.received, state.size
+
+
+def sizes(count: int, partitions: list[int]) -> int:
+    return sum(len(content(p)) for p in partitions)
+
+
+# --- a crash between the two requests ------------------------------------------------------
+
+
+def test_a_chunk_reserved_but_never_committed_still_counts_with_its_digest(
+    store: DynamoDbFileStateStore, network: Network
+) -> None:
+    """Its chunk was stored before the reservation: the file can complete and be checked."""
+    add(store, 0, 3)
+    add(store, 1, 3)
+    network.crash_at(commit)
+
+    with pytest.raises(Crash):
+        add(store, 2, 3)
+
+    assert held(store) == (3, sizes(3, [0, 1, 2]))
+    assert store.digests(FILE) == {p: prefix(ref_of(content(p))) for p in range(3)}
+    assert store.claim(FILE, "owner-a", NOW, NOW + 60).won
+
+
+@pytest.mark.parametrize("last", [False, True], ids=["a middle chunk", "the last chunk"])
+def test_the_redelivery_of_a_chunk_that_crashed_after_its_reservation_counts_it_once(
+    store: DynamoDbFileStateStore,
+    network: Network,
+    dynamodb: DynamoDBClient,
+    table: str,
+    last: bool,
+) -> None:
+    partitions = [0, 2, 1] if last else [0, 1, 2]
+    crashing = partitions[-1] if last else partitions[1]
+    network.crash_at(commit_of(crashing))
+    for partition in partitions:
+        if partition == crashing:
+            with pytest.raises(Crash):
+                add(store, partition, 3)
+        else:
+            add(store, partition, 3)
+
+    again = offer(fresh(dynamodb, table), crashing, 3)
+
+    assert isinstance(again, FileState), "a duplicate of what its first delivery counted"
+    assert again.held_digest == prefix(ref_of(content(crashing)))
+    assert again.received == 3
+    assert again.is_complete, "the redelivery finds the file complete, and completes it"
+    assert held(store) == (3, sizes(3, [0, 1, 2]))
+    [segment] = [i for i in scan(dynamodb, table) if "#" in i["file_id"]["S"]]
+    assert f"p{crashing}" in segment, "committed on its first delivery's behalf"
+
+
+@pytest.mark.parametrize(
+    "then",
+    ["the duplicate comes again", "the missing chunk arrives", "the file is claimed"],
+)
+def test_a_duplicate_that_crashed_before_taking_its_reservation_back_is_uncounted_later(
+    store: DynamoDbFileStateStore,
+    network: Network,
+    dynamodb: DynamoDBClient,
+    table: str,
+    then: str,
+) -> None:
+    """Partition 0 again, after its own reservation was swept: it is reserved (counted) and
+    its commit finds 0 committed; the crash leaves 3 of 3 counted with partition 2 missing."""
+    add(store, 0, 3)
+    add(store, 1, 3)  # sweeps partition 0's reservation
+    assert add(store, 0, 3) is None, "a duplicate"
+    network.crash_at(take_back)
+    with pytest.raises(Crash):
+        offer(store, 0, 3, content(0, " other bytes"))
+    assert held(store)[0] == 3, "counted twice until someone meets it"
+    other = fresh(dynamodb, table)
+
+    if then == "the duplicate comes again":
+        again = offer(other, 0, 3, content(0, " other bytes"))
+        assert isinstance(again, FileState)
+        assert again.held_digest == prefix(ref_of(content(0))), "the first bytes stand"
+        assert (again.received, again.is_complete) == (2, False)
+    elif then == "the missing chunk arrives":
+        assert add(other, 2, 3) == 3, "the completing chunk completes the file"
+    else:
+        assert other.claim(FILE, "owner-a", NOW, NOW + 60).won
+        assert other.digests(FILE).keys() == {0, 1}, "its assembly finds a chunk missing"
+        assert held(store)[0] == 2
+        other.release(FILE, "owner-a", NOW + 1)
+        assert add(other, 2, 3) == 3
+    assert other.digests(FILE)[0] == prefix(ref_of(content(0)))
+
+
+@pytest.mark.parametrize("step", [reserve, commit, take_back], ids=lambda s: s.__name__)
+def test_a_request_sent_again_after_its_answer_was_lost_changes_nothing_twice(
+    store: DynamoDbFileStateStore, network: Network, step: Callable[[dict[str, Any]], bool]
+) -> None:
+    add(store, 0, 3)
+    add(store, 1, 3)
+    network.lose_answer_of(step)
+
+    if step is take_back:  # a duplicate's reservation, taken back
+        add(store, 2, 3)  # sweeps partition 0's reservation, so a duplicate of 0 reserves
+        assert add(store, 0, 3, content(0, " other bytes")) is None
+    else:
+        assert add(store, 2, 3) == 3
+
+    assert network.lost == 1
+    assert held(store) == (3, sizes(3, [0, 1, 2]))
+    assert store.digests(FILE) == {p: prefix(ref_of(content(p))) for p in range(3)}
+
+
+# --- duplicates, conflicts, room ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("swept", [False, True], ids=["reservation still there", "swept"])
+@pytest.mark.parametrize("same", [True, False], ids=["same bytes", "other bytes"])
+def test_a_partition_sent_again_is_refused_with_the_digest_that_stands(
+    store: DynamoDbFileStateStore, dynamodb: DynamoDBClient, table: str, swept: bool, same: bool
+) -> None:
+    add(store, 1, 3)
+    if swept:
+        add(store, 2, 3)
+
+    again = offer(fresh(dynamodb, table), 1, 3, content(1, "" if same else " other"))
+
+    assert isinstance(again, FileState)
+    assert again.held_digest == prefix(ref_of(content(1)))
+    assert held(store) == ((2, sizes(3, [1, 2])) if swept else (1, sizes(3, [1])))
+
+
+def test_room_taken_by_a_duplicates_leftover_reservation_is_given_back_to_a_new_partition(
+    store: DynamoDbFileStateStore, network: Network, dynamodb: DynamoDBClient, table: str
+) -> None:
+    room = 40
+    assert add(store, 0, 3, b"x" * 10, room=room) == 1
+    assert add(store, 1, 3, b"y" * 10, room=room) == 2
+    network.crash_at(take_back)
+    with pytest.raises(Crash):
+        offer(store, 0, 3, b"z" * 10, room=room)  # counted 30 bytes, 10 of them a duplicate's
+
+    assert add(fresh(dynamodb, table), 2, 3, b"w" * 12, room=room) == 3
+    assert held(store) == (3, 32)
+
+
+# --- the file's item stays small ----------------------------------------------------------
+
+
+def test_the_files_item_holds_one_reservation_per_container_however_many_chunks_it_took(
+    store: DynamoDbFileStateStore, dynamodb: DynamoDBClient, table: str
+) -> None:
+    count = 400
+    other = fresh(dynamodb, table)
+    order = random.Random(7).sample(range(count), k=count)
+    sizes_seen = []
+    for n, partition in enumerate(order):
+        assert add(store if n % 2 else other, partition, count, endpoint=ENDPOINT) is not None
+        sizes_seen.append(item_size(item(dynamodb, table)))
+
+    reservations = [
+        name for name in item(dynamodb, table) if name.startswith("r") and name[1:].isdigit()
+    ]
+    assert len(reservations) == 2
+    assert max(sizes_seen[10:]) - min(sizes_seen[10:]) <= 8, "it does not grow with the file"
+    segments = [i for i in scan(dynamodb, table) if "#" in i["file_id"]["S"]]
+    assert len(segments) == count // SEGMENT_PARTITIONS + 1
+    assert max(item_size(s) for s in segments) <= 1024
+    assert store.digests(FILE) == {p: prefix(ref_of(content(p))) for p in range(count)}
+    assert store.claim(FILE, "owner-a", NOW, NOW + 60).won
+
+
+def test_a_file_of_81920_partitions_counts_each_one_it_was_given(
+    store: DynamoDbFileStateStore,
+) -> None:
+    """A 5 GiB file in 64 KiB chunks; sparse, since every partition would take minutes."""
+    count = 81_920
+    given = sorted(
+        {0, 31, 32, 15_000, 20_000, count - 1, *random.Random(3).sample(range(count), 200)}
+    )
+    for partition in given:
+        assert add(store, partition, count, endpoint=LONG_ENDPOINT) is not None
+
+    state = store.read(FileId.for_endpoint(LONG_ENDPOINT), 20_000)
+    assert state is not None
+    assert (state.received, state.partition_count) == (len(given), count)
+    assert state.held_digest == prefix(ref_of(content(20_000)))
+    assert store.digests(FileId.for_endpoint(LONG_ENDPOINT)) == {
+        p: prefix(ref_of(content(p))) for p in given
+    }
+    [incomplete] = store.incomplete()
+    assert (incomplete.received, incomplete.partition_count) == (len(given), count)
+    refused = store.claim(FileId.for_endpoint(LONG_ENDPOINT), "owner-a", NOW, NOW + 60)
+    assert not refused.won
+    assert refused.refused_by is not None
+    assert refused.refused_by.received == len(given)
+
+
+# --- a file started again, what operators see ----------------------------------------------
+
+
+def test_a_file_started_again_after_its_item_expired_never_meets_the_old_segments(
+    store: DynamoDbFileStateStore, dynamodb: DynamoDBClient, table: str
+) -> None:
+    add(store, 0, 3)
+    add(store, 1, 3)
+    dynamodb.delete_item(TableName=table, Key={"file_id": {"S": str(FILE)}})  # its TTL
+
+    assert add(fresh(dynamodb, table), 1, 3, content(1, " new")) == 1
+    assert fresh(dynamodb, table).digests(FILE) == {1: prefix(ref_of(content(1, " new")))}
+
+
+def test_operators_see_files_never_their_segments(store: DynamoDbFileStateStore) -> None:
+    for partition in (0, 1, 40):
+        add(store, partition, 41)
+
+    [unfinished] = store.unfinished()
+    [incomplete] = store.incomplete()
+
+    assert (unfinished.file_id, unfinished.received, unfinished.status) == (
+        FILE,
+        3,
+        FileStatus.COLLECTING.value,
+    )
+    assert (incomplete.file_id, incomplete.received) == (FILE, 3)
