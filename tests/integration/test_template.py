@@ -439,6 +439,21 @@ def test_the_function_role_lists_only_pending_chunks_unless_s3_keeps_failed_batc
     assert ("FailToS3",) in {s.conditions for s in listing}
 
 
+def test_the_function_role_may_look_up_and_close_many_files_of_the_table_at_once(
+    template: Node,
+) -> None:
+    """Whole files of a batch: one BatchGetItem for their items, BatchWriteItem for their
+    tombstones (adapters/dynamodb_batch.py), on the state table only."""
+    [table] = [
+        s
+        for s in role_statements(template, "FunctionRole")
+        if any(a.startswith("dynamodb:") for a in s.actions())
+    ]
+    assert table.conditions == ("UseDynamoDb",)
+    assert {"dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"} <= set(table.actions())
+    assert table.resources() == ["StateTable.Arn"]
+
+
 def test_the_expire_role_reads_and_drops_pending_chunks_and_records_under_expired(
     template: Node,
 ) -> None:
