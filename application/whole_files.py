@@ -41,6 +41,7 @@ from domain import (
     ChunkRejected,
     FileId,
     FileStatus,
+    FileTooLarge,
     Limits,
     PartitionArrival,
     PartitionSet,
@@ -77,12 +78,22 @@ def whole_files(chunks: Iterable[Chunk], limits: Limits) -> dict[FileId, str]:
     return complete
 
 
+def _check_limits(chunk: Chunk, limits: Limits) -> None:
+    """The per-file path's checks before it stores a chunk, with the same words: the count's
+    limit, then a chunk alone over MAX_FILE_BYTES."""
+    limits.check_partition_count(chunk.partition_count)
+    if chunk.ref.size > limits.max_file_bytes:
+        raise FileTooLarge(
+            f"a {chunk.ref.size}-byte chunk is over MAX_FILE_BYTES {limits.max_file_bytes}"
+        )
+
+
 def _admitted(
     parts: PartitionSet | None, chunk: Chunk, limits: Limits
 ) -> tuple[PartitionSet, Admission]:
-    """``parts`` with the chunk, checked as the per-file path checks it (the count's limit
-    first, then the rule of admission); raises a ChunkRejected."""
-    limits.check_partition_count(chunk.partition_count)
+    """``parts`` with the chunk, checked as the per-file path checks it (the limits first,
+    then the rule of admission); raises a ChunkRejected."""
+    _check_limits(chunk, limits)
     parts = parts or PartitionSet(chunk.partition_count)
     admission = parts.admit(chunk.partition, chunk.partition_count, chunk.ref, limits)
     if admission is Admission.NEW:
@@ -132,7 +143,8 @@ class WholeFiles:
 
     def admit(self, file: _WholeFile, chunk: Chunk, batch: BatchState) -> Admission:
         if file.closed is not None:
-            return Admission.DUPLICATE  # the file is uploaded: a late duplicate, as ever
+            _check_limits(chunk, self._limits)
+            return Admission.DUPLICATE  # the file is finished: a late duplicate, as ever
         file.parts, admission = _admitted(file.parts, chunk, self._limits)
         if admission is Admission.DUPLICATE:
             return admission

@@ -251,22 +251,46 @@ def _too_large() -> list[StreamRecord]:
     return file_records(URL, b"x" * 5000, 1000)  # over the 4,000 bytes the test allows
 
 
+def _too_large_a_copy_after_completion() -> list[StreamRecord]:
+    records = file_records(URL, CONTENT[:3000], 1000)
+    return [*records, record(payload(URL, 0, len(records), b"y" * 4001))]
+
+
+def _too_many_partitions_after_completion() -> list[StreamRecord]:
+    records = file_records(URL, CONTENT[:3000], 1000)
+    return [*records, record(payload(URL, 0, 11, b"z"))]
+
+
 @pytest.mark.parametrize(
     "batch",
-    [_conflicting_bytes, _conflicting_count, _late_copy_after_completion, _too_large],
-    ids=["other-bytes-first-stand", "other-count-first-stands", "copy-after-done", "too-large"],
+    [
+        _conflicting_bytes,
+        _conflicting_count,
+        _late_copy_after_completion,
+        _too_large,
+        _too_large_a_copy_after_completion,
+        _too_many_partitions_after_completion,
+    ],
+    ids=[
+        "other-bytes-first-stand",
+        "other-count-first-stands",
+        "copy-after-done",
+        "too-large",
+        "too-large-a-chunk-after-done",
+        "too-many-partitions-after-done",
+    ],
 )
 def test_a_whole_file_gets_the_answers_the_per_file_path_gives(
     remote: FakeRemoteStore, batch: Callable[[], list[StreamRecord]]
 ) -> None:
-    def run(whole: bool) -> tuple[list[str], list[bytes], list[RejectionReason], dict[str, float]]:
+    def run(whole: bool) -> tuple[list[str], list[bytes], list[str], dict[str, float]]:
         uploader, archive, metrics = FakeUploader(), FakeArchive(), FakeMetrics()
         shard = SharedFakeContainer(
             FakeRemoteStore(),
             FakeStateStore(),
             uploader,
             archive,
-            limits=Limits(max_file_bytes=4000),
+            limits=Limits(max_partition_count=10, max_file_bytes=4000),
             metrics=metrics,
         )
         if not whole:
@@ -277,7 +301,8 @@ def test_a_whole_file_gets_the_answers_the_per_file_path_gives(
             for (metric, reason), value in metrics.published[0].items()
             if metric is not Metric.UPLOAD_LATENCY
         }
-        return failed, uploader.bodies_for(URL), archive.reasons(), counted
+        rejected = [f"{q.reason.value}: {q.detail}" for q in archive.quarantined]
+        return failed, uploader.bodies_for(URL), rejected, counted
 
     records = batch()
 
