@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from application.ports import TransientUploadError
@@ -163,6 +163,8 @@ def test_shared_backend_uploads_every_file_once_across_interleaved_shards_and_fa
     else:
         raise AssertionError("the shards never drained")
 
+    event(f"a file went whole: {'yes' if whole else 'no'}")  # `make chaos` shows how often
+    event(f"a file was uploaded, then its invocation killed: {'yes' if killed_after else 'no'}")
     assert_uploaded_once_unless_killed_after(contents, uploader, archive, killed_after)
     # A chunk S3 took while DynamoDB refused to count it is deleted when its file completes
     # through the shared state, not when a later batch holds the file whole: the pending/

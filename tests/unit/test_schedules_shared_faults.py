@@ -82,6 +82,7 @@ def test_every_file_is_uploaded_once_and_no_claim_outlives_a_failure_after_it(
     )
     positions = [0] * shard_count
     killed_after: Counter[str] = Counter()
+    went_whole = False
     for _ in range(5000):
         open_shards = [i for i in range(shard_count) if positions[i] < len(shards[i])]
         if not open_shards:
@@ -114,6 +115,7 @@ def test_every_file_is_uploaded_once_and_no_claim_outlives_a_failure_after_it(
             killed.add(owner)
             failed = [batch[0].sequence_number]
             containers[shard] = container()
+        went_whole |= bool(containers[shard].batches.closed)
         held = {i.claim_owner for i in state.items.values() if i.status is FileStatus.ASSEMBLING}
         assert held <= killed, "a claim outlived the failure that ended its upload"
         seen["an S3 read broke mid-upload"] |= broke and not remote.broken_reads
@@ -131,6 +133,9 @@ def test_every_file_is_uploaded_once_and_no_claim_outlives_a_failure_after_it(
     else:
         raise AssertionError("the shards never drained")
 
+    seen["a file went whole"] = any(c.batches.closed for c in containers)
+    seen["a file went whole"] = went_whole
+    seen["a file was uploaded, then its invocation killed"] = bool(killed_after)
     for fault, happened in seen.items():
         event(f"{fault}: {'yes' if happened else 'no'}")  # `make chaos` shows how often
     assert_uploaded_once_unless_killed_after(contents, uploader, archive, killed_after)
