@@ -7,12 +7,13 @@ Adapters satisfy these by shape (no inheritance); mypy --strict checks the fit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from typing import Protocol
 
 from application.metrics import Metric
 from application.pending import PendingFile
 from application.records import StreamRecord
+from application.tombstones import Tombstone
 from domain import (
     AssembledFile,
     Chunk,
@@ -184,6 +185,22 @@ class FileStateStore(Protocol):
 
     def release(self, file_id: FileId, owner: str, now: float) -> None:
         """Give a claim back so the next delivery may try again; keeps the item as ``claim``."""
+
+
+class FileStateBatches(Protocol):
+    """Many files' shared state in one request (DynamoDB's BatchGetItem and BatchWriteItem):
+    what a batch of whole files shares instead of several requests a file."""
+
+    def unknown(self, file_ids: Collection[FileId]) -> frozenset[FileId]:
+        """Those of ``file_ids`` the store holds nothing for, by a consistent read. A file it
+        could not answer for (still unprocessed after its retries) is left out."""
+
+    def close(self, tombstones: Sequence[Tombstone]) -> list[FileId]:
+        """Write each file's tombstone, unconditionally (a batch write takes no condition);
+        return the files whose tombstone is still unwritten after the retries.
+
+        Raises on an error of the store: none of ``tombstones`` is known to be written.
+        """
 
 
 class RecordArchive(Protocol):

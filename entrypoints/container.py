@@ -10,6 +10,7 @@ import boto3
 from botocore.config import Config
 from dependency_injector import containers, providers
 
+from adapters.dynamodb_batch import DynamoDbFileStateBatches
 from adapters.dynamodb_state import DynamoDbFileStateStore
 from adapters.emf_metrics import EmfMetrics
 from adapters.endpoint_policy import HostPolicy
@@ -34,6 +35,7 @@ from application.lifecycle import FileLifecycle, ShardBook
 from application.operations import FileReport, Redrive
 from application.process_batch import ProcessBatch
 from application.shared_ingest import SharedIngestChunk
+from application.whole_files import WholeFiles
 from domain import Limits
 
 AWS_MAX_ATTEMPTS = 3
@@ -124,6 +126,12 @@ class Container(containers.DeclarativeContainer):
         ttl_seconds=settings.provided.state_ttl_seconds,
         incomplete_ttl_seconds=settings.provided.incomplete_file_ttl_seconds,
     )
+    state_batches = providers.Singleton(
+        DynamoDbFileStateBatches,
+        client=dynamodb_client,
+        table=settings.provided.state_table,
+        ttl_seconds=settings.provided.state_ttl_seconds,
+    )
     archive = providers.Singleton(
         S3RecordArchive, client=s3_client, bucket=settings.provided.s3_bucket
     )
@@ -205,6 +213,17 @@ class Container(containers.DeclarativeContainer):
         state=state_store,
         files=state_store,
         clock=clock,
+        whole=providers.Factory(
+            WholeFiles,
+            batches=state_batches,
+            state=state_store,
+            remote=remote_store,
+            local=local_store,
+            assemble=assemble,
+            limits=limits,
+            owner=owner_id,
+            clock=clock,
+        ),
     )
 
     # The one seam: STATE_BACKEND picks what ProcessBatch and the operator commands use.

@@ -13,7 +13,7 @@ import os
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, Protocol
 
 from attrs import define, field
@@ -31,6 +31,7 @@ from application.ports import (
 )
 from application.process_batch import ProcessBatch
 from application.records import StreamRecord
+from application.tombstones import Tombstone
 from application.views import FileSummary
 from domain import (
     DIGEST_PREFIX,
@@ -710,6 +711,65 @@ class FakeStateStore:
             return True
 
 
+class FakeStateBatches:
+    """The shared state's batch requests (BatchGetItem, BatchWriteItem) on a FakeStateStore's
+    items: each tombstone replaces its item whole, as a PutRequest does, with no condition.
+
+    Counts its requests apart (``requests``, ``operations``). ``failing`` names operations
+    that raise (every one does while the state store is ``failing``). ``unanswered`` and
+    ``unwritten`` leave that many of the next keys or tombstones unprocessed, as the adapter
+    returns them once DynamoDB's UnprocessedKeys or UnprocessedItems outlast its retries.
+    ``closed`` holds every tombstone written.
+    """
+
+    def __init__(self, state: FakeStateStore, ttl_seconds: float = 86_400.0) -> None:
+        self.state = state
+        self.requests = 0
+        self.operations: Counter[str] = Counter()
+        self.failing: set[str] = set()
+        """Operations that raise: "unknown" (the lookup), "close" (the tombstones)."""
+        self.unanswered = 0
+        self.unwritten = 0
+        self.closed: list[Tombstone] = []
+        self._ttl = ttl_seconds
+        self._lock = threading.Lock()
+
+    def _request(self, operation: str) -> None:
+        with self._lock:
+            self.requests += 1
+            self.operations[operation] += 1
+        if operation in self.failing or self.state.failing:  # the same DynamoDB
+            raise StorageUnavailable(f"state store refuses {operation}")
+
+    def unknown(self, file_ids: Collection[FileId]) -> frozenset[FileId]:
+        self._request("unknown")
+        with self._lock:
+            wanted = sorted(set(file_ids), key=str)
+            left_out, self.unanswered = (
+                wanted[: self.unanswered],
+                max(0, self.unanswered - len(wanted)),
+            )
+            answered = wanted[len(left_out) :]
+        return frozenset(f for f in answered if f not in self.state.items)
+
+    def close(self, tombstones: Sequence[Tombstone]) -> list[FileId]:
+        self._request("close")
+        with self._lock:
+            left_out = [t.file_id for t in tombstones[: self.unwritten]]
+            self.unwritten = max(0, self.unwritten - len(tombstones))
+            for tombstone in tombstones[len(left_out) :]:
+                self.closed.append(tombstone)
+                self.state.items[tombstone.file_id] = _FileItem(
+                    tombstone.partition_count,
+                    size=tombstone.size,
+                    status=tombstone.status,
+                    expires_at=tombstone.finished_at + self._ttl,
+                    created_at=tombstone.finished_at,
+                    finished_by=tombstone.owner,
+                )
+        return left_out
+
+
 class FakeClock:
     def __init__(self, now: float = 1_000_000.0) -> None:
         self.now = now
@@ -736,15 +796,19 @@ class SharedFakeContainer(_RealContainer):
     """More settings, by their environment names."""
     container: Container = field(init=False)
     process: ProcessBatch = field(init=False)
+    batches: FakeStateBatches = field(init=False)
+    """The batch requests on ``state``: whole files' lookups and tombstones."""
 
     def __attrs_post_init__(self) -> None:
         settings = {"STATE_TABLE": "fake-table", "CLAIM_LEASE_SECONDS": str(self.lease_seconds)}
+        self.batches = FakeStateBatches(self.state)
         self._build(
             {"STATE_BACKEND": "dynamodb", **settings, **self.settings},
             self,
             policy=FakePolicy(),
             local_store=FakeLocalStore(),
             state_store=self.state,
+            state_batches=self.batches,
             clock=self.clock,
             owner_id=self.owner,
         )
