@@ -19,7 +19,7 @@ from application.metrics import Metric
 from application.ports import Body, FileStateBatches, TransientUploadError
 from application.records import StreamRecord
 from application.whole_files import TOMBSTONES_PER_WRITE, whole_files
-from domain import Chunk, FileId, FileStatus, Limits, RejectionReason
+from domain import Chunk, FileId, FileStatus, Limits, PartitionArrival, RejectionReason
 from tests.assertions import assert_uploaded_once
 from tests.factories import file_records, payload, record
 from tests.fakes import (
@@ -367,6 +367,35 @@ def test_a_whole_file_that_can_be_neither_uploaded_nor_stored_has_all_its_record
     remote.failing_operations.clear()
     assert shard.process(records[1:]) == []
     assert_uploaded_once(uploader.bodies_for(URL), CONTENT)
+
+
+class CountedMeanwhile(FakeUploader):
+    """Answers HTTP 503, after another delivery of the file counted its first chunk (with
+    other bytes) in the shared state: the race the lookup cannot see."""
+
+    def __init__(self, state: FakeStateStore, other_first_chunk: PartitionArrival) -> None:
+        super().__init__()
+        self.state = state
+        self.other = other_first_chunk
+
+    def upload(self, put_endpoint: str, body: Body) -> None:
+        assert isinstance(self.state.add_chunk(self.other), int)
+        raise TransientUploadError("HTTP 503")
+
+
+def test_a_whole_file_another_delivery_counted_meanwhile_has_all_its_records_reported(
+    remote: FakeRemoteStore, state: FakeStateStore, archive: FakeArchive, clock: FakeClock
+) -> None:
+    records = file_records(URL, CONTENT, 1000)
+    count = len(records)
+    other = Chunk(URL, 0, count, b"other bytes")
+    other_bytes = PartitionArrival.of(other, Limits(), clock())
+    shard = container_of(remote, state, CountedMeanwhile(state, other_bytes), archive, clock)
+
+    failed = shard.process(records)
+
+    assert failed == sequences(records), "the redelivery judges the file by the state"
+    assert state.items[FILE].digests[0] == other_bytes.ref.digest_prefix
 
 
 def test_a_whole_file_refused_for_good_is_kept_under_failed_and_closed(
