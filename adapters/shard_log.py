@@ -238,12 +238,13 @@ class S3ShardLog:
 
 
 def _ledger_document(ledger: ShardLedger) -> dict[str, Any]:
+    """Unsorted: a snapshot of thousands of finished files is written often, read rarely."""
     return {
         "version": ledger.version,
         "seq": ledger.seq,
         "covered": ledger.covered,
         "files": {
-            str(file_id): {
+            file_id.value: {
                 "count": file.partition_count,
                 "endpoint": file.put_endpoint,
                 "since": file.first_seen,
@@ -252,12 +253,12 @@ def _ledger_document(ledger: ShardLedger) -> dict[str, Any]:
                     for p, c in sorted(file.parts.items())
                 ],
             }
-            for file_id, file in sorted(ledger.files.items())
+            for file_id, file in ledger.files.items()
         },
-        "finished": {str(f): at for f, at in sorted(ledger.finished.items())},
+        "finished": {f.value: at for f, at in ledger.finished.items()},
         "entries": {
-            str(seq): [live.writer, sorted(str(f) for f in live.files)]
-            for seq, live in sorted(ledger.entries.items())
+            str(seq): [live.writer, [f.value for f in live.files]]
+            for seq, live in ledger.entries.items()
         },
     }
 

@@ -21,6 +21,7 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from attrs import field, frozen
 
@@ -69,6 +70,7 @@ class ShardBook:
         self._states: OrderedDict[str, ShardLedger] = OrderedDict()
         self._owed: dict[str, dict[FileId, float]] = {}
         """Per shard, files finished by a batch whose write failed: the next write says so."""
+        self._prober: ThreadPoolExecutor | None = None
 
     def current(self, batch: BatchState) -> ShardLedger:
         """The shard's state for this batch: read the first time it is asked for, even by
@@ -230,18 +232,35 @@ class ShardBook:
             )
 
     def _catch_up(self, shard: str) -> ShardLedger:
-        stored = self._log.read_snapshot(shard)
+        """The snapshot, then every entry after it. A container that knows the shard probes
+        its next entry while the snapshot is read (one round trip for both): the probe
+        stands when the snapshot is the one it knew, since no entry past a snapshot is
+        deleted before a newer snapshot is stored."""
         known = self._states.get(shard)
+        probe = None
+        if known is not None:
+            probe = self._probes().submit(self._log.read_entry, shard, known.seq + 1)
+        stored = self._log.read_snapshot(shard)
         if stored is None:
             state = known if known is not None and known.version == 0 else ShardLedger()
         elif known is not None and known.version == stored.version:
             state = known
         else:
             state = stored
-        while (entry := self._log.read_entry(shard, state.seq + 1)) is not None:
+        if probe is not None and state is known:
+            entry = probe.result()
+        else:
+            entry = self._log.read_entry(shard, state.seq + 1)
+        while entry is not None:
             state = state.folded(entry, shard)
+            entry = self._log.read_entry(shard, state.seq + 1)
         self._remember(shard, state)
         return state
+
+    def _probes(self) -> ThreadPoolExecutor:
+        if self._prober is None:
+            self._prober = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sfb-probe")
+        return self._prober
 
     def _remember(self, shard: str, state: ShardLedger) -> None:
         self._states[shard] = state
