@@ -264,6 +264,14 @@ def _ledger_document(ledger: ShardLedger) -> dict[str, Any]:
 
 
 def _ledger_of(document: dict[str, Any]) -> ShardLedger:
+    if "seq" not in document:
+        # The shard ledger of the layout before the log (``{"version", "open",
+        # "finished"}``): its finished files stand; its open files' chunks are objects the
+        # log never reads (the README's upgrade note: drain the stream first).
+        return ShardLedger(
+            int(document["version"]),
+            finished={FileId(f): float(at) for f, at in document["finished"].items()},
+        )
     return ShardLedger(
         int(document["version"]),
         int(document["seq"]),

@@ -241,3 +241,17 @@ def test_deleted_entries_read_as_missing_and_the_shards_are_listed_from_both_pre
     assert log.read_entry(SHARD, 1) is None
     assert log.read_entry(SHARD, 2) is not None
     assert log.shards() == [SHARD, "shardId-000000000002"]
+
+
+def test_a_ledger_of_the_layout_before_the_log_reads_as_a_snapshot_of_its_finished_files(
+    s3: S3Client,
+) -> None:
+    old = {"version": 4, "open": [str(OTHER)], "finished": {str(FILE): 12.5}}
+    s3.put_object(Bucket=BUCKET, Key=snapshot_key(SHARD), Body=orjson.dumps(old))
+    log = S3ShardLog(s3, BUCKET)
+
+    assert log.read_snapshot(SHARD) == ShardLedger(4, finished={FILE: 12.5})
+    log.write_snapshot(SHARD, ShardLedger(5, finished={FILE: 12.5}))  # written over it
+    assert S3ShardLog(client(), BUCKET).read_snapshot(SHARD) == ShardLedger(
+        5, finished={FILE: 12.5}
+    )
