@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from attrs import evolve
 
 from application.records import StreamRecord
 from domain import FileId, LogEntry, LoggedChunk, RejectionReason
@@ -124,3 +125,24 @@ def test_three_interleaved_files_over_two_alternating_containers_cost_one_put_an
 
 def _digest(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
+
+
+def test_a_container_given_two_shards_keeps_their_logs_apart(
+    remote: FakeRemoteStore, uploader: FakeUploader, archive: FakeArchive
+) -> None:
+    """Lambda hands a warm container batches of other shards too: each shard's log is folded
+    and written on its own, and a file's chunks are judged against its shard's log only."""
+    f = parts(F, 2)
+    container = FakeContainer(remote, uploader, archive)
+
+    def on(shard: str, *records: StreamRecord) -> list[StreamRecord]:
+        return [evolve(r, source=f"{shard}:{r.sequence_number}") for r in records]
+
+    assert container.process(on("shardId-1", chunk(F, 0, f[0], count=2))) == []
+    assert container.process(on("shardId-2", chunk(F, 0, b"other bytes", count=2))) == []
+    assert container.process(on("shardId-1", chunk(F, 1, f[1], count=2))) == []
+
+    assert uploader.bodies_for(F) == [b"".join(f)]
+    assert archive.quarantined == []
+    assert remote.log_state("shardId-2").open == {FILE_F}  # still collecting there
+    assert remote.log_state("shardId-1").open == frozenset()
