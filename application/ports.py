@@ -107,7 +107,8 @@ class LocalChunkStore(Protocol):
 
 
 class RemoteChunkStore(Protocol):
-    """Durable chunk storage shared by every container (the seed's Remote storage, in S3).
+    """Durable chunk storage shared by every container (the dynamodb backend's, in S3; the
+    local backend keeps its chunks in its shards' logs: ShardLog).
 
     Each chunk is its own object, so two writers never overwrite each other's chunks.
     """

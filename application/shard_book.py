@@ -234,8 +234,8 @@ class ShardBook:
     def _catch_up(self, shard: str) -> ShardLedger:
         """The snapshot, then every entry after it. A container that knows the shard probes
         its next entry while the snapshot is read (one round trip for both): the probe
-        stands when the snapshot is the one it knew, since no entry past a snapshot is
-        deleted before a newer snapshot is stored."""
+        stands when the snapshot read ends where the known state did, since no entry past a
+        snapshot is deleted before a newer snapshot covering it is stored."""
         known = self._states.get(shard)
         probe = None
         if known is not None:
@@ -247,7 +247,7 @@ class ShardBook:
             state = known
         else:
             state = stored
-        if probe is not None and state is known:
+        if probe is not None and known is not None and state.seq == known.seq:
             entry = probe.result()
         else:
             entry = self._log.read_entry(shard, state.seq + 1)
