@@ -83,7 +83,6 @@ class FlushPending:
                 if entry.file_id in written:
                     durable = evolve(entry, durable=entry.durable | entry.unflushed)
                     self._cache.push(durable)
-                    batch.made_durable.add(entry.file_id)
             return
 
     def _not_durable(self, batch: BatchState, files: set[FileId], error: Exception) -> None:

@@ -49,7 +49,7 @@ class LoggedFiles:
         for shard, state in self._states():
             file = state.files.get(file_id)
             if file is not None:
-                batch = BatchState(0, shard=shard, keeps_ledger=False)
+                batch = BatchState(0, shard=shard)
                 batch.ledger = state
                 return batch, file
         return None
