@@ -19,8 +19,9 @@ from adapters.http_uploader import RequestsUploader, RetryPolicy
 from adapters.json_logging import configure_logging
 from adapters.kinesis import records_from_event
 from adapters.memory_cache import InMemoryPartitionCache
-from adapters.s3_storage import S3ChunkStore, S3RecordArchive, S3ShardLedgers
+from adapters.s3_storage import S3ChunkStore, S3RecordArchive
 from adapters.settings import Settings
+from adapters.shard_log import S3ShardLog
 from adapters.ssm_parameters import read_parameters
 from adapters.tmp_storage import TmpChunkStore
 from adapters.validation import JsonSchemaRequestValidator
@@ -31,9 +32,11 @@ from application.expiry import ExpireIncompleteFiles
 from application.flush import FlushPending
 from application.ingest import IngestChunk
 from application.lanes import FileLanes
-from application.lifecycle import FileLifecycle, ShardBook
+from application.lifecycle import FileLifecycle
+from application.log_files import LoggedFiles
 from application.operations import FileReport, Redrive
 from application.process_batch import ProcessBatch
+from application.shard_book import ShardBook
 from application.shared_ingest import SharedIngestChunk
 from application.whole_files import WholeFiles
 from domain import Limits
@@ -116,8 +119,8 @@ class Container(containers.DeclarativeContainer):
     remote_store = providers.Singleton(
         S3ChunkStore, client=s3_client, bucket=settings.provided.s3_bucket
     )
-    shard_ledgers = providers.Singleton(
-        S3ShardLedgers, client=s3_client, bucket=settings.provided.s3_bucket
+    shard_log = providers.Singleton(
+        S3ShardLog, client=s3_client, bucket=settings.provided.s3_bucket
     )
     state_store = providers.Singleton(
         DynamoDbFileStateStore,
@@ -164,21 +167,29 @@ class Container(containers.DeclarativeContainer):
         read_ahead=settings.provided.assembly_read_ahead,
     )
 
-    # The local backend: one lifecycle and one shard ledger book per container.
+    # The local backend: one book of the shards' logs and one lifecycle per container.
+    shard_book = providers.Singleton(
+        ShardBook,
+        log=shard_log,
+        clock=clock,
+        retention_seconds=settings.provided.state_ttl_seconds,
+    )
+    logged_files = providers.Singleton(LoggedFiles, book=shard_book, shards=shard_log)
     lifecycle = providers.Singleton(
         FileLifecycle,
         cache=cache,
         local=local_store,
-        remote=remote_store,
-        assemble=assemble,
+        book=shard_book,
+        assemble=providers.Factory(
+            AssembleAndUpload,
+            local=local_store,
+            remote=shard_book,
+            uploader=uploader,
+            archive=archive,
+            metrics=metrics,
+            read_ahead=settings.provided.assembly_read_ahead,
+        ),
         limits=limits,
-    )
-    shard_book = providers.Singleton(
-        ShardBook,
-        ledgers=shard_ledgers,
-        files=lifecycle,
-        clock=clock,
-        retention_seconds=settings.provided.state_ttl_seconds,
     )
     local_backend = providers.Singleton(
         LocalBackend,
@@ -190,11 +201,11 @@ class Container(containers.DeclarativeContainer):
             limits=limits,
             book=shard_book,
         ),
-        flush=providers.Factory(FlushPending, cache=cache, local=local_store, files=lifecycle),
-        book=shard_book,
+        flush=providers.Factory(
+            FlushPending, cache=cache, local=local_store, files=lifecycle, book=shard_book
+        ),
         lifecycle=lifecycle,
-        remote=remote_store,
-        stored=remote_store,
+        stored=logged_files,
     )
 
     # The dynamodb backend.
@@ -250,12 +261,13 @@ class Container(containers.DeclarativeContainer):
     redrive = providers.Factory(Redrive, backend=state_backend, archive=archive, uploader=uploader)
 
     # What the scheduled `expire` handler and `sfb expire` run: the local backend's state is
-    # its pending/ listing, the dynamodb backend's its table; chunks are S3 objects for both.
-    incomplete_files = providers.Selector(backend_name, local=remote_store, dynamodb=state_store)
+    # its shards' logs, the dynamodb backend's its table and its chunk objects.
+    incomplete_files = providers.Selector(backend_name, local=logged_files, dynamodb=state_store)
+    pending_chunks = providers.Selector(backend_name, local=logged_files, dynamodb=remote_store)
     expire_incomplete = providers.Factory(
         ExpireIncompleteFiles,
         files=incomplete_files,
-        chunks=remote_store,
+        chunks=pending_chunks,
         records=archive,
         clock=clock,
         ttl_seconds=settings.provided.incomplete_file_ttl_seconds,
