@@ -18,8 +18,10 @@ change, a closed file's tombstone STATE_TTL_SECONDS after it closed.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
+from application.tombstones import Tombstone
 from application.views import FileSummary
 from domain import Claim, FileId, FileState, FileStatus, IncompleteFile, PartitionArrival
 
@@ -46,7 +48,9 @@ end
 """
 """The state as a refusal found it, in the same script: judging it takes no second call."""
 
-_ADD = _REFUSED + """
+_ADD = (
+    _REFUSED
+    + """
 local count = tonumber(ARGV[2])
 local st = redis.call('HMGET', KEYS[1], 'partition_count', 'status', 'bytes')
 if st[1] then
@@ -67,12 +71,18 @@ redis.call('EXPIRE', KEYS[1], ARGV[8])
 redis.call('EXPIRE', KEYS[2], ARGV[8])
 return received
 """
+)
 
-_READ = _REFUSED + """
+_READ = (
+    _REFUSED
+    + """
 return refused(ARGV[1])
 """
+)
 
-_CLAIM = _REFUSED + """
+_CLAIM = (
+    _REFUSED
+    + """
 local st = redis.call('HMGET', KEYS[1], 'partition_count', 'received', 'status', 'claim_until')
 if not st[1] then return false end
 if st[1] ~= st[2] then return refused(0) end
@@ -85,6 +95,7 @@ if st[3] == 'collecting' or (st[3] == 'assembling' and tonumber(st[4]) < tonumbe
 end
 return refused(0)
 """
+)
 
 _FINISH = """
 local st = redis.call('HMGET', KEYS[1], 'claim_owner', 'finished_by', 'status')
@@ -254,6 +265,52 @@ class RedisFileStateStore:
             if b"partition_count" in fields:
                 found.append((FileId(name[len(PREFIX) + 1 : -3]), fields))
         return found
+
+
+class RedisFileStateBatches:
+    """Many files' state in one round trip (pipelines): what whole files share instead of
+    several requests a file, as DynamoDB's BatchGetItem and BatchWriteItem do."""
+
+    def __init__(self, client: Redis, ttl_seconds: float) -> None:
+        """``ttl_seconds``: how long a tombstone lives (STATE_TTL_SECONDS)."""
+        self._redis = client
+        self._ttl = int(ttl_seconds)
+
+    def unknown(self, file_ids: Collection[FileId]) -> frozenset[FileId]:
+        """The files with no state, in one round trip (a pipeline)."""
+        wanted = sorted(set(file_ids), key=str)
+        pipe = self._redis.pipeline(transaction=False)
+        for file_id in wanted:
+            pipe.exists(state_key(file_id))
+        found = pipe.execute() if wanted else []
+        return frozenset(f for f, exists in zip(wanted, found, strict=True) if not exists)
+
+    def close(self, tombstones: Sequence[Tombstone]) -> list[FileId]:
+        """Each file's state closed as a claim's close leaves it, all in one
+        round trip. Unconditional, as a batch write is: a file another delivery counted in the
+        meantime is closed all the same (the race the whole-file path accepts)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for tombstone in tombstones:
+            key = state_key(tombstone.file_id)
+            at = _arg(tombstone.finished_at)
+            pipe.hset(
+                key,
+                mapping={
+                    "status": tombstone.status.value,
+                    "partition_count": tombstone.partition_count,
+                    "received": tombstone.partition_count,
+                    "bytes": tombstone.size,
+                    "created_at": at,
+                    "updated_at": at,
+                    "finished_at": at,
+                    "finished_by": tombstone.owner,
+                },
+            )
+            pipe.hdel(key, "claim_owner", "claim_until")
+            pipe.expire(key, self._ttl)
+        if tombstones:
+            pipe.execute()
+        return []
 
 
 def _state(found: list[bytes | None]) -> FileState:

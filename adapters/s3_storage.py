@@ -12,12 +12,11 @@ import json
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from boto3.s3.transfer import TransferConfig
-from botocore.exceptions import ClientError
 
-from application.ports import Body, ByteStream, ShardLedgerMoved
+from application.ports import Body, ByteStream
 from application.records import StreamRecord
 from application.views import FileSummary
 from domain import (
@@ -29,19 +28,16 @@ from domain import (
     IncompleteFile,
     PartitionSet,
     RejectionReason,
-    ShardLedger,
     redact,
 )
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import PutObjectOutputTypeDef
 
 PENDING = "pending/"
 QUARANTINE = "quarantine/"
 FAILED = "failed/"
 EXPIRED = "expired/"
-SHARDS = "shards/"
 _CHUNK_KEY = re.compile(r"^(\d+)\.(\d+)\.([0-9a-f]{64})$")
 _DELETE_BATCH = 1000
 
@@ -399,123 +395,6 @@ class S3RecordArchive:
                 except (ValueError, KeyError, TypeError):
                     continue  # not a record this service wrote
         return summaries
-
-
-class S3ShardLedgers:
-    """The local backend's per-shard ledger, ``shards/<shard-id>.json``: file ids only,
-    never an endpoint.
-
-    Reads are conditional on the ETag this container last saw (If-None-Match): while no
-    other container wrote, S3 answers 304 with no body. Writes are conditional too (If-Match,
-    or If-None-Match for the first), so two invocations that overlap on a shard (one past its
-    timeout) cannot overwrite each other's files: the later one reads again and retries.
-    """
-
-    def __init__(self, client: S3Client, bucket: str) -> None:
-        self._s3 = client
-        self._bucket = bucket
-        self._seen: dict[str, tuple[str, ShardLedger]] = {}
-        """Per shard, the ETag and ledger as this container last read or wrote them."""
-
-    def read(self, shard: str) -> ShardLedger | None:
-        seen = self._seen.get(shard)
-        key = ledger_key(shard)
-        try:
-            if seen is None:
-                response = self._s3.get_object(Bucket=self._bucket, Key=key)
-            else:
-                response = self._s3.get_object(Bucket=self._bucket, Key=key, IfNoneMatch=seen[0])
-        except self._s3.exceptions.NoSuchKey:
-            self._seen.pop(shard, None)
-            return None
-        except ClientError as error:
-            if seen is not None and _code(error) in ("304", "NotModified"):
-                return seen[1]
-            if _code(error) != "AccessDenied":
-                raise
-            # A role whose listing is narrowed to pending/ gets 403, not 404, for a missing
-            # key: creating the ledger only if it is absent tells a new shard from a refusal.
-            self._create_empty(shard, error)
-            return None
-        ledger = _ledger_of(json.loads(response["Body"].read()))
-        self._seen[shard] = (response["ETag"], ledger)
-        return ledger
-
-    def write(self, shard: str, ledger: ShardLedger) -> None:
-        seen = self._seen.get(shard)
-        follows_seen = seen is not None and seen[1].version == ledger.version - 1
-        if not follows_seen and not (seen is None and ledger.version == 1):
-            raise ShardLedgerMoved(f"version {ledger.version - 1} of the ledger was not read here")
-        try:
-            response = self._put(shard, ledger, if_match=seen[0] if seen else None)
-        except ClientError as error:
-            if _code(error) not in _CONDITION_FAILED:
-                raise
-            self._seen.pop(shard, None)
-            moved = f"another writer stored the ledger first ({_code(error)})"
-            raise ShardLedgerMoved(moved) from error
-        self._seen[shard] = (response["ETag"], ledger)
-
-    def _put(self, shard: str, ledger: ShardLedger, if_match: str | None) -> PutObjectOutputTypeDef:
-        """Store only over the object ``if_match`` names, or only where none is."""
-        body = _ledger_document(ledger)
-        key = ledger_key(shard)
-        if if_match is None:
-            return self._s3.put_object(
-                Bucket=self._bucket,
-                Key=key,
-                Body=body,
-                ContentType="application/json",
-                IfNoneMatch="*",
-            )
-        return self._s3.put_object(
-            Bucket=self._bucket,
-            Key=key,
-            Body=body,
-            ContentType="application/json",
-            IfMatch=if_match,
-        )
-
-    def _create_empty(self, shard: str, denied: ClientError) -> None:
-        empty = ShardLedger()
-        try:
-            response = self._put(shard, empty, if_match=None)
-        except ClientError as error:
-            if _code(error) in _CONDITION_FAILED:
-                raise denied from error  # it exists: the read itself is refused
-            raise
-        self._seen[shard] = (response["ETag"], empty)
-
-
-_CONDITION_FAILED = ("PreconditionFailed", "ConditionalRequestConflict")
-"""412: the object is not the one the condition names; 409: a concurrent conditional write."""
-
-
-def _ledger_of(document: dict[str, Any]) -> ShardLedger:
-    return ShardLedger(
-        int(document["version"]),
-        frozenset(FileId(f) for f in document["open"]),
-        {FileId(f): float(at) for f, at in document["finished"].items()},
-    )
-
-
-def _ledger_document(ledger: ShardLedger) -> bytes:
-    document = {
-        "version": ledger.version,
-        "open": sorted(str(f) for f in ledger.open),
-        "finished": {
-            str(f): at for f, at in sorted(ledger.finished.items(), key=lambda item: str(item[0]))
-        },
-    }
-    return json.dumps(document).encode("utf-8")
-
-
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
-def ledger_key(shard: str) -> str:
-    return f"{SHARDS}{_safe(shard) if shard else '_'}.json"
 
 
 class _FullReads:

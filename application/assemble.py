@@ -12,11 +12,11 @@ from application.metrics import Metric, NoMetrics
 from application.outcomes import FileOutcome
 from application.plan import AssemblyPlan
 from application.ports import (
+    ChunkSource,
     LocalChunkStore,
     Metrics,
     PermanentUploadError,
     RecordArchive,
-    RemoteChunkStore,
     TransientUploadError,
     Uploader,
 )
@@ -29,7 +29,7 @@ class AssembleAndUpload:
     def __init__(
         self,
         local: LocalChunkStore,
-        remote: RemoteChunkStore,
+        remote: ChunkSource,
         uploader: Uploader,
         archive: RecordArchive,
         metrics: Metrics | None = None,

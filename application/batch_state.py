@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from attrs import Factory, define, frozen
 
-from domain import ChunkRejected, FileId, PartitionSet, ShardLedger
+from domain import ChunkRejected, FileId, ShardLedger
 
 
 @frozen
@@ -33,11 +33,7 @@ class BatchState:
     remaining: Remaining | None = None
     """The seconds left in the invocation, when it tells; None outside one (``sfb redrive``)."""
     ledger: ShardLedger | None = None
-    """The shard's ledger as read at the batch's first chunk (local backend), else None."""
+    """The shard's state as its log stood at the batch's first chunk, and as the batch's own
+    writes moved it (local backend), else None."""
     ledger_error: Exception | None = None
-    """Why the ledger could not be read: every later chunk of the batch fails the same way."""
-    keeps_ledger: bool = True
-    """Finished files' pending objects wait for the shard's ledger to say so before they go
-    (False outside a delivery, where no ledger is written: an operator's redrive)."""
-    made_durable: set[FileId] = Factory(set)
-    cleanup: dict[FileId, PartitionSet] = Factory(dict)
+    """Why the log could not be read: every later chunk of the batch fails the same way."""

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from application.batch_state import BatchState
-from application.lifecycle import FileLifecycle, ShardBook
+from application.lifecycle import FileLifecycle
 from application.pending import PendingFile
 from application.ports import LocalChunkStore, PartitionCache
+from application.shard_book import ShardBook
 from domain import Admission, Chunk, Limits
 
 
 class IngestChunk:
-    """Costs no remote request while a file's chunks all arrive in the batch at hand."""
+    """Costs no remote request but the batch's one read of the shard's log."""
 
     def __init__(
         self,
@@ -39,6 +40,10 @@ class IngestChunk:
         entry = self._cache.get(chunk.file_id) or PendingFile.new(
             chunk.file_id, chunk.put_endpoint, chunk.partition_count, batch.number
         )
+        if entry.is_open and self._book is not None and not entry.is_fresh(batch.number):
+            # Judged against the whole log, as read for this batch: chunks other containers
+            # stored, and what this one missed while other containers had the shard.
+            entry = self._files.refresh(entry, batch)
         admission = entry.partitions.admit(
             chunk.partition, chunk.partition_count, chunk.ref, self._limits
         )

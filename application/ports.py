@@ -7,12 +7,13 @@ Adapters satisfy these by shape (no inheritance); mypy --strict checks the fit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from typing import Protocol
 
 from application.metrics import Metric
 from application.pending import PendingFile
 from application.records import StreamRecord
+from application.tombstones import Tombstone
 from domain import (
     AssembledFile,
     Chunk,
@@ -21,6 +22,7 @@ from domain import (
     FileId,
     FileState,
     FileStatus,
+    LogEntry,
     PartitionArrival,
     PartitionSet,
     RejectionReason,
@@ -107,7 +109,8 @@ class LocalChunkStore(Protocol):
 
 
 class RemoteChunkStore(Protocol):
-    """Durable chunk storage shared by every container (the seed's Remote storage, in S3).
+    """Durable chunk storage shared by every container (the dynamodb backend's, in S3; the
+    local backend keeps its chunks in its shards' logs: ShardLog).
 
     Each chunk is its own object, so two writers never overwrite each other's chunks.
     """
@@ -134,18 +137,44 @@ class RemoteChunkStore(Protocol):
 
 
 class ShardLedgerMoved(Exception):
-    """Another writer changed the shard's ledger after this container read it."""
+    """Another writer changed the shard's log after this container read it: an entry of
+    that number exists, or the snapshot is not the one read."""
 
 
-class ShardLedgers(Protocol):
-    """One small object a shard (local backend): which files are open, which finished."""
+class ChunkSource(Protocol):
+    """Where assembly reads a stored chunk that this container does not hold."""
 
-    def read(self, shard: str) -> ShardLedger | None:
-        """The shard's ledger, or None when it has none yet."""
+    def open(
+        self, file_id: FileId, partition: int, partition_count: int, ref: ChunkRef
+    ) -> ByteStream:
+        """Open one stored chunk for streaming reads."""
 
-    def write(self, shard: str, ledger: ShardLedger) -> None:
-        """Store ``ledger`` if the stored one is still the version it follows
-        (``ledger.version - 1``; 0 is none); else raise ShardLedgerMoved and store nothing."""
+
+class ShardLog(Protocol):
+    """The local backend's per-shard log in S3: a snapshot (``shards/<shard>.json``) and
+    one object per invocation that had something to make durable (its chunks' bytes and an
+    index), each created only where none is, so that two writers never share a number."""
+
+    def read_snapshot(self, shard: str) -> ShardLedger | None:
+        """The shard's snapshot, or None when none was written yet; asked again, it costs
+        no transfer while the snapshot is the one this container last read or wrote."""
+
+    def write_snapshot(self, shard: str, ledger: ShardLedger) -> None:
+        """Store ``ledger`` if the stored snapshot is still the version it follows
+        (``ledger.version - 1``; 0 is none); else raise ShardLedgerMoved, storing nothing."""
+
+    def read_entry(self, shard: str, seq: int) -> LogEntry | None:
+        """Entry ``seq``'s index (not its bytes), or None when there is no such entry."""
+
+    def write_entry(self, shard: str, entry: LogEntry, contents: Sequence[bytes]) -> None:
+        """Create entry ``entry.seq`` holding ``contents`` (the entry's chunks' bytes, in
+        order, at their offsets); raise ShardLedgerMoved when it exists, storing nothing."""
+
+    def open_chunk(self, shard: str, seq: int, offset: int, size: int) -> ByteStream:
+        """Read ``size`` bytes at ``offset`` of entry ``seq`` (one ranged GET)."""
+
+    def delete_entries(self, shard: str, seqs: Iterable[int]) -> None:
+        """Remove entries that hold nothing open any more; a missing one is no error."""
 
 
 class FileStateStore(Protocol):
@@ -184,6 +213,22 @@ class FileStateStore(Protocol):
 
     def release(self, file_id: FileId, owner: str, now: float) -> None:
         """Give a claim back so the next delivery may try again; keeps the item as ``claim``."""
+
+
+class FileStateBatches(Protocol):
+    """Many files' shared state in one request (DynamoDB's BatchGetItem and BatchWriteItem):
+    what a batch of whole files shares instead of several requests a file."""
+
+    def unknown(self, file_ids: Collection[FileId]) -> frozenset[FileId]:
+        """Those of ``file_ids`` the store holds nothing for, by a consistent read. A file it
+        could not answer for (still unprocessed after its retries) is left out."""
+
+    def close(self, tombstones: Sequence[Tombstone]) -> list[FileId]:
+        """Write each file's tombstone, unconditionally (a batch write takes no condition);
+        return the files whose tombstone is still unwritten after the retries.
+
+        Raises on an error of the store: none of ``tombstones`` is known to be written.
+        """
 
 
 class RecordArchive(Protocol):

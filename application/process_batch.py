@@ -50,6 +50,51 @@ class _Valid:
     chunk: Chunk
 
 
+class _Gate:
+    """Whether a record's work may start, with the invocation's time left: once fewer than
+    the margin are left, no record is taken any more and the time is not asked again; the
+    first record always goes, so a shard always moves. Lanes ask it at once.
+
+    A file taken whole is decided once, at its first record, and its other records follow:
+    a part of it would be neither finished nor durable.
+    """
+
+    def __init__(self, remaining: Remaining | None, margin: float, whole: frozenset[FileId]):
+        self._remaining = remaining
+        self._margin = margin
+        self._whole = whole
+        self._decided: dict[FileId, bool] = {}  # each file's entry written by its lane only
+        self._out_of_time = threading.Event()
+        self._lock = threading.Lock()
+
+    def goes(self, index: int, record: StreamRecord, file_id: FileId | None) -> bool:
+        if file_id is None or file_id not in self._whole:
+            return self._asked(index, record)
+        decided = self._decided.get(file_id)
+        if decided is None:
+            decided = self._decided[file_id] = self._asked(index, record)
+        return decided
+
+    def _asked(self, index: int, record: StreamRecord) -> bool:
+        goes = index == 0 or not (self._out_of_time.is_set() or self._near())
+        if not goes:
+            self._stop(record)
+        return goes
+
+    def _near(self) -> bool:
+        return self._remaining is not None and self._remaining() < self._margin
+
+    def _stop(self, record: StreamRecord) -> None:
+        with self._lock:
+            if self._out_of_time.is_set():
+                return
+            self._out_of_time.set()
+        log.warning(
+            "deadline near: the records not yet taken are left for redelivery",
+            extra={"sequence_number": record.sequence_number},
+        )
+
+
 class ProcessBatch:
     def __init__(
         self,
@@ -81,48 +126,39 @@ class ProcessBatch:
         record is always processed, so a shard always moves). The batch hands it to the
         backend, for what must not outlast the invocation (a claim's lease).
 
-        Records are validated in batch order, then admitted file by file: each file's
-        records in order, different files at once (FileLanes). The time left is asked once a
-        record, before its work: with lanes, a valid record's in its lane, where the uploads
-        take the time, and a refused one's before its quarantine is written.
+        Records are validated in batch order (no writes), the backend sees the valid chunks
+        (``prepare``), then they are admitted file by file: each file's records in order,
+        different files at once (FileLanes). The time left is asked once a record, before
+        its work: with lanes, a valid record's in its lane, where the uploads take the time,
+        and a refused one's before its quarantine is written. A file the backend takes whole
+        is asked for once, at its first record, and its other records follow that answer.
         """
         self._batches += 1
         shard = shard_of(records[0].source) if records else ""
         batch = BatchState(self._batches, shard=shard, remaining=remaining)
+        checked = [(index, record, self._validate(record)) for index, record in enumerate(records)]
+        chunks = [chunk for _, _, chunk in checked if isinstance(chunk, Chunk)]
+        gate = _Gate(remaining, self._margin, self._backend.prepare(chunks, batch))
         failed: set[str] = set()
         valid: list[_Valid] = []
         tracked: list[_Tracked] = []
-        out_of_time = threading.Event()  # once near, for every lane, without asking again
         one_by_one = self._lanes.concurrency == 1
-        for index, record in enumerate(records):
-            asked = one_by_one
-            if asked and self._deadline_near(index, remaining):
-                self._cut(records, index, failed, out_of_time)
-                break
-            chunk = self._validate(record)
+        for index, record, chunk in checked:
             if isinstance(chunk, _Refused):
-                if not asked and self._deadline_near(index, remaining):
-                    self._cut(records, index, failed, out_of_time)
-                    break
-                if not self._refuse(record, chunk):
+                if not gate.goes(index, record, None) or not self._refuse(record, chunk):
                     failed.add(record.sequence_number)
             elif one_by_one:  # one record after the other, as they came
-                if not self._admit(_Valid(index, record, chunk), batch, tracked):
+                item = _Valid(index, record, chunk)
+                if not gate.goes(index, record, chunk.file_id) or not self._admit(
+                    item, batch, tracked
+                ):
                     failed.add(record.sequence_number)
             else:
                 valid.append(_Valid(index, record, chunk))
 
         def admit(item: _Valid) -> None:
-            late = item.index > 0 and out_of_time.is_set()  # the first record always goes
-            if late or self._deadline_near(item.index, remaining):
-                if not out_of_time.is_set():
-                    out_of_time.set()
-                    log.warning(
-                        "deadline near: the records not yet taken are left for redelivery",
-                        extra={"sequence_number": item.record.sequence_number},
-                    )
-                failed.add(item.record.sequence_number)
-            elif not self._admit(item, batch, tracked):
+            goes = gate.goes(item.index, item.record, item.chunk.file_id)
+            if not goes or not self._admit(item, batch, tracked):
                 failed.add(item.record.sequence_number)
 
         self._lanes.run(valid, lambda item: item.chunk.file_id, admit)
@@ -130,21 +166,6 @@ class ProcessBatch:
         failed |= self._settle(self._backend.end_batch(batch), tracked)
         self._metrics.publish()
         return self._reported(records, failed)
-
-    @staticmethod
-    def _cut(
-        records: Sequence[StreamRecord], index: int, failed: set[str], out_of_time: threading.Event
-    ) -> None:
-        log.warning(
-            "deadline near: the rest of the batch is left for redelivery",
-            extra={"sequence_number": records[index].sequence_number, "left": len(records) - index},
-        )
-        failed.update(r.sequence_number for r in records[index:])
-        out_of_time.set()
-
-    def _deadline_near(self, index: int, remaining: Remaining | None) -> bool:
-        """Past the margin, what is left waits for redelivery; the first record never does."""
-        return bool(index) and remaining is not None and remaining() < self._margin
 
     @staticmethod
     def _reported(records: Sequence[StreamRecord], failed: set[str]) -> list[str]:

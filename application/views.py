@@ -2,9 +2,9 @@
 expiry read and repair. Never on a record's hot path, so kept apart from the hot path's
 ports (application/ports.py), as a read side is kept apart from a repository.
 
-The same adapters satisfy both: S3ChunkStore is a RemoteChunkStore and StoredFiles,
-DynamoDbFileStateStore a FileStateStore and SharedFiles, S3RecordArchive a RecordArchive and
-FailedFiles.
+The same adapters satisfy both: S3ShardLog is a ShardLog and a ShardList (the local
+backend's files are folded from it by application/log_files.py), DynamoDbFileStateStore a
+FileStateStore and SharedFiles, S3RecordArchive a RecordArchive and FailedFiles.
 """
 
 from __future__ import annotations
@@ -40,6 +40,13 @@ class StoredFiles(Protocol):
         """Every file with chunks in storage: what ``sfb status`` lists."""
 
 
+class ShardList(Protocol):
+    """The local backend's shards, as its logs in remote storage show them."""
+
+    def shards(self) -> list[str]:
+        """Every shard with a snapshot or log entries (a listing: for operators only)."""
+
+
 class SharedFiles(Protocol):
     """The dynamodb backend's files, as its table holds them."""
 
@@ -69,8 +76,8 @@ class FailedFiles(Protocol):
 class IncompleteFiles(Protocol):
     """A state backend's files still collecting: what the scheduled expiry looks at.
 
-    The local backend's state is its pending/ listing (S3ChunkStore); the dynamodb backend's
-    is its table (DynamoDbFileStateStore).
+    The local backend's state is its shards' logs (LoggedFiles); the dynamodb backend's is
+    its table (DynamoDbFileStateStore).
     """
 
     def incomplete(self) -> list[IncompleteFile]:

@@ -21,7 +21,15 @@ from domain.expiry import ExpiredFile, IncompleteFile
 from domain.file_state import Claim, FileState, FileStatus, PartitionArrival
 from domain.limits import Limits
 from domain.partition_set import Admission, PartitionSet
-from domain.shard_ledger import ShardLedger, shard_of
+from domain.shard_ledger import (
+    LiveEntry,
+    LogEntry,
+    LoggedChunk,
+    LoggedFile,
+    ShardLedger,
+    StoredChunk,
+    shard_of,
+)
 
 __all__ = [
     "DIGEST_PREFIX",
@@ -46,6 +54,10 @@ __all__ = [
     "InvalidEndpoint",
     "InvalidRecord",
     "Limits",
+    "LiveEntry",
+    "LogEntry",
+    "LoggedChunk",
+    "LoggedFile",
     "PartitionArrival",
     "PartitionCountConflict",
     "PartitionCountTooLarge",
@@ -53,6 +65,7 @@ __all__ = [
     "PartitionSet",
     "RejectionReason",
     "ShardLedger",
+    "StoredChunk",
     "redact",
     "shard_of",
 ]

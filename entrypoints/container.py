@@ -10,6 +10,7 @@ import boto3
 from botocore.config import Config
 from dependency_injector import containers, providers
 
+from adapters.dynamodb_batch import DynamoDbFileStateBatches
 from adapters.dynamodb_state import DynamoDbFileStateStore
 from adapters.emf_metrics import EmfMetrics
 from adapters.endpoint_policy import HostPolicy
@@ -20,9 +21,10 @@ from adapters.kinesis import records_from_event
 from adapters.memory_cache import InMemoryPartitionCache
 from adapters.redis_chunks import RedisChunkStore
 from adapters.redis_client import redis_client
-from adapters.redis_state import RedisFileStateStore
-from adapters.s3_storage import S3ChunkStore, S3RecordArchive, S3ShardLedgers
+from adapters.redis_state import RedisFileStateBatches, RedisFileStateStore
+from adapters.s3_storage import S3ChunkStore, S3RecordArchive
 from adapters.settings import Settings
+from adapters.shard_log import S3ShardLog
 from adapters.ssm_parameters import read_parameters
 from adapters.tmp_storage import TmpChunkStore
 from adapters.validation import JsonSchemaRequestValidator
@@ -33,10 +35,13 @@ from application.expiry import ExpireIncompleteFiles
 from application.flush import FlushPending
 from application.ingest import IngestChunk
 from application.lanes import FileLanes
-from application.lifecycle import FileLifecycle, ShardBook
+from application.lifecycle import FileLifecycle
+from application.log_files import LoggedFiles
 from application.operations import FileReport, Redrive
 from application.process_batch import ProcessBatch
+from application.shard_book import ShardBook
 from application.shared_ingest import SharedIngestChunk
+from application.whole_files import WholeFiles
 from domain import Limits
 
 AWS_MAX_ATTEMPTS = 3
@@ -122,8 +127,8 @@ class Container(containers.DeclarativeContainer):
     remote_store = providers.Singleton(
         S3ChunkStore, client=s3_client, bucket=settings.provided.s3_bucket
     )
-    shard_ledgers = providers.Singleton(
-        S3ShardLedgers, client=s3_client, bucket=settings.provided.s3_bucket
+    shard_log = providers.Singleton(
+        S3ShardLog, client=s3_client, bucket=settings.provided.s3_bucket
     )
     state_store = providers.Singleton(
         DynamoDbFileStateStore,
@@ -131,6 +136,12 @@ class Container(containers.DeclarativeContainer):
         table=settings.provided.state_table,
         ttl_seconds=settings.provided.state_ttl_seconds,
         incomplete_ttl_seconds=settings.provided.incomplete_file_ttl_seconds,
+    )
+    state_batches = providers.Singleton(
+        DynamoDbFileStateBatches,
+        client=dynamodb_client,
+        table=settings.provided.state_table,
+        ttl_seconds=settings.provided.state_ttl_seconds,
     )
     # The redis backend's: one connection pool per container, made only when it is chosen.
     redis = providers.Singleton(
@@ -145,6 +156,9 @@ class Container(containers.DeclarativeContainer):
         ttl_seconds=settings.provided.state_ttl_seconds,
         incomplete_ttl_seconds=settings.provided.incomplete_file_ttl_seconds,
     )
+    redis_batches = providers.Singleton(
+        RedisFileStateBatches, client=redis, ttl_seconds=settings.provided.state_ttl_seconds
+    )
     redis_chunks = providers.Singleton(
         RedisChunkStore,
         client=redis,
@@ -156,8 +170,8 @@ class Container(containers.DeclarativeContainer):
             settings.provided.incomplete_file_ttl_seconds,
         ),
     )
-    # Where assembly and the expiry find chunks: S3 for local and dynamodb, Redis (with what
-    # it spilled to S3) for redis.
+    # Where the shared backends' assembly and expiry find chunks: S3 for dynamodb, Redis (with
+    # what it spilled to S3) for redis. The local backend reads its shards' logs.
     chunk_store = providers.Selector(
         backend_name, local=remote_store, dynamodb=remote_store, redis=redis_chunks
     )
@@ -193,21 +207,29 @@ class Container(containers.DeclarativeContainer):
         read_ahead=settings.provided.assembly_read_ahead,
     )
 
-    # The local backend: one lifecycle and one shard ledger book per container.
+    # The local backend: one book of the shards' logs and one lifecycle per container.
+    shard_book = providers.Singleton(
+        ShardBook,
+        log=shard_log,
+        clock=clock,
+        retention_seconds=settings.provided.state_ttl_seconds,
+    )
+    logged_files = providers.Singleton(LoggedFiles, book=shard_book, shards=shard_log)
     lifecycle = providers.Singleton(
         FileLifecycle,
         cache=cache,
         local=local_store,
-        remote=remote_store,
-        assemble=assemble,
+        book=shard_book,
+        assemble=providers.Factory(
+            AssembleAndUpload,
+            local=local_store,
+            remote=shard_book,
+            uploader=uploader,
+            archive=archive,
+            metrics=metrics,
+            read_ahead=settings.provided.assembly_read_ahead,
+        ),
         limits=limits,
-    )
-    shard_book = providers.Singleton(
-        ShardBook,
-        ledgers=shard_ledgers,
-        files=lifecycle,
-        clock=clock,
-        retention_seconds=settings.provided.state_ttl_seconds,
     )
     local_backend = providers.Singleton(
         LocalBackend,
@@ -219,11 +241,11 @@ class Container(containers.DeclarativeContainer):
             limits=limits,
             book=shard_book,
         ),
-        flush=providers.Factory(FlushPending, cache=cache, local=local_store, files=lifecycle),
-        book=shard_book,
+        flush=providers.Factory(
+            FlushPending, cache=cache, local=local_store, files=lifecycle, book=shard_book
+        ),
         lifecycle=lifecycle,
-        remote=remote_store,
-        stored=remote_store,
+        stored=logged_files,
     )
 
     # The dynamodb backend.
@@ -242,6 +264,17 @@ class Container(containers.DeclarativeContainer):
         state=state_store,
         files=state_store,
         clock=clock,
+        whole=providers.Factory(
+            WholeFiles,
+            batches=state_batches,
+            state=state_store,
+            remote=remote_store,
+            local=local_store,
+            assemble=assemble,
+            limits=limits,
+            owner=owner_id,
+            clock=clock,
+        ),
     )
 
     # The redis backend: the same use cases as dynamodb's, on Redis's scripts and chunks.
@@ -260,6 +293,17 @@ class Container(containers.DeclarativeContainer):
         state=redis_state,
         files=redis_state,
         clock=clock,
+        whole=providers.Factory(
+            WholeFiles,
+            batches=redis_batches,
+            state=redis_state,
+            remote=redis_chunks,
+            local=local_store,
+            assemble=assemble,
+            limits=limits,
+            owner=owner_id,
+            clock=clock,
+        ),
     )
 
     # The one seam: STATE_BACKEND picks what ProcessBatch and the operator commands use.
@@ -288,14 +332,18 @@ class Container(containers.DeclarativeContainer):
     redrive = providers.Factory(Redrive, backend=state_backend, archive=archive, uploader=uploader)
 
     # What the scheduled `expire` handler and `sfb expire` run: the local backend's state is
-    # its pending/ listing, the dynamodb backend's its table; chunks are S3 objects for both.
+    # its shards' logs, the dynamodb backend's its table and its chunk objects, the redis
+    # backend's its server (chunks in it, or spilled to S3).
     incomplete_files = providers.Selector(
-        backend_name, local=remote_store, dynamodb=state_store, redis=redis_state
+        backend_name, local=logged_files, dynamodb=state_store, redis=redis_state
+    )
+    pending_chunks = providers.Selector(
+        backend_name, local=logged_files, dynamodb=remote_store, redis=redis_chunks
     )
     expire_incomplete = providers.Factory(
         ExpireIncompleteFiles,
         files=incomplete_files,
-        chunks=chunk_store,
+        chunks=pending_chunks,
         records=archive,
         clock=clock,
         ttl_seconds=settings.provided.incomplete_file_ttl_seconds,

@@ -13,7 +13,7 @@ import os
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, Protocol
 
 from attrs import define, field
@@ -31,6 +31,7 @@ from application.ports import (
 )
 from application.process_batch import ProcessBatch
 from application.records import StreamRecord
+from application.tombstones import Tombstone
 from application.views import FileSummary
 from domain import (
     DIGEST_PREFIX,
@@ -46,6 +47,8 @@ from domain import (
     IncompleteFile,
     InvalidRecord,
     Limits,
+    LogEntry,
+    LoggedFile,
     PartitionArrival,
     PartitionSet,
     RejectionReason,
@@ -153,6 +156,22 @@ class _Stored:
     stored_at: float = 0.0
 
 
+def _offsets(contents: Sequence[bytes]) -> list[tuple[int, int]]:
+    offsets, at = [], 0
+    for content in contents:
+        offsets.append((at, len(content)))
+        at += len(content)
+    return offsets
+
+
+_NO_FILE = LoggedFile(1, "", 0.0)
+
+
+class Crashed(BaseException):
+    """The container died between two requests (a timeout, the runtime killed): nothing
+    after it runs, not even an except clause of the use cases."""
+
+
 class FakeRemoteStore:
     """One store shared by every fake container, like S3; counts requests as S3 would bill.
 
@@ -172,10 +191,16 @@ class FakeRemoteStore:
         self._order = 0
         self.operations: Counter[str] = Counter()
         """Requests by operation, as ``requests`` counts them all."""
-        self.ledgers: dict[str, ShardLedger] = {}
-        """The shard ledgers (``shards/<shard>.json``), which S3 holds beside the chunks."""
-        self.before_ledger_write: list[Callable[[], None]] = []
-        """Run one at each ledger write, before its condition is checked: another writer."""
+        self.snapshots: dict[str, ShardLedger] = {}
+        """The local backend's shard snapshots (``shards/<shard>.json``), beside the chunks."""
+        self.log: dict[tuple[str, int], tuple[LogEntry, bytes]] = {}
+        """The local backend's log entries (``pending/log/<shard>/<seq>``): index and bytes."""
+        self.before_log_write: list[Callable[[], object]] = []
+        """Run one at each entry or snapshot write, before its condition is checked: another
+        writer overlapping on the shard."""
+        self.crash_after: str | None = None
+        """A log operation ("write_entry", "write_snapshot", "delete") after which the
+        container dies (once): what it stored stays stored."""
 
     def _request(self, operation: str) -> None:
         with self._counting:  # files' lanes ask at once
@@ -260,23 +285,88 @@ class FakeRemoteStore:
             for file_id, stored in by_file.items()
         ]
 
-    def read(self, shard: str) -> ShardLedger | None:
-        """ShardLedgers: a GET of the shard's ledger (failing operation "read_ledger")."""
-        self._request("read_ledger")
-        return self.ledgers.get(shard)
+    def read_snapshot(self, shard: str) -> ShardLedger | None:
+        """ShardLog: the conditional GET of a shard's snapshot (operation "read_snapshot")."""
+        self._request("read_snapshot")
+        return self.snapshots.get(shard)
 
-    def write(self, shard: str, ledger: ShardLedger) -> None:
-        """ShardLedgers: a PUT of the shard's ledger (failing operation "write_ledger")."""
-        self._request("write_ledger")
-        if self.before_ledger_write:
-            self.before_ledger_write.pop(0)()
-        stored = self.ledgers.get(shard)
+    def write_snapshot(self, shard: str, ledger: ShardLedger) -> None:
+        """ShardLog: the conditional PUT of a snapshot (operation "write_snapshot")."""
+        self._request("write_snapshot")
+        if self.before_log_write:
+            self.before_log_write.pop(0)()
+        stored = self.snapshots.get(shard)
         if (stored.version if stored else 0) != ledger.version - 1:
             raise ShardLedgerMoved(f"stored version is not {ledger.version - 1}")
-        self.ledgers[shard] = ledger
+        self.snapshots[shard] = ledger
+        self._crash_point("write_snapshot")
+
+    def read_entry(self, shard: str, seq: int) -> LogEntry | None:
+        """ShardLog: the ranged GET of an entry's index (operation "read_entry")."""
+        self._request("read_entry")
+        found = self.log.get((shard, seq))
+        return found[0] if found is not None else None
+
+    def write_entry(self, shard: str, entry: LogEntry, contents: Sequence[bytes]) -> None:
+        """ShardLog: the create-only PUT of an entry (operation "write_entry")."""
+        self._request("write_entry")
+        if self.before_log_write:
+            self.before_log_write.pop(0)()
+        if (shard, entry.seq) in self.log:
+            raise ShardLedgerMoved(f"entry {entry.seq} exists")
+        data = b"".join(contents)
+        if [(c.offset, c.size) for c in entry.chunks] != _offsets(contents):
+            raise AssertionError("the index does not say where the entry's chunks are")
+        self.log[(shard, entry.seq)] = (entry, data)
+        self._crash_point("write_entry")
+
+    def open_chunk(self, shard: str, seq: int, offset: int, size: int) -> ByteStream:
+        """ShardLog: the ranged GET of one chunk (operation "open")."""
+        self._request("open")
+        content = self.log[(shard, seq)][1][offset : offset + size]
+        if self.broken_reads:
+            self.broken_reads -= 1
+            return _BreaksMidway(content)
+        return io.BytesIO(content)
+
+    def delete_entries(self, shard: str, seqs: Iterable[int]) -> None:
+        """ShardLog: DeleteObjects of entries (operation "delete")."""
+        self._request("delete")
+        for seq in seqs:
+            self.log.pop((shard, seq), None)
+        self._crash_point("delete")
+
+    def _crash_point(self, operation: str) -> None:
+        if self.crash_after == operation:
+            self.crash_after = None
+            raise Crashed(f"the container died after {operation}")
+
+    def shards(self) -> list[str]:
+        return sorted(set(self.snapshots) | {shard for shard, _ in self.log})
+
+    def log_state(self, shard: str = "") -> ShardLedger:
+        """The shard's state as a new container would fold it (no request counted)."""
+        state = self.snapshots.get(shard) or ShardLedger()
+        while (found := self.log.get((shard, state.seq + 1))) is not None:
+            state = state.folded(found[0], shard)
+        return state
+
+    def pending(self) -> list[str]:
+        """Every object under pending/: chunk objects, endpoint notes, log entries."""
+        return sorted(
+            [f"pending/{f}/{p}" for f, p, _ in self.objects]
+            + [f"pending/{f}/endpoint.json" for f in self.endpoints]
+            + [f"pending/log/{shard}/{seq}" for shard, seq in self.log]
+        )
 
     def partitions_of(self, file_id: FileId) -> set[int]:
-        return {p for (f, p, _) in self.objects if f == file_id}
+        """Durable partitions: chunk objects (dynamodb backend) and the logs' open files."""
+        logged = {
+            p
+            for shard in self.shards()
+            for p in (self.log_state(shard).files.get(file_id) or _NO_FILE).parts
+        }
+        return {p for (f, p, _) in self.objects if f == file_id} | logged
 
     def incomplete(self) -> list[IncompleteFile]:
         self._request("list")
@@ -509,7 +599,7 @@ class FakeContainer(_RealContainer):
             policy=self.policy,
             cache=self.cache,
             local_store=self.local,
-            shard_ledgers=self.remote,
+            shard_log=self.remote,
             clock=self.remote.clock,
         )
         self.process = self.container.process_batch()
@@ -710,6 +800,65 @@ class FakeStateStore:
             return True
 
 
+class FakeStateBatches:
+    """The shared state's batch requests (BatchGetItem, BatchWriteItem) on a FakeStateStore's
+    items: each tombstone replaces its item whole, as a PutRequest does, with no condition.
+
+    Counts its requests apart (``requests``, ``operations``). ``failing`` names operations
+    that raise (every one does while the state store is ``failing``). ``unanswered`` and
+    ``unwritten`` leave that many of the next keys or tombstones unprocessed, as the adapter
+    returns them once DynamoDB's UnprocessedKeys or UnprocessedItems outlast its retries.
+    ``closed`` holds every tombstone written.
+    """
+
+    def __init__(self, state: FakeStateStore, ttl_seconds: float = 86_400.0) -> None:
+        self.state = state
+        self.requests = 0
+        self.operations: Counter[str] = Counter()
+        self.failing: set[str] = set()
+        """Operations that raise: "unknown" (the lookup), "close" (the tombstones)."""
+        self.unanswered = 0
+        self.unwritten = 0
+        self.closed: list[Tombstone] = []
+        self._ttl = ttl_seconds
+        self._lock = threading.Lock()
+
+    def _request(self, operation: str) -> None:
+        with self._lock:
+            self.requests += 1
+            self.operations[operation] += 1
+        if operation in self.failing or self.state.failing:  # the same DynamoDB
+            raise StorageUnavailable(f"state store refuses {operation}")
+
+    def unknown(self, file_ids: Collection[FileId]) -> frozenset[FileId]:
+        self._request("unknown")
+        with self._lock:
+            wanted = sorted(set(file_ids), key=str)
+            left_out, self.unanswered = (
+                wanted[: self.unanswered],
+                max(0, self.unanswered - len(wanted)),
+            )
+            answered = wanted[len(left_out) :]
+        return frozenset(f for f in answered if f not in self.state.items)
+
+    def close(self, tombstones: Sequence[Tombstone]) -> list[FileId]:
+        self._request("close")
+        with self._lock:
+            left_out = [t.file_id for t in tombstones[: self.unwritten]]
+            self.unwritten = max(0, self.unwritten - len(tombstones))
+            for tombstone in tombstones[len(left_out) :]:
+                self.closed.append(tombstone)
+                self.state.items[tombstone.file_id] = _FileItem(
+                    tombstone.partition_count,
+                    size=tombstone.size,
+                    status=tombstone.status,
+                    expires_at=tombstone.finished_at + self._ttl,
+                    created_at=tombstone.finished_at,
+                    finished_by=tombstone.owner,
+                )
+        return left_out
+
+
 class FakeClock:
     def __init__(self, now: float = 1_000_000.0) -> None:
         self.now = now
@@ -836,16 +985,23 @@ class SharedFakeContainer(_RealContainer):
     container of the run, as one server is)."""
     container: Container = field(init=False)
     process: ProcessBatch = field(init=False)
+    batches: FakeStateBatches = field(init=False)
+    """The batch requests on ``state``: whole files' lookups and tombstones."""
 
     def __attrs_post_init__(self) -> None:
         settings = {"CLAIM_LEASE_SECONDS": str(self.lease_seconds)}
+        self.batches = FakeStateBatches(self.state)
         backend: dict[str, object]
         if self.redis_chunks is None:
             settings |= {"STATE_BACKEND": "dynamodb", "STATE_TABLE": "fake-table"}
-            backend = {"state_store": self.state}
+            backend = {"state_store": self.state, "state_batches": self.batches}
         else:
             settings |= {"STATE_BACKEND": "redis", "REDIS_URL": "redis://fake-redis:6379"}
-            backend = {"redis_state": self.state, "redis_chunks": self.redis_chunks}
+            backend = {
+                "redis_state": self.state,
+                "redis_batches": self.batches,
+                "redis_chunks": self.redis_chunks,
+            }
         self._build(
             {**settings, **self.settings},
             self,

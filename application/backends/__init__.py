@@ -7,6 +7,7 @@ and parallel batches). The container picks one by STATE_BACKEND.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from attrs import frozen
@@ -30,6 +31,15 @@ class BatchEnd:
 
 
 class StateBackend(Protocol):
+    def prepare(self, chunks: Sequence[Chunk], batch: BatchState) -> frozenset[FileId]:
+        """See the batch's valid chunks, in batch order, before any is admitted.
+
+        Returns the files the backend takes whole: none of their chunks is durable before
+        the file is finished, so their records are admitted all or none (ProcessBatch asks
+        the time left once, at a file's first record) and, should the file not finish, all
+        reported (``BatchEnd.not_durable``).
+        """
+
     def admit(self, chunk: Chunk, batch: BatchState) -> Admission:
         """Take a valid chunk: NEW or DUPLICATE; finishes its file when it completes it.
 

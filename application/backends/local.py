@@ -1,8 +1,10 @@
-"""The local backend: the seed's cache, TMP_DIR and pending chunks in S3, made correct for
-warm containers that alternate on a shard by listing before trusting, and by the shard's
-ledger (a finished file stays finished for every container)."""
+"""The local backend: the seed's cache and TMP_DIR, with a log per shard in S3 that every
+warm container on the shard folds (what is durable, what finished) and writes one object to
+per invocation."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from attrs import frozen
 
@@ -10,11 +12,11 @@ from application.backends import BatchEnd
 from application.batch_state import BatchState
 from application.flush import FlushPending
 from application.ingest import IngestChunk
-from application.lifecycle import FileLifecycle, ShardBook
+from application.lifecycle import FileLifecycle
+from application.log_files import LoggedFiles
 from application.outcomes import FileOutcome
 from application.pending import PendingFile
-from application.ports import RemoteChunkStore
-from application.views import FileSummary, StoredFiles
+from application.views import FileSummary
 from domain import Admission, Chunk, FileId
 
 
@@ -22,21 +24,22 @@ from domain import Admission, Chunk, FileId
 class LocalBackend:
     _ingest: IngestChunk
     _flush: FlushPending
-    _book: ShardBook
     _lifecycle: FileLifecycle
-    _remote: RemoteChunkStore
-    _stored: StoredFiles
+    _stored: LoggedFiles
+
+    def prepare(self, chunks: Sequence[Chunk], batch: BatchState) -> frozenset[FileId]:
+        """Nothing to look up: a file completing inside its batch costs no request of its own."""
+        return frozenset()
 
     def admit(self, chunk: Chunk, batch: BatchState) -> Admission:
         return self._ingest(chunk, batch)
 
     def end_batch(self, batch: BatchState) -> BatchEnd:
-        """Flush, then note in the shard's ledger what the batch opened and finished: files
-        the ledger could not note are not durable either."""
+        """Flush: one entry in the shard's log holds what the batch leaves unfinished and
+        the files it finished; files it could not hold are not durable."""
         self._flush(batch)
-        unnoted = self._book.record(batch)
         return BatchEnd(
-            not_durable=frozenset(batch.not_durable | unnoted),
+            not_durable=frozenset(batch.not_durable),
             retry=frozenset(batch.deferred - batch.finished),
             late_rejections=tuple(batch.late_rejections),
         )
@@ -45,17 +48,24 @@ class LocalBackend:
         return self._stored.files()
 
     def redrive(self, file_id: FileId) -> FileOutcome:
-        """From the pending chunks and the endpoint note stored beside them."""
-        listing = self._remote.get(file_id)
-        put_endpoint = self._stored.endpoint(file_id)
-        if listing is None or put_endpoint is None:
+        """From the entries that hold the file's chunks and the endpoint noted in the first."""
+        found = self._stored.find(file_id)
+        if found is None:
             return FileOutcome.NOT_FOUND
-        if not listing.is_complete:
+        batch, file = found
+        if not file.is_complete:
             return FileOutcome.INCOMPLETE
+        listing = file.listing()
         entry = PendingFile(
-            file_id, put_endpoint, listing, durable=frozenset(listing.parts), checked_in=0
+            file_id,
+            file.put_endpoint,
+            listing,
+            durable=frozenset(listing.parts),
+            checked_in=batch.number,
         )
-        _, outcome = self._lifecycle.complete(entry, BatchState(0, keeps_ledger=False))
+        _, outcome = self._lifecycle.complete(entry, batch)
+        if outcome.is_final:
+            self._stored.note_finished(batch)
         return outcome
 
     def redriven(self, file_id: FileId) -> None:

@@ -1,11 +1,13 @@
 """The shared (dynamodb) backend: every chunk durable in S3 before an atomic state change
-counts it, so many shards, parallel batches and concurrent containers agree."""
+counts it, so many shards, parallel batches and concurrent containers agree; a file whose
+every partition is in the batch, and that the shared state knows nothing of, goes whole
+(application/whole_files.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from attrs import frozen
+from attrs import field, frozen
 
 from application.backends import BatchEnd
 from application.batch_state import BatchState
@@ -13,6 +15,7 @@ from application.outcomes import FileOutcome
 from application.ports import FileStateStore
 from application.shared_ingest import SharedIngestChunk
 from application.views import FileSummary, SharedFiles
+from application.whole_files import WholeBatch, WholeFiles
 from domain import Admission, Chunk, FileId, FileStatus
 
 _LISTED_ELSEWHERE = (FileStatus.FAILED.value, FileStatus.EXPIRED.value)
@@ -25,13 +28,30 @@ class SharedBackend:
     _state: FileStateStore
     _files: SharedFiles
     _clock: Callable[[], float]
+    _whole: WholeFiles | None = None
+    """None: every file takes the per-file path."""
+    _batches: dict[int, WholeBatch] = field(factory=dict, init=False)
+    """The whole files of the batch at hand, by its number, from ``prepare`` to ``end_batch``."""
+
+    def prepare(self, chunks: Sequence[Chunk], batch: BatchState) -> frozenset[FileId]:
+        if self._whole is None:
+            return frozenset()
+        whole = self._whole.start(chunks)
+        self._batches[batch.number] = whole
+        return whole.file_ids
 
     def admit(self, chunk: Chunk, batch: BatchState) -> Admission:
+        whole = self._batches.get(batch.number)
+        if whole is not None and chunk.file_id in whole:
+            return whole.admit(chunk, batch)
         return self._ingest(chunk, batch)
 
     def end_batch(self, batch: BatchState) -> BatchEnd:
-        """Nothing to flush: each chunk was made durable as it was admitted."""
-        return BatchEnd(retry=frozenset(batch.deferred - batch.finished))
+        """Nothing to flush: each chunk was made durable as it was admitted, or its whole file
+        was finished (or is reported whole)."""
+        whole = self._batches.pop(batch.number, None)
+        unfinished = whole.end() if whole is not None else frozenset()
+        return BatchEnd(not_durable=unfinished, retry=frozenset(batch.deferred - batch.finished))
 
     def unfinished(self) -> list[FileSummary]:
         return [s for s in self._files.unfinished() if s.status not in _LISTED_ELSEWHERE]

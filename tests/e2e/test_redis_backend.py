@@ -183,3 +183,23 @@ def test_the_handler_runs_the_redis_backend_from_its_environment(
     assert server.hget(f"sfb:{{{FileId.for_endpoint(source.endpoint)}}}:s", "status") == (
         b"uploaded"
     )
+
+
+def test_a_batch_of_whole_files_uploads_each_once_and_its_late_duplicates_never(
+    stack: Stack, redis_url: str, server: redis.Redis
+) -> None:
+    container = redis_container(stack, redis_url, "lambda")
+    sources = [stack.file(f"small-{n}.jpg", size=2_000 + n, chunk_size=4_000) for n in range(30)]
+    records = stack.seq.records([s.payload(0) for s in sources])
+
+    assert failures(stack.invoke(container, records)) == []
+    late = stack.seq.records([s.payload(0) for s in sources[::3]])
+    assert failures(stack.invoke(redis_container(stack, redis_url, "other"), late)) == []
+
+    for source in sources:
+        assert_uploaded_once(stack.uploads_of(source), source.data, to=source.endpoint)
+        state = server.hget(f"sfb:{{{FileId.for_endpoint(source.endpoint)}}}:s", "status")
+        assert state == b"uploaded"
+    assert list(server.scan_iter(match="sfb:{*}:c")) == []
+    assert list(server.scan_iter(match="sfb:{*}:p")) == [], "whole: no partition was counted"
+    assert stack.keys("pending/") == []

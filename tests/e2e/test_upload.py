@@ -8,7 +8,7 @@ from tests.assertions import assert_uploaded_once
 from tests.e2e.support import S3Requests, Stack, failures
 
 
-def test_a_file_whose_chunks_all_arrive_in_one_batch_is_put_once_and_costs_only_the_shard_ledger(
+def test_a_file_whose_chunks_all_arrive_in_one_batch_is_put_once_and_costs_only_the_shard_log(
     stack: Stack,
 ) -> None:
     source = stack.file("one-batch.bin", size=200_000, chunk_size=16_384)
@@ -26,7 +26,8 @@ def test_a_file_whose_chunks_all_arrive_in_one_batch_is_put_once_and_costs_only_
     assert "content-type" not in put.headers
     assert "transfer-encoding" not in put.headers
     assert stack.receiver.refused == []
-    assert s3.operations == ["GetObject", "PutObject"]  # the shard ledger; nothing per file
+    # The snapshot, the probe of the next entry, the snapshot noting the file: nothing per file.
+    assert s3.operations == ["GetObject", "GetObject", "PutObject"]
 
 
 def test_a_file_spread_over_several_batches_is_put_once_whole_and_leaves_nothing_pending(
@@ -53,8 +54,9 @@ def test_chunks_waiting_between_batches_are_kept_in_s3_until_the_file_completes(
 
     stack.invoke(container, [first, second])
 
-    assert s3.operations.count("PutObject") == 4  # two chunks, the endpoint note, the ledger
-    assert len(stack.keys("pending/")) == 3
+    # The snapshot, the probe, ONE entry (both chunks and the endpoint), the snapshot again.
+    assert s3.operations == ["GetObject", "GetObject", "PutObject", "GetObject"]
+    assert len(stack.keys("pending/")) == 1
     assert stack.uploads_of(source) == []
 
     stack.invoke(container, [third])

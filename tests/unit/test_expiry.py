@@ -121,7 +121,7 @@ def test_an_incomplete_file_past_the_ttl_is_given_up_and_its_chunks_deleted(
 
     assert [f.file_id for f in run.expired] == [FILE]
     assert (run.incomplete, run.failed) == (1, ())
-    assert backend.remote.objects == {}
+    assert backend.remote.pending() == []
     assert backend.remote.endpoints == {}
     assert FILE in backend.archive.expired
     [error] = logged.errors()
@@ -281,7 +281,7 @@ def test_on_the_dynamodb_backend_a_late_chunk_of_a_given_up_file_is_rejected_as_
     assert world.process(RECORDS[3:] + RECORDS[:1]) == []
 
     assert world.archive.reasons() == [RejectionReason.FILE_EXPIRED] * 2
-    assert world.remote.objects == {}
+    assert world.remote.pending() == []
     assert world.uploader.uploads == []
     assert world.state.items[FILE].status is FileStatus.EXPIRED
     report = world.container.report()
@@ -301,7 +301,7 @@ def test_on_the_local_backend_a_late_chunk_starts_the_file_again_which_expires_a
     assert world.uploader.uploads == []
     assert world.archive.quarantined == []
     assert world.remote.partitions_of(FILE) == {3}
-    assert world.remote.endpoints == {FILE: URL}
+    assert world.remote.log_state().files[FILE].put_endpoint == URL
     report = world.container.report()
     assert [(r.file_id, r.status, r.received) for r in report] == [(FILE, "collecting", 1)]
 
@@ -309,7 +309,7 @@ def test_on_the_local_backend_a_late_chunk_starts_the_file_again_which_expires_a
     assert world.expire().expired == ()
     clock.now += 2
     assert [f.received for f in world.expire().expired] == [1]
-    assert world.remote.objects == {}
+    assert world.remote.pending() == []
     assert len(logged.errors()) == 2
 
 
@@ -320,10 +320,11 @@ def test_on_the_local_backend_a_file_completed_since_the_listing_is_kept(
     world.uploader.fail_transiently(1)
     world.process(RECORDS[:3])
     clock.now += TTL + 1
-    [file] = world.remote.incomplete()
+    files = world.container.container.logged_files()
+    [file] = files.incomplete()
     world.process(RECORDS[3:])  # complete; its upload deferred, its chunks all stored
 
-    assert not world.remote.give_up(file, clock.now - TTL, clock.now)
+    assert not files.give_up(file, clock.now - TTL, clock.now)
     assert world.remote.partitions_of(FILE) == {0, 1, 2, 3}
 
 

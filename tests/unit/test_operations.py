@@ -39,11 +39,11 @@ def test_a_complete_file_whose_upload_kept_failing_is_finished_by_redrive() -> N
     container.process(file_records(URL, CONTENT, 1000))  # Kinesis then gives up on it
 
     report = FakeContainer(remote, uploader, archive).report()
-    assert [(r.file_id, r.status, r.received) for r in report] == [(FILE, "collecting", 6)]
+    assert [(r.file_id, r.status, r.received) for r in report] == [(FILE, "complete", 6)]
 
     assert local_redrive(remote, archive, uploader)(FILE) is FileOutcome.UPLOADED
     assert uploader.bodies_for(URL) == [CONTENT]
-    assert remote.objects == {}
+    assert remote.pending() == []
     assert remote.endpoints == {}
 
 

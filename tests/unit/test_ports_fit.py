@@ -18,9 +18,12 @@ from adapters.guarded_transport import AddressGuard, guarded_session
 from adapters.http_uploader import RequestsUploader
 from adapters.memory_cache import InMemoryPartitionCache
 from adapters.s3_storage import S3ChunkStore, S3RecordArchive
+from adapters.shard_log import S3ShardLog
 from adapters.tmp_storage import TmpChunkStore
 from adapters.validation import JsonSchemaRequestValidator
+from application.log_files import LoggedFiles
 from application.ports import (
+    ChunkSource,
     EndpointPolicy,
     FileStateStore,
     LocalChunkStore,
@@ -29,13 +32,16 @@ from application.ports import (
     RecordArchive,
     RemoteChunkStore,
     RequestValidator,
+    ShardLog,
     Uploader,
 )
+from application.shard_book import ShardBook
 from application.views import (
     ExpiryRecords,
     FailedFiles,
     IncompleteFiles,
     PendingChunks,
+    ShardList,
     SharedFiles,
     StoredFiles,
 )
@@ -111,3 +117,24 @@ def test_the_operators_views_fit_both_backends_adapters_and_the_fakes() -> None:
     checks += [fake_chunks, fake_records]
 
     assert len(checks) == 14
+
+
+def test_the_local_backends_log_fits_its_ports_and_the_operators_views() -> None:
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        log: ShardLog = S3ShardLog(s3, "bucket")
+        shards: ShardList = S3ShardLog(s3, "bucket")
+        chunk_objects: ChunkSource = S3ChunkStore(s3, "bucket")
+
+    fake_log: ShardLog = FakeRemoteStore()
+    fake_shards: ShardList = FakeRemoteStore()
+    book = ShardBook(fake_log, clock=lambda: 0.0, retention_seconds=60.0)
+    entries: ChunkSource = book
+    files = LoggedFiles(book, fake_shards)
+    stored: StoredFiles = files
+    incomplete: IncompleteFiles = files
+    pending: PendingChunks = files
+    checks: list[object] = [log, shards, chunk_objects, fake_log, fake_shards, entries]
+    checks += [stored, incomplete, pending]
+
+    assert len(checks) == 9

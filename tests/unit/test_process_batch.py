@@ -24,7 +24,7 @@ URL = "https://bucket.example.com/files/photo.jpg?X-Amz-Signature=SECRET"
 CONTENT = bytes(range(256)) * 40 + b"tail"
 
 
-def test_a_file_completing_inside_one_batch_costs_one_ledger_read_and_write_per_batch_none_per_file(
+def test_a_file_completing_inside_one_batch_costs_a_log_read_and_one_write_per_batch_none_per_file(
     container: FakeContainer, remote: FakeRemoteStore, uploader: FakeUploader
 ) -> None:
     records = file_records(URL, CONTENT, 1000)
@@ -33,7 +33,8 @@ def test_a_file_completing_inside_one_batch_costs_one_ledger_read_and_write_per_
     assert container.process(records + records[:3]) == []
 
     assert uploader.bodies_for(URL) == [CONTENT]
-    assert remote.operations == {"read_ledger": 1, "write_ledger": 1}
+    # The snapshot's conditional GET, the probe of the next entry, the snapshot noting it.
+    assert remote.operations == {"read_snapshot": 1, "read_entry": 1, "write_snapshot": 1}
     assert container.local.files == {}
 
 
@@ -48,7 +49,7 @@ def test_a_file_spread_over_batches_waits_in_remote_storage_and_is_then_cleared(
 
     assert container.process(records[4:]) == []
     assert uploader.bodies_for(URL) == [CONTENT]
-    assert remote.objects == {}
+    assert remote.pending() == []
 
 
 def test_alternating_warm_containers_upload_the_file_whole_and_exactly_once(
@@ -181,7 +182,7 @@ def test_when_remote_storage_refuses_writes_the_first_record_not_durable_and_all
     done = file_records("https://example.com/small", b"done", 10)
     pending = file_records(URL, CONTENT, 1000)
     batch = [*done, pending[0], pending[1]]
-    remote.failing_operations = {"put"}
+    remote.failing_operations = {"write_entry"}
 
     failed = container.process(batch)
 
@@ -215,7 +216,7 @@ def test_a_transient_failure_redelivered_to_the_same_container_uploads_from_its_
 
     assert container.process([records[-1]]) == []
     assert uploader.bodies_for(URL) == [CONTENT]
-    assert remote.objects == {}
+    assert remote.pending() == []
 
 
 def test_a_permanent_upload_failure_keeps_the_file_and_does_not_block_the_shard(
@@ -362,7 +363,7 @@ def test_files_bigger_than_a_tiny_budget_arrive_whole_and_the_disk_never_exceeds
     for url, content in files.items():
         assert uploader.bodies_for(url) == [content]
     assert container.local.peak_usage <= 2.5 * CHUNK
-    assert remote.objects == {}
+    assert remote.pending() == []
     assert container.local.files == {}
 
 
@@ -405,7 +406,7 @@ def test_a_disk_that_refuses_writes_reports_no_record_whose_chunk_is_durable(
 
     assert uploader.bodies_for(URL) == [CONTENT[: 5 * CHUNK]]
     assert uploader.bodies_for("https://example.com/small") == [b"inside one batch"]
-    assert remote.objects == {}
+    assert remote.pending() == []
 
 
 def test_chunks_not_durable_stay_in_memory_without_room_until_a_redelivery_makes_them_durable(
@@ -413,7 +414,7 @@ def test_chunks_not_durable_stay_in_memory_without_room_until_a_redelivery_makes
 ) -> None:
     container = small_disk_container(remote, uploader, archive, chunks=0)
     records = file_records(URL, CONTENT[: 3 * CHUNK], CHUNK)
-    remote.failing_operations = {"put"}
+    remote.failing_operations = {"write_entry"}
 
     assert container.process(records[:2]) == [r.sequence_number for r in records[:2]]
     assert set(container.local.files) == {(FileId.for_endpoint(URL), p) for p in (0, 1)}
@@ -433,7 +434,7 @@ def test_a_chunk_the_disk_cannot_read_back_is_made_durable_from_its_redelivered_
 ) -> None:
     container = FakeContainer(remote, uploader, archive)
     records = file_records(URL, CONTENT[: 2 * CHUNK], CHUNK)
-    remote.failing_operations = {"put"}
+    remote.failing_operations = {"write_entry"}
     assert container.process(records[:1]) == [records[0].sequence_number]
     remote.failing_operations = set()
     key = (FileId.for_endpoint(URL), 0)

@@ -1,13 +1,15 @@
 """Random schedules of the dynamodb backend with faults after the claim: S3 reads failing
 mid-upload, stored chunks changed, finish answers lost, invocations killed mid-upload.
 
-Each file must be uploaded exactly once with its own bytes, and no claim may outlive the
-failure that ended its upload (only a killed invocation leaves one, for its lease).
+Each file must be uploaded exactly once with its own bytes (once more for each invocation
+killed after uploading it whole, before its tombstone), and no claim may outlive the failure
+that ended its upload (only a killed invocation leaves one, for its lease).
 """
 
 from __future__ import annotations
 
 import random
+from collections import Counter
 from functools import partial
 
 from hypothesis import event, given
@@ -16,7 +18,6 @@ from hypothesis import strategies as st
 from application.ports import Body
 from application.records import StreamRecord
 from domain import FileStatus
-from tests.assertions import assert_every_file_uploaded_once
 from tests.fakes import (
     FakeArchive,
     FakeClock,
@@ -26,7 +27,13 @@ from tests.fakes import (
     FakeUploader,
     SharedFakeContainer,
 )
-from tests.unit.test_schedules import REDIS_BUDGETS, Crash, _stream
+from tests.unit.test_schedules import (
+    REDIS_BUDGETS,
+    Crash,
+    _stream,
+    assert_uploaded_once_unless_killed_after,
+    uploaded_since,
+)
 
 
 class KilledMidUpload(FakeUploader):
@@ -83,6 +90,8 @@ def test_every_file_is_uploaded_once_and_no_claim_outlives_a_failure_after_it(
         False,
     )
     positions = [0] * shard_count
+    killed_after: Counter[str] = Counter()
+    went_whole = False
     for _ in range(5000):
         open_shards = [i for i in range(shard_count) if positions[i] < len(shards[i])]
         if not open_shards:
@@ -107,12 +116,15 @@ def test_every_file_is_uploaded_once_and_no_claim_outlives_a_failure_after_it(
 
         batch = shards[shard][positions[shard] : positions[shard] + batch_size]
         owner = containers[shard].owner
+        before = len(uploader.uploads)
         try:
             failed = containers[shard].process(batch, partial(float, left))
         except Crash:
+            killed_after += uploaded_since(uploader, before)
             killed.add(owner)
             failed = [batch[0].sequence_number]
             containers[shard] = container()
+        went_whole |= bool(containers[shard].batches.closed)
         held = {i.claim_owner for i in state.items.values() if i.status is FileStatus.ASSEMBLING}
         assert held <= killed, "a claim outlived the failure that ended its upload"
         seen["an S3 read broke mid-upload"] |= broke and not remote.broken_reads
@@ -130,8 +142,10 @@ def test_every_file_is_uploaded_once_and_no_claim_outlives_a_failure_after_it(
     else:
         raise AssertionError("the shards never drained")
 
+    seen["a file went whole"] = went_whole
+    seen["a file was uploaded, then its invocation killed"] = bool(killed_after)
     for fault, happened in seen.items():
         event(f"{fault}: {'yes' if happened else 'no'}")  # `make chaos` shows how often
-    assert_every_file_uploaded_once(contents, uploader, archive)
+    assert_uploaded_once_unless_killed_after(contents, uploader, archive, killed_after)
     assert remote.objects == {}, "a finished file's chunks were left behind"
     assert chunks is None or chunks.held == {}, "a finished file's chunks were left in Redis"

@@ -1,11 +1,11 @@
-"""The local backend's shard ledger: a finished file stays finished for every container,
+"""The local backend's shard log: a finished file stays finished for every container,
 and late duplicates of it leave nothing under pending/ (findings 6 and 7)."""
 
 from __future__ import annotations
 
 import pytest
 
-from domain import FileId, ShardLedger
+from domain import FileId, LogEntry, ShardLedger
 from tests.factories import payload, raw_record, record
 from tests.fakes import FakeArchive, FakeContainer, FakeRemoteStore, FakeUploader
 
@@ -62,7 +62,7 @@ def test_a_batch_cut_by_a_reported_record_cannot_upload_a_second_body_on_redeliv
     assert again.process(batch[1:]) == []
 
     assert uploader.bodies_for(URL) == [X + Z]
-    assert remote.objects == {}
+    assert remote.pending() == []
 
 
 def test_a_late_duplicate_reaching_another_container_after_the_upload_leaves_nothing_behind(
@@ -80,7 +80,7 @@ def test_a_late_duplicate_reaching_another_container_after_the_upload_leaves_not
     other.process([record(chunk(1, Z))])
 
     assert uploader.bodies_for(URL) == [X + Z]
-    assert remote.objects == {}
+    assert remote.pending() == []
     assert remote.endpoints == {}  # no object but the failed/ copy may hold the endpoint
     assert container.recycled().report() == []
 
@@ -95,28 +95,27 @@ def test_a_file_finished_inside_one_batch_is_never_started_again_by_another_cont
     other.process([record(chunk(1, Z))])  # a producer's retry
 
     assert uploader.bodies_for(URL) == [X + Z]
-    assert remote.objects == {}
+    assert remote.pending() == []
     assert remote.endpoints == {}
 
 
-def test_the_ledger_costs_one_read_per_batch_and_a_write_only_when_it_changes(
+def test_the_log_costs_a_snapshot_read_and_a_probe_per_batch_and_a_write_only_when_it_changes(
     container: FakeContainer, remote: FakeRemoteStore
 ) -> None:
-    container.process([record(chunk(0, X))])  # the file opens: read + write
+    container.process([record(chunk(0, X))])  # the file opens: read, probe, entry, verify
     container.process([raw_record("not a chunk")])  # nothing ingested: no request
-    container.process([record(chunk(0, X))])  # a duplicate while open: read, no write
+    container.process([record(chunk(0, X))])  # a duplicate while open: read, probe, no write
 
-    assert remote.operations["read_ledger"] == 2
-    assert remote.operations["write_ledger"] == 1
-    assert remote.ledgers[""] == ShardLedger(1, frozenset({FILE}))
+    assert remote.operations == {"read_snapshot": 3, "read_entry": 2, "write_entry": 1}
+    assert remote.log_state().open == {FILE}
 
 
-def test_a_ledger_that_cannot_be_written_reports_the_records_and_keeps_the_pending_chunks(
+def test_a_log_that_cannot_be_written_reports_the_records_and_keeps_nothing_pending(
     container: FakeContainer, remote: FakeRemoteStore, uploader: FakeUploader
 ) -> None:
     container.process([record(chunk(0, X))])
     second = [record(chunk(1, Z)), record(chunk(0, Y))]
-    remote.failing_operations = {"write_ledger"}
+    remote.failing_operations = {"write_entry", "write_snapshot"}
 
     assert container.process(second) == [second[0].sequence_number, second[1].sequence_number]
     assert remote.partitions_of(FILE) == {0}
@@ -124,7 +123,7 @@ def test_a_ledger_that_cannot_be_written_reports_the_records_and_keeps_the_pendi
 
     assert container.recycled().process(second) == []
     assert set(uploader.bodies_for(URL)) == {X + Z}
-    assert remote.objects == {}
+    assert remote.pending() == []
 
 
 @pytest.mark.parametrize("overlaps", [1, 2, 3])
@@ -134,24 +133,24 @@ def test_an_invocation_overlapping_on_the_shard_is_merged_not_overwritten_or_rep
     theirs = FileId.for_endpoint("https://bucket.example.com/theirs.bin")
 
     def overlapping_write() -> None:
-        stored = remote.ledgers.get("") or ShardLedger()
-        remote.ledgers[""] = stored.finished_at([theirs], 1.0).next_version()
+        seq = remote.log_state().seq + 1
+        remote.log[("", seq)] = (LogEntry(seq, 1.0, f"theirs-{seq}", finished={theirs: 1.0}), b"")
 
-    remote.before_ledger_write = [overlapping_write] * overlaps
+    remote.before_log_write = [overlapping_write] * overlaps
     failed = container.process([record(chunk(0, X))])
 
     if overlaps < 3:  # read again and merged
         assert failed == []
-        assert remote.ledgers[""].is_open(FILE)
-    else:  # moved on every attempt: the record is reported, its chunk kept
+        assert remote.log_state().is_open(FILE)
+    else:  # moved on every attempt: the record is reported, its chunk kept in memory
         assert len(failed) == 1
-        assert not remote.ledgers[""].is_open(FILE)
-        assert remote.partitions_of(FILE) == {0}
-    assert remote.ledgers[""].knows(theirs)
+        assert not remote.log_state().is_open(FILE)
+        assert remote.partitions_of(FILE) == set()
+    assert remote.log_state().knows(theirs)
 
 
 def test_finished_files_are_forgotten_by_the_ledger_after_the_retention() -> None:
-    ledger = ShardLedger().opened([FILE]).finished_at([FILE], now=100.0)
+    ledger = ShardLedger().finished_at([FILE], now=100.0)
 
     assert ledger.knows(FILE)
     assert not ledger.is_open(FILE)

@@ -1,0 +1,73 @@
+"""Random schedules of the local backend's shard log under the overlaps it exists for: a
+batch redelivered to the other container while the first invocation still runs (it ends
+between the first one's read and its write), and containers that die between two requests
+(after an entry is written, after a snapshot, after a deletion). Every upload carries each
+partition's first bytes, every file is uploaded, and nothing stays under pending/ but what
+a container that died between a snapshot and its deletion left to the lifecycle rule."""
+
+from __future__ import annotations
+
+import random
+from functools import partial
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.assertions import assert_uploaded_whole
+from tests.fakes import Crashed, FakeArchive, FakeContainer, FakeRemoteStore, FakeUploader
+from tests.unit.test_schedules_redelivery import _stream
+
+CRASH_POINTS = ("write_entry", "write_snapshot", "delete")
+
+
+@given(
+    seed=st.integers(min_value=0, max_value=2**32),
+    files=st.integers(min_value=1, max_value=3),
+    batch_size=st.integers(min_value=1, max_value=8),
+    overlap_rate=st.sampled_from([0.0, 0.3, 0.6]),
+    crash_rate=st.sampled_from([0.0, 0.15]),
+)
+def test_overlapping_and_dying_invocations_upload_first_bytes_and_leave_nothing_pending(
+    seed: int, files: int, batch_size: int, overlap_rate: float, crash_rate: float
+) -> None:
+    rng = random.Random(seed)
+    expected, records = _stream(rng, files)
+    remote, uploader, archive = FakeRemoteStore(), FakeUploader(), FakeArchive()
+    containers = [FakeContainer(remote, uploader, archive) for _ in range(2)]
+    leaked_by_a_crash = False
+
+    position = 0
+    for _ in range(10 * len(records) + 10):
+        if position >= len(records):
+            break
+        batch = records[position : position + batch_size]
+        pick = rng.randrange(len(containers))
+        if rng.random() < 0.2:
+            containers[pick] = containers[pick].recycled()
+        if rng.random() < overlap_rate:
+            # The same batch, redelivered after a timeout, runs whole on the other container
+            # while this invocation is between its read of the log and its write.
+            remote.before_log_write = [partial(containers[1 - pick].process, batch)]
+        if rng.random() < crash_rate:
+            remote.crash_after = rng.choice(CRASH_POINTS)
+        crash_point = remote.crash_after
+        try:
+            failed = containers[pick].process(batch)
+        except Crashed:
+            failed = [batch[0].sequence_number]
+            containers[pick] = containers[pick].recycled()
+            leaked_by_a_crash |= crash_point == "write_snapshot"
+        remote.before_log_write = []
+        remote.crash_after = None
+        done = min(
+            (i for i, r in enumerate(batch) if r.sequence_number in failed), default=len(batch)
+        )
+        position += done
+    else:
+        raise AssertionError("the shard never drained")
+
+    for endpoint, body in expected.items():
+        assert_uploaded_whole(uploader.bodies_for(endpoint), body, to=endpoint)
+    if not leaked_by_a_crash:
+        assert remote.pending() == []
+    assert remote.log_state().files == {}

@@ -1,0 +1,148 @@
+"""Warm containers sharing a shard's log (local backend): a container that missed entries, a
+fresh one and an overlapping writer all judge against the whole log, every upload carries
+each partition's first bytes, nothing stays under pending/, and the hot path costs one PUT
+an invocation and no LIST."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from attrs import evolve
+
+from application.records import StreamRecord
+from domain import FileId, LogEntry, LoggedChunk, RejectionReason
+from tests.factories import file_records, payload, record
+from tests.fakes import FakeArchive, FakeContainer, FakeRemoteStore, FakeUploader
+
+F = "https://bucket.example.com/f.bin?X-Amz-Signature=SECRET"
+G = "https://bucket.example.com/g.bin?X-Amz-Signature=SECRET"
+FILE_F = FileId.for_endpoint(F)
+
+
+def parts(url: str, count: int) -> list[bytes]:
+    return [f"{url[-30:-24]} part {p} ".encode() * 3 for p in range(count)]
+
+
+def chunk(url: str, partition: int, content: bytes, count: int = 4) -> StreamRecord:
+    return record(payload(url, partition, count, content))
+
+
+@pytest.mark.parametrize("finisher", ["the container that missed entries", "a fresh container"])
+def test_a_container_that_missed_entries_or_never_saw_the_shard_judges_against_the_whole_log(
+    remote: FakeRemoteStore, uploader: FakeUploader, archive: FakeArchive, finisher: str
+) -> None:
+    f, g = parts(F, 4), parts(G, 4)
+    a, b = FakeContainer(remote, uploader, archive), FakeContainer(remote, uploader, archive)
+    assert a.process([chunk(F, 0, f[0]), chunk(G, 0, g[0])]) == []
+    assert b.process([chunk(F, 1, f[1])]) == []
+    assert a.process([chunk(F, 2, f[2]), chunk(G, 1, g[1])]) == []  # b misses this entry
+    last = b if finisher == "the container that missed entries" else a.recycled()
+
+    retry = chunk(F, 2, b"other bytes of partition 2")  # a producer's retry, other bytes
+    assert last.process([retry, chunk(F, 3, f[3]), chunk(G, 2, g[2]), chunk(G, 3, g[3])]) == []
+
+    assert uploader.bodies_for(F) == [b"".join(f)]
+    assert uploader.bodies_for(G) == [b"".join(g)]
+    assert archive.reasons() == [RejectionReason.CONTENT_CONFLICT]
+    assert remote.pending() == []
+    assert last.process([chunk(F, 0, f[0])]) == []  # a late duplicate leaves nothing
+    assert remote.pending() == []
+
+
+def test_an_overlapping_writer_storing_other_bytes_first_makes_the_batch_chunk_a_late_rejection(
+    remote: FakeRemoteStore, uploader: FakeUploader, archive: FakeArchive
+) -> None:
+    f = parts(F, 4)
+    container = FakeContainer(remote, uploader, archive)
+    theirs = b"their bytes of partition 0"
+
+    def overlapping_write() -> None:  # another invocation on the shard, past its timeout
+        seq = remote.log_state().seq + 1
+        stored = LoggedChunk(FILE_F, 0, 4, _digest(theirs), 0, len(theirs))
+        remote.log[("", seq)] = (LogEntry(seq, 1.0, "them", (stored,), {FILE_F: F}), theirs)
+
+    remote.before_log_write = [overlapping_write]
+    mine = [chunk(F, 0, f[0]), chunk(F, 1, f[1])]
+
+    assert container.process(mine) == []
+
+    assert archive.reasons() == [RejectionReason.CONTENT_CONFLICT]
+    assert remote.partitions_of(FILE_F) == {0, 1}
+    assert container.recycled().process([chunk(F, 2, f[2]), chunk(F, 3, f[3])]) == []
+    assert uploader.bodies_for(F) == [theirs + b"".join(f[1:])]
+    assert remote.pending() == []
+
+
+def test_an_entry_written_under_a_number_another_writer_used_and_deleted_is_written_again(
+    remote: FakeRemoteStore, uploader: FakeUploader, archive: FakeArchive
+) -> None:
+    """The overlap that a probe cannot see: between this batch's read and its write, another
+    invocation wrote the next entry, a snapshot covering it, and deleted it (its files all
+    finished). The create-only write then succeeds under a number no reader will look at."""
+    f = parts(F, 4)
+    container = FakeContainer(remote, uploader, archive)
+    assert container.process([chunk(F, 0, f[0])]) == []
+    theirs = FileId.for_endpoint("https://bucket.example.com/theirs.bin")
+
+    def overlapping_finisher() -> None:
+        state = remote.log_state()
+        entry = LogEntry(state.seq + 1, 1.0, "them", finished={theirs: 1.0})
+        remote.snapshots[""] = state.folded(entry).snapshot()  # covers it; it holds nothing
+        # ...so its writer deletes it right away: its number is free again.
+
+    remote.before_log_write = [overlapping_finisher]
+    assert container.process([chunk(F, 1, f[1])]) == []
+
+    assert remote.partitions_of(FILE_F) == {0, 1}  # reachable from the snapshot
+    assert container.recycled().process([chunk(F, 2, f[2]), chunk(F, 3, f[3])]) == []
+    assert uploader.bodies_for(F) == [b"".join(f)]
+    assert remote.pending() == []
+
+
+def test_three_interleaved_files_over_two_alternating_containers_cost_one_put_an_invocation(
+    remote: FakeRemoteStore, uploader: FakeUploader, archive: FakeArchive
+) -> None:
+    """The bench's layout in small: 3 files of 8 chunks interleaved, 4 chunks an invocation."""
+    contents = {f"https://bucket.example.com/{n}.bin?sig=S": bytes([n]) * 7_000 for n in range(3)}
+    by_file = [file_records(url, data, 1_000) for url, data in contents.items()]
+    stream = [records[i] for i in range(7) for records in by_file]
+    containers = [FakeContainer(remote, uploader, archive) for _ in range(2)]
+    invocations = [stream[i : i + 4] for i in range(0, len(stream), 4)]
+
+    for n, batch in enumerate(invocations):
+        assert containers[n % 2].process(batch) == []
+
+    for url, data in contents.items():
+        assert uploader.bodies_for(url) == [data]
+    assert remote.pending() == []
+    ops = remote.operations
+    assert ops["get"] == ops["put"] == 0  # no LIST, no object a chunk
+    assert ops["write_entry"] <= len(invocations)
+    assert ops["write_snapshot"] <= len(contents)  # once a file finishes, to let entries go
+    assert ops["read_snapshot"] <= 2 * len(invocations)
+
+
+def _digest(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def test_a_container_given_two_shards_keeps_their_logs_apart(
+    remote: FakeRemoteStore, uploader: FakeUploader, archive: FakeArchive
+) -> None:
+    """Lambda hands a warm container batches of other shards too: each shard's log is folded
+    and written on its own, and a file's chunks are judged against its shard's log only."""
+    f = parts(F, 2)
+    container = FakeContainer(remote, uploader, archive)
+
+    def on(shard: str, *records: StreamRecord) -> list[StreamRecord]:
+        return [evolve(r, source=f"{shard}:{r.sequence_number}") for r in records]
+
+    assert container.process(on("shardId-1", chunk(F, 0, f[0], count=2))) == []
+    assert container.process(on("shardId-2", chunk(F, 0, b"other bytes", count=2))) == []
+    assert container.process(on("shardId-1", chunk(F, 1, f[1], count=2))) == []
+
+    assert uploader.bodies_for(F) == [b"".join(f)]
+    assert archive.quarantined == []
+    assert remote.log_state("shardId-2").open == {FILE_F}  # still collecting there
+    assert remote.log_state("shardId-1").open == frozenset()
