@@ -121,10 +121,13 @@ build-Function build-ExpireFunction: $(STAMP) $(WHEELHOUSE)/.complete
 	$(if $(ARTIFACTS_DIR),,$(error $@ is run by `sam build`, which sets ARTIFACTS_DIR))
 	$(call lambda-code,$(ARTIFACTS_DIR))
 
-# Many more random schedules of both backends than CI runs, each with a fresh seed; the
-# statistics say how many schedules ran and how many held.
+# Many more random schedules of every backend than CI runs, each with a fresh seed, on the
+# fakes; then fewer of the redis backend's on a real redis-server. The statistics say how many
+# schedules ran and how many held.
 chaos: $(STAMP)
 	SFB_HYPOTHESIS_PROFILE=chaos $(BIN)/pytest $(wildcard tests/unit/test_schedules*.py) \
+		--hypothesis-show-statistics -q
+	SFB_HYPOTHESIS_PROFILE=chaos-server $(BIN)/pytest tests/integration/test_redis_schedules.py \
 		--hypothesis-show-statistics -q
 
 demo: $(STAMP)

@@ -8,9 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from attrs import field, frozen
 
+from adapters.redis_client import SCHEMES as REDIS_SCHEMES
+from adapters.redis_client import redact_url
 from domain import Limits
 
 
@@ -26,6 +29,7 @@ a thread and at most a few parts in memory."""
 class BackendName(StrEnum):
     LOCAL = "local"
     DYNAMODB = "dynamodb"
+    REDIS = "redis"
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -50,7 +54,11 @@ SETTING_NAMES = (
     "INCOMPLETE_FILE_TTL_SECONDS",
     "METRICS_SERVICE",
     "ASSEMBLY_READ_AHEAD",
+    "REDIS_URL",
+    "REDIS_MAX_CHUNK_BYTES",
 )
+REDIS_DEFAULT_CHUNK_BYTES = 128 * 1024 * 1024
+"""A quarter of the smallest ElastiCache node's 0.5 GiB: room for state and replication."""
 MAX_READ_AHEAD = 10
 """botocore's connection pool per client (max_pool_connections, 10 by default): more S3
 reads at once than pooled connections would open and drop a connection for each one."""
@@ -82,6 +90,11 @@ class Settings:
     assembly_read_ahead: int = 8
     """Parts of a file read and checked at once while it is uploaded: memory holds this many
     chunks (about 1 MiB each) during an upload, whatever the file's size."""
+    redis_url: str | None = field(default=None, repr=lambda url: redact_url(url or ""))
+    """The redis backend's server; its password is never shown (repr, errors, logs)."""
+    redis_max_chunk_bytes: int = REDIS_DEFAULT_CHUNK_BYTES
+    """Chunks are kept in Redis while the server's used memory stays under this; beyond it,
+    in S3 as the dynamodb backend keeps them."""
 
     @classmethod
     def from_environ(
@@ -119,12 +132,14 @@ class Settings:
         try:
             backend = BackendName(backend_name)
         except ValueError:
+            names = ", ".join(repr(name.value) for name in BackendName)
             raise SettingsError(
-                f"STATE_BACKEND must be 'local' or 'dynamodb', not {backend_name!r}"
+                f"STATE_BACKEND must be one of {names}, not {backend_name!r}"
             ) from None
         table = _optional(values, "STATE_TABLE")
         if backend is BackendName.DYNAMODB and table is None:
             raise SettingsError("STATE_TABLE is required when STATE_BACKEND is dynamodb")
+        redis_url = _redis_url(values, backend)
         hosts = _optional(values, "UPLOAD_ALLOWED_HOSTS")
         max_partitions = _integer(values, "MAX_PARTITION_COUNT", 10_000)
         return cls(
@@ -153,7 +168,36 @@ class Settings:
             metrics_service=_optional(values, "METRICS_SERVICE") or "streaming-file-builder",
             ssm_parameter_path=ssm_path,
             assembly_read_ahead=_read_ahead(values),
+            redis_url=redis_url,
+            redis_max_chunk_bytes=_redis_budget(values),
         )
+
+
+def _redis_budget(values: Mapping[str, str]) -> int:
+    """0 keeps every chunk out of Redis (all in S3); unset, the default."""
+    budget = _byte_count(values, "REDIS_MAX_CHUNK_BYTES")
+    return REDIS_DEFAULT_CHUNK_BYTES if budget is None else budget
+
+
+def _redis_url(values: Mapping[str, str], backend: BackendName) -> str | None:
+    """Checked without ever echoing it: the URL may carry a password."""
+    url = _optional(values, "REDIS_URL")
+    if backend is BackendName.REDIS and url is None:
+        raise SettingsError("REDIS_URL is required when STATE_BACKEND is redis")
+    if url is None:
+        return None
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018  # raises on a port that is not a number
+    except ValueError:
+        raise SettingsError(f"REDIS_URL is not a URL: {redact_url(url)}") from None
+    if parts.scheme not in REDIS_SCHEMES or not host:
+        raise SettingsError(
+            "REDIS_URL must be redis://[user:password@]host[:port][/db] (rediss:// for TLS), "
+            f"not {redact_url(url)}"
+        )
+    return url
 
 
 def _optional(values: Mapping[str, str], name: str) -> str | None:

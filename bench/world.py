@@ -28,6 +28,7 @@ from entrypoints.container import Container, aws_client_config, build_container,
 from entrypoints.demo import local_aws
 from entrypoints.provision import provision
 from tests.tools.receiver import LocalReceiver, ReceivedPut
+from tests.tools.redis_server import running_redis
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -81,6 +82,9 @@ class World:
     proxy: DelayProxy
     """moto behind a fixed delay: the realistic section's AWS."""
     slow_receiver: SlowReceiver
+    redis_url: str
+    """A redis-server on 127.0.0.1, reached directly: its round trips are sub-millisecond
+    beside a Lambda, as an ElastiCache node's are, so no delay is added."""
     sequence: Sequencer = field(factory=Sequencer)
     _names: Iterator[int] = field(factory=itertools.count)
 
@@ -99,6 +103,8 @@ class World:
         }
         if backend is BackendName.DYNAMODB:
             settings |= {"STATE_BACKEND": backend.value, "STATE_TABLE": TABLE}
+        if backend is BackendName.REDIS:
+            settings |= {"STATE_BACKEND": backend.value, "REDIS_URL": self.redis_url}
         return settings
 
     def container(self, backend: BackendName = BackendName.LOCAL) -> Container:
@@ -154,7 +160,8 @@ def open_world() -> Iterator[World]:
         proxy = stack.enter_context(DelayProxy(moto, AWS_DELAY_SECONDS))
         slow_receiver = SlowReceiver()
         stack.enter_context(slow_receiver)
-        world = World(receiver, root, proxy, slow_receiver)
+        redis_url = stack.enter_context(running_redis())
+        world = World(receiver, root, proxy, slow_receiver, redis_url)
         provision(
             load_settings(world.settings(BackendName.DYNAMODB)),
             boto3.client("s3"),

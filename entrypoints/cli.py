@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
+from redis.exceptions import RedisError
+
+from entrypoints.provision import RedisNotReady
 
 if TYPE_CHECKING:
     from entrypoints.container import Container
@@ -108,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for payload in split_payloads(args.file.read_bytes(), args.put_endpoint, args.chunk_size):
             sys.stdout.write(json.dumps(payload) + "\n")
         return 0
-    except (OSError, ValueError, BotoCoreError, ClientError) as error:
+    except (OSError, ValueError, BotoCoreError, ClientError, RedisError, RedisNotReady) as error:
         print(f"sfb {args.command}: {error}", file=sys.stderr)
         return 2
 
@@ -236,7 +239,12 @@ def _provision() -> int:
 
     settings = load_settings(os.environ)
     dynamodb = boto3.client("dynamodb") if settings.state_backend is BackendName.DYNAMODB else None
-    provision(settings, boto3.client("s3"), dynamodb)
+    redis = None
+    if settings.state_backend is BackendName.REDIS and settings.redis_url is not None:
+        from adapters.redis_client import redis_client
+
+        redis = redis_client(settings.redis_url, settings.deadline_margin_seconds, connections=1)
+    provision(settings, boto3.client("s3"), dynamodb, redis=redis)
     return 0
 
 

@@ -19,6 +19,9 @@ from adapters.http_uploader import RequestsUploader, RetryPolicy
 from adapters.json_logging import configure_logging
 from adapters.kinesis import records_from_event
 from adapters.memory_cache import InMemoryPartitionCache
+from adapters.redis_chunks import RedisChunkStore
+from adapters.redis_client import redis_client
+from adapters.redis_state import RedisFileStateBatches, RedisFileStateStore
 from adapters.s3_storage import S3ChunkStore, S3RecordArchive
 from adapters.settings import Settings
 from adapters.shard_log import S3ShardLog
@@ -83,6 +86,11 @@ def _limits(settings: Settings) -> Limits:
     return settings.limits
 
 
+def _collecting_ttl(state_ttl: float, incomplete_ttl: float) -> float:
+    """A collecting file's chunks live as long as its state does."""
+    return state_ttl + incomplete_ttl
+
+
 def _new_owner_id() -> str:
     return uuid.uuid4().hex
 
@@ -135,6 +143,38 @@ class Container(containers.DeclarativeContainer):
         table=settings.provided.state_table,
         ttl_seconds=settings.provided.state_ttl_seconds,
     )
+    # The redis backend's: one connection pool per container, made only when it is chosen.
+    redis = providers.Singleton(
+        redis_client,
+        url=settings.provided.redis_url,
+        deadline_margin=settings.provided.deadline_margin_seconds,
+        connections=settings.provided.upload_concurrency,
+    )
+    redis_state = providers.Singleton(
+        RedisFileStateStore,
+        client=redis,
+        ttl_seconds=settings.provided.state_ttl_seconds,
+        incomplete_ttl_seconds=settings.provided.incomplete_file_ttl_seconds,
+    )
+    redis_batches = providers.Singleton(
+        RedisFileStateBatches, client=redis, ttl_seconds=settings.provided.state_ttl_seconds
+    )
+    redis_chunks = providers.Singleton(
+        RedisChunkStore,
+        client=redis,
+        spill=remote_store,
+        budget=settings.provided.redis_max_chunk_bytes,
+        ttl_seconds=providers.Callable(
+            _collecting_ttl,
+            settings.provided.state_ttl_seconds,
+            settings.provided.incomplete_file_ttl_seconds,
+        ),
+    )
+    # Where the shared backends' assembly and expiry find chunks: S3 for dynamodb, Redis (with
+    # what it spilled to S3) for redis. The local backend reads its shards' logs.
+    chunk_store = providers.Selector(
+        backend_name, local=remote_store, dynamodb=remote_store, redis=redis_chunks
+    )
     archive = providers.Singleton(
         S3RecordArchive, client=s3_client, bucket=settings.provided.s3_bucket
     )
@@ -160,7 +200,7 @@ class Container(containers.DeclarativeContainer):
     assemble = providers.Factory(
         AssembleAndUpload,
         local=local_store,
-        remote=remote_store,
+        remote=chunk_store,
         uploader=uploader,
         archive=archive,
         metrics=metrics,
@@ -237,8 +277,39 @@ class Container(containers.DeclarativeContainer):
         ),
     )
 
+    # The redis backend: the same use cases as dynamodb's, on Redis's scripts and chunks.
+    redis_backend = providers.Singleton(
+        SharedBackend,
+        ingest=providers.Factory(
+            SharedIngestChunk,
+            remote=redis_chunks,
+            state=redis_state,
+            assemble=assemble,
+            limits=limits,
+            owner=owner_id,
+            lease_seconds=settings.provided.claim_lease_seconds,
+            clock=clock,
+        ),
+        state=redis_state,
+        files=redis_state,
+        clock=clock,
+        whole=providers.Factory(
+            WholeFiles,
+            batches=redis_batches,
+            state=redis_state,
+            remote=redis_chunks,
+            local=local_store,
+            assemble=assemble,
+            limits=limits,
+            owner=owner_id,
+            clock=clock,
+        ),
+    )
+
     # The one seam: STATE_BACKEND picks what ProcessBatch and the operator commands use.
-    state_backend = providers.Selector(backend_name, local=local_backend, dynamodb=shared_backend)
+    state_backend = providers.Selector(
+        backend_name, local=local_backend, dynamodb=shared_backend, redis=redis_backend
+    )
 
     # A singleton, unlike the other use cases: it numbers this container's batches.
     process_batch = providers.Singleton(
@@ -261,9 +332,14 @@ class Container(containers.DeclarativeContainer):
     redrive = providers.Factory(Redrive, backend=state_backend, archive=archive, uploader=uploader)
 
     # What the scheduled `expire` handler and `sfb expire` run: the local backend's state is
-    # its shards' logs, the dynamodb backend's its table and its chunk objects.
-    incomplete_files = providers.Selector(backend_name, local=logged_files, dynamodb=state_store)
-    pending_chunks = providers.Selector(backend_name, local=logged_files, dynamodb=remote_store)
+    # its shards' logs, the dynamodb backend's its table and its chunk objects, the redis
+    # backend's its server (chunks in it, or spilled to S3).
+    incomplete_files = providers.Selector(
+        backend_name, local=logged_files, dynamodb=state_store, redis=redis_state
+    )
+    pending_chunks = providers.Selector(
+        backend_name, local=logged_files, dynamodb=remote_store, redis=redis_chunks
+    )
     expire_incomplete = providers.Factory(
         ExpireIncompleteFiles,
         files=incomplete_files,

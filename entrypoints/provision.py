@@ -1,4 +1,5 @@
-"""``sfb provision``: the bucket and the state table the settings name, created idempotently."""
+"""``sfb provision``: the bucket and the state table the settings name, created idempotently;
+for the redis backend, a check that the server answers and runs what the backend needs."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import ClientError
 
 from adapters.dynamodb_state import KEY_ATTRIBUTE, TTL_ATTRIBUTE
+from adapters.redis_chunks import SCRIPTS as CHUNK_SCRIPTS
+from adapters.redis_state import SCRIPTS as STATE_SCRIPTS
 from adapters.settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
+    from redis import Redis
 
 
 def provision(
@@ -20,11 +24,66 @@ def provision(
     s3: S3Client,
     dynamodb: DynamoDBClient | None,
     say: Callable[[str], None] = print,
+    redis: Redis | None = None,
 ) -> None:
     """Create what is missing; leave what exists as it is."""
     _bucket(s3, settings.s3_bucket, say)
     if settings.state_table is not None and dynamodb is not None:
         _table(dynamodb, settings.state_table, say)
+    if redis is not None:
+        check_redis(redis, settings.redis_max_chunk_bytes, say)
+
+
+class RedisNotReady(RuntimeError):
+    """The Redis server cannot serve the backend; the message says why."""
+
+
+REDIS_COMMANDS = (
+    "evalsha", "eval", "script", "hgetall", "hget", "hdel", "hsetnx", "hincrby", "expire",
+    "scan", "info", "del", "exists",
+)  # fmt: skip
+"""What the backend sends besides its scripts (which use hash commands and EXPIRE)."""
+SAFE_EVICTION = ("noeviction",)
+"""Every key of the backend has a TTL, so any other policy may drop a file's state or chunks
+when memory runs short: chunks lost, or a finished file taken for new."""
+
+
+def check_redis(redis: Redis, budget: int, say: Callable[[str], None]) -> None:
+    """Nothing is created (Redis needs no schema): the server must answer, run Lua, know every
+    command the backend sends, and not evict keys; the scripts are loaded ahead of use."""
+    try:
+        redis.ping()
+    except Exception as error:
+        raise RedisNotReady(f"Redis did not answer PING: {type(error).__name__}") from error
+    server = redis.info("server")
+    say(f"redis {server.get('redis_version', '?')}: answers")
+    known = redis.command()
+    missing = [name for name in REDIS_COMMANDS if name not in known]
+    if missing:
+        raise RedisNotReady(f"Redis lacks commands the backend sends: {', '.join(missing)}")
+    for name, script in {**STATE_SCRIPTS, **CHUNK_SCRIPTS}.items():
+        try:
+            redis.script_load(script)
+        except Exception as error:
+            raise RedisNotReady(f"Redis refused the {name!r} script: {error}") from error
+    say(f"redis: {len(STATE_SCRIPTS) + len(CHUNK_SCRIPTS)} scripts loaded")
+    memory = redis.info("memory")
+    policy = str(memory.get("maxmemory_policy", "noeviction"))
+    if policy not in SAFE_EVICTION:
+        raise RedisNotReady(
+            f"Redis evicts keys when full (maxmemory-policy {policy}): set it to noeviction, "
+            "or a file's state and chunks may vanish"
+        )
+    limit = int(memory.get("maxmemory", 0))
+    say(
+        f"redis: maxmemory-policy {policy}, maxmemory {limit or 'unset'}, chunks kept while "
+        f"used memory is under {budget} bytes"
+    )
+    if limit and budget > limit:
+        say(
+            f"redis: REDIS_MAX_CHUNK_BYTES {budget} is above maxmemory {limit}: writes would "
+            "fail before chunks spill to S3; lower it"
+        )
 
 
 def _bucket(s3: S3Client, bucket: str, say: Callable[[str], None]) -> None:

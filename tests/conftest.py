@@ -9,10 +9,13 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from tests.tools.redis_server import running_redis
 
 # Property tests: a fixed seed by default (CI repeats itself); `make chaos` runs many more.
 settings.register_profile(
@@ -29,6 +32,12 @@ settings.register_profile(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+settings.register_profile(
+    "chaos-server",
+    parent=settings.get_profile("chaos"),
+    max_examples=400,
+)
+"""The schedules against a real server: each example talks to it, so fewer of them."""
 settings.load_profile(os.environ.get("SFB_HYPOTHESIS_PROFILE", "ci"))
 
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
@@ -90,3 +99,11 @@ def network_guard(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     return refused
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real redis-server on 127.0.0.1 for the whole run, started at its first use; each
+    test flushes what it uses."""
+    with running_redis() as url:
+        yield url

@@ -867,10 +867,107 @@ class FakeClock:
         return self.now
 
 
+class FakeRedisChunks:
+    """The redis backend's chunk bytes with the server's semantics: held up to ``budget``
+    bytes, the rest spilled to the shared remote store (S3); a listing names only the chunks
+    the state admitted (the real store reads both in one script). Redis being down is the
+    state store's ``failing``: one server holds both."""
+
+    def __init__(self, state: FakeStateStore, spill: FakeRemoteStore, budget: int) -> None:
+        self.state = state
+        self.spill = spill
+        self.budget = budget
+        self.held: dict[tuple[FileId, int, str], tuple[int, bytes]] = {}
+        self.spilled: dict[tuple[FileId, int, str], tuple[int, ChunkRef]] = {}
+        self._lock = threading.Lock()
+
+    def _server(self) -> None:
+        if self.state.failing:
+            raise StorageUnavailable("redis is down")
+
+    def put(self, chunks: Iterable[Chunk]) -> None:
+        for chunk in chunks:
+            self._server()
+            key = (chunk.file_id, chunk.partition, chunk.ref.digest)
+            with self._lock:
+                used = sum(len(content) for _, content in self.held.values())
+                fits = key in self.held or used + chunk.ref.size <= self.budget
+                if fits:
+                    self.held[key] = (chunk.partition_count, chunk.content)
+            if not fits:
+                self.spill.put([chunk])
+                with self._lock:
+                    self.spilled[key] = (chunk.partition_count, chunk.ref)
+
+    def get(self, file_id: FileId) -> PartitionSet | None:
+        self._server()
+        admitted = self.state.digests(file_id)
+        with self._lock:
+            stored = [
+                (partition, count, ChunkRef(digest, len(content)))
+                for (f, partition, digest), (count, content) in self.held.items()
+                if f == file_id
+            ] + [
+                (partition, count, ref)
+                for (f, partition, _), (count, ref) in self.spilled.items()
+                if f == file_id
+            ]
+        parts = {
+            partition: ref
+            for partition, _, ref in stored
+            if admitted.get(partition) == ref.digest_prefix
+        }
+        counts = {count for partition, count, _ in stored if partition in parts}
+        return PartitionSet(min(counts), parts) if parts else None
+
+    def open(
+        self, file_id: FileId, partition: int, partition_count: int, ref: ChunkRef
+    ) -> ByteStream:
+        self._server()
+        with self._lock:
+            held = self.held.get((file_id, partition, ref.digest))
+        if held is not None:
+            return io.BytesIO(held[1])
+        return self.spill.open(file_id, partition, partition_count, ref)
+
+    def delete(self, file_id: FileId, partitions: PartitionSet) -> None:
+        self._server()
+        spilled = self._forget(file_id)
+        if spilled:
+            count = max(c for c, _ in spilled.values())
+            self.spill.delete(file_id, PartitionSet(count, {p: r for p, (_, r) in spilled.items()}))
+
+    def discard(self, chunk: Chunk) -> None:
+        self._server()
+        key = (chunk.file_id, chunk.partition, chunk.ref.digest)
+        with self._lock:
+            self.held.pop(key, None)
+            was_spilled = self.spilled.pop(key, None) is not None
+        if was_spilled:
+            self.spill.discard(chunk)
+
+    def note_endpoint(self, file_id: FileId, put_endpoint: str) -> None:
+        """The state holds it."""
+
+    def drop_file(self, file_id: FileId) -> None:
+        self._server()
+        self._forget(file_id)
+        self.spill.drop_file(file_id)
+
+    def _forget(self, file_id: FileId) -> dict[int, tuple[int, ChunkRef]]:
+        with self._lock:
+            for key in [k for k in self.held if k[0] == file_id]:
+                del self.held[key]
+            spilled = {k[1]: v for k, v in self.spilled.items() if k[0] == file_id}
+            for key in [k for k in self.spilled if k[0] == file_id]:
+                del self.spilled[key]
+        return spilled
+
+
 @define
 class SharedFakeContainer(_RealContainer):
-    """A container of the dynamodb backend: the real container with fakes for its adapters;
-    nothing of its own but an owner id."""
+    """A container of a shared backend (dynamodb, or redis with ``redis_budget``): the real
+    container with fakes for its adapters; nothing of its own but an owner id."""
 
     remote: FakeRemoteStore
     state: FakeStateStore
@@ -883,23 +980,36 @@ class SharedFakeContainer(_RealContainer):
     metrics: FakeMetrics = field(factory=lambda: FakeMetrics())
     settings: dict[str, str] = field(factory=dict)
     """More settings, by their environment names."""
+    redis_chunks: FakeRedisChunks | None = None
+    """Set: the redis backend, its state ``state`` and its chunks these (shared by every
+    container of the run, as one server is)."""
     container: Container = field(init=False)
     process: ProcessBatch = field(init=False)
     batches: FakeStateBatches = field(init=False)
     """The batch requests on ``state``: whole files' lookups and tombstones."""
 
     def __attrs_post_init__(self) -> None:
-        settings = {"STATE_TABLE": "fake-table", "CLAIM_LEASE_SECONDS": str(self.lease_seconds)}
+        settings = {"CLAIM_LEASE_SECONDS": str(self.lease_seconds)}
         self.batches = FakeStateBatches(self.state)
+        backend: dict[str, object]
+        if self.redis_chunks is None:
+            settings |= {"STATE_BACKEND": "dynamodb", "STATE_TABLE": "fake-table"}
+            backend = {"state_store": self.state, "state_batches": self.batches}
+        else:
+            settings |= {"STATE_BACKEND": "redis", "REDIS_URL": "redis://fake-redis:6379"}
+            backend = {
+                "redis_state": self.state,
+                "redis_batches": self.batches,
+                "redis_chunks": self.redis_chunks,
+            }
         self._build(
-            {"STATE_BACKEND": "dynamodb", **settings, **self.settings},
+            {**settings, **self.settings},
             self,
             policy=FakePolicy(),
             local_store=FakeLocalStore(),
-            state_store=self.state,
-            state_batches=self.batches,
             clock=self.clock,
             owner_id=self.owner,
+            **backend,
         )
         self.process = self.container.process_batch()
 

@@ -71,17 +71,20 @@ def test_every_section_of_the_benchmark_produces_sane_figures(tmp_path: Path) ->
 
     realistic = results.realistic
     assert realistic is not None
-    assert [row.backend for row in realistic.layouts] == ["local", "dynamodb"]
+    assert [row.backend for row in realistic.layouts] == ["local", "dynamodb", "redis"]
     for layout in realistic.layouts:
         assert layout.chunks == 9
-        assert layout.requests_per_chunk > 0
+        assert layout.requests_per_chunk > 0 or layout.backend == "redis"
         assert _positive(layout.dollars_per_gib)
         assert len(layout.completing_seconds) == len(layout.floor_seconds) == 3
         assert _positive(layout.over_floor)
-    local, dynamodb = realistic.layouts
+    local, dynamodb, redis = realistic.layouts
     assert local.write_units == 0
     assert dynamodb.write_units >= dynamodb.requests["dynamodb.UpdateItem"]
-    assert [small.backend for small in realistic.small_files] == ["local", "dynamodb"]
+    assert redis.write_units == 0
+    assert not any(kind.startswith("dynamodb.") for kind in redis.requests)
+    assert redis.requests_per_chunk < dynamodb.requests_per_chunk  # chunks stay in Redis
+    assert [small.backend for small in realistic.small_files] == ["local", "dynamodb", "redis"]
     for small in realistic.small_files:
         assert small.invocations == 2
         assert _positive(small.files_per_second)

@@ -1,8 +1,10 @@
 """Eight containers handle the same files' chunks at the same moment: each file is PUT once.
 
-DynamoDB is dynalite here, not moto: moto does not serialise conditional writes, so its races
-pass or fail by thread-switch luck. S3 stays on moto's server. Threads share the GIL, but
-boto3 and the uploader release it on every request, so the races between them are real.
+Each shared backend races against a real server: DynamoDB is dynalite here, not moto (moto
+does not serialise conditional writes, so its races pass or fail by thread-switch luck), and
+Redis is redis-server running the backend's scripts. S3 stays on moto's server. Threads share
+the GIL, but boto3, redis-py and the uploader release it on every request, so the races between
+them are real.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 import pytest
+import redis
 
 from adapters import dynamodb_state
+from adapters.redis_state import state_key
 from domain import FileId
 from entrypoints.container import Container, build_container
 from entrypoints.lambda_handler import handle
@@ -37,10 +41,18 @@ START_TIMEOUT = 60.0
 """How long the barrier waits for every thread: a bound against a hang, not a measure."""
 
 
-@dataclass
-class RacingStack:
-    """A test's world whose state table lives on dynalite and whose bucket lives on moto."""
+class RacingStack(Protocol):
+    """A test's world whose shared state lives on a real server and whose bucket on moto."""
 
+    stack: Stack
+
+    def container(self, name: str) -> Container: ...
+
+    def status(self, source: SourceFile) -> str | None: ...
+
+
+@dataclass
+class DynaliteStack:
     stack: Stack
     table: str
     dynalite_url: str
@@ -68,17 +80,42 @@ class RacingStack:
         return str(item["status"]["S"]) if "status" in item else None
 
 
-@pytest.fixture(params=["inline", "segmented"])
+@dataclass
+class RedisStack:
+    stack: Stack
+    redis_url: str
+
+    def container(self, name: str) -> Container:
+        container = build_container(
+            self.stack.settings(name, STATE_BACKEND="redis", REDIS_URL=self.redis_url)
+        )
+        container.process_batch()
+        return container
+
+    def status(self, source: SourceFile) -> str | None:
+        with redis.Redis.from_url(self.redis_url) as client:
+            status = client.hget(state_key(FileId.for_endpoint(source.endpoint)), "status")
+        return status.decode() if status is not None else None
+
+
+@pytest.fixture(params=["dynamodb-inline", "dynamodb-segmented", "redis"])
 def racing(
-    stack: Stack, dynalite_url: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+    request: pytest.FixtureRequest, stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> RacingStack:
-    """The files' digests in their items, or (as a large file's) in segment items."""
-    if request.param == "segmented":
+    """Each shared backend on its real server: DynamoDB (dynalite) with the files' digests in
+    their items or, as a large file's, in segment items; Redis."""
+    if request.param == "redis":
+        url: str = request.getfixturevalue("redis_url")
+        with redis.Redis.from_url(url) as client:
+            client.flushdb()
+        return RedisStack(stack, url)
+    if request.param == "dynamodb-segmented":
         monkeypatch.setattr(dynamodb_state, "INLINE_PARTITIONS", 0)
+    dynalite_url: str = request.getfixturevalue("dynalite_url")
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynalite_url)
     table = f"sfb-race-{uuid.uuid4().hex[:16]}"
     create_state_table(boto3.client("dynamodb"), table)
-    return RacingStack(stack, table, dynalite_url)
+    return DynaliteStack(stack, table, dynalite_url)
 
 
 def race(

@@ -1,4 +1,8 @@
-"""STATE_BACKEND=dynamodb over moto's server: chunks of a file on many shards, one upload."""
+"""The shared backends through the handler: chunks of a file on many shards, one upload.
+
+STATE_BACKEND=dynamodb over moto's server; the scenarios every shared backend must hold also
+run with STATE_BACKEND=redis on a real redis-server, chunks kept in Redis ("redis") or all
+spilled to S3 ("redis-spilled", REDIS_MAX_CHUNK_BYTES=0)."""
 
 from __future__ import annotations
 
@@ -7,17 +11,19 @@ import random
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import boto3
 import pytest
+import redis
 from botocore.exceptions import ResponseStreamingError
 from dependency_injector import providers
 
+from adapters.redis_state import state_key
 from application.ports import Body, Uploader
 from application.shared_ingest import LEASE_MARGIN_SECONDS
 from domain import FileId
@@ -68,6 +74,87 @@ class SharedStack:
         status = self.item(source).get("status")
         return None if status is None else str(status["S"])
 
+    def state(self, source: SourceFile) -> FileRecord:
+        item = self.item(source)
+        return FileRecord(
+            status=item["status"]["S"] if "status" in item else None,
+            partition_count=int(item["partition_count"]["N"]) if "partition_count" in item else 0,
+            received=int(item["received_count"]["N"]) if "received_count" in item else 0,
+            claimed="claim_owner" in item,
+            expires=int(item.get("expires_at", {}).get("N", "0")) > 0,
+        )
+
+    def stored_chunks(self) -> int:
+        return len([key for key in self.stack.keys("pending/") if not key.endswith(".json")])
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """A file's shared state as any backend stores it, for the scenarios they share."""
+
+    status: str | None
+    partition_count: int
+    received: int
+    claimed: bool
+    expires: bool
+
+
+@dataclass
+class RedisWorld:
+    """One test's world whose shared state and chunks are on a real redis-server."""
+
+    stack: Stack
+    redis_url: str
+    client: redis.Redis
+    budget: str | None = None
+
+    def settings(self, name: str, **extra: str) -> dict[str, str]:
+        budget = {} if self.budget is None else {"REDIS_MAX_CHUNK_BYTES": self.budget}
+        return self.stack.settings(
+            name, STATE_BACKEND="redis", REDIS_URL=self.redis_url, **budget, **extra
+        )
+
+    def container(self, name: str, **extra: str) -> Container:
+        return build_container(self.settings(name, **extra))
+
+    def state(self, source: SourceFile) -> FileRecord:
+        key = state_key(FileId.for_endpoint(source.endpoint))
+        stored = cast("dict[bytes, bytes]", self.client.hgetall(key))
+        fields = {k.decode(): v.decode() for k, v in stored.items()}
+        return FileRecord(
+            status=fields.get("status"),
+            partition_count=int(fields.get("partition_count", 0)),
+            received=int(fields.get("received", 0)),
+            claimed="claim_owner" in fields,
+            expires=self.client.ttl(key) > 0,
+        )
+
+    def status(self, source: SourceFile) -> str | None:
+        return self.state(source).status
+
+    def stored_chunks(self) -> int:
+        in_redis = sum(
+            self.client.hlen(key) for key in self.client.scan_iter(match="sfb:{*}:m", count=500)
+        )
+        spilled = [key for key in self.stack.keys("pending/") if not key.endswith(".json")]
+        return in_redis if self.budget is None else len(spilled)
+
+
+class SharedWorld(Protocol):
+    """What the scenarios every shared backend must hold need of their world."""
+
+    stack: Stack
+
+    def container(self, name: str, **extra: str) -> Container: ...
+
+    def state(self, source: SourceFile) -> FileRecord: ...
+
+    def status(self, source: SourceFile) -> str | None: ...
+
+    def stored_chunks(self) -> int:
+        """Chunks held for unfinished files, wherever the backend keeps them."""
+        ...
+
 
 @pytest.fixture
 def shared(stack: Stack) -> SharedStack:
@@ -79,6 +166,19 @@ def shared(stack: Stack) -> SharedStack:
         say=world.provisioned.append,
     )
     return world
+
+
+@pytest.fixture(params=["dynamodb", "redis", "redis-spilled"])
+def any_shared(request: pytest.FixtureRequest, stack: Stack) -> Iterator[SharedWorld]:
+    if request.param == "dynamodb":
+        yield request.getfixturevalue("shared")
+        return
+    url: str = request.getfixturevalue("redis_url")
+    with redis.Redis.from_url(url) as client:
+        client.flushdb()
+        yield RedisWorld(
+            stack, url, client, budget="0" if request.param == "redis-spilled" else None
+        )
 
 
 def test_provision_makes_the_table_with_ttl_where_aws_endpoint_url_points(
@@ -102,8 +202,9 @@ class Shard:
 
 
 def test_files_over_four_shards_recycled_containers_and_redelivered_batches_are_each_put_once(
-    shared: SharedStack,
+    any_shared: SharedWorld,
 ) -> None:
+    shared = any_shared
     stack = shared.stack
     rng = random.Random(20240611)
     sources = [
@@ -147,23 +248,25 @@ def test_files_over_four_shards_recycled_containers_and_redelivered_batches_are_
     assert all(response == [] for response in responses)
     for source in sources:
         assert_uploaded_once(stack.uploads_of(source), source.data, to=source.endpoint)
-        item = shared.item(source)
-        assert item["status"] == {"S": "uploaded"}, source.endpoint
-        assert int(item["expires_at"]["N"]) > 0
+        state = shared.state(source)
+        assert state.status == "uploaded", source.endpoint
+        assert state.expires
     assert len(stack.receiver.received) == len(sources)
+    assert shared.stored_chunks() == 0
     assert stack.keys("pending/") == []
     assert stack.keys("quarantine/") == []
 
 
 def test_a_late_duplicate_after_the_upload_is_ignored_and_leaves_nothing_behind(
-    shared: SharedStack,
+    any_shared: SharedWorld,
 ) -> None:
+    shared = any_shared
     stack = shared.stack
     source = stack.file("late-duplicate.bin", size=30_000, chunk_size=10_000)
     stack.invoke(shared.container("shard-0"), stack.seq.records([source.payload(0)]))
     stack.invoke(shared.container("shard-1"), stack.seq.records(source.payloads[1:]))
-    tombstone = shared.item(source)
-    assert tombstone["status"] == {"S": "uploaded"}
+    tombstone = shared.state(source)
+    assert tombstone.status == "uploaded"
 
     response = stack.invoke(
         shared.container("shard-2"), stack.seq.records([*source.payloads[::-1], source.payload(1)])
@@ -172,7 +275,8 @@ def test_a_late_duplicate_after_the_upload_is_ignored_and_leaves_nothing_behind(
     assert failures(response) == []
     assert_uploaded_once(stack.uploads_of(source), source.data)
     assert stack.keys("pending/") == []
-    assert shared.item(source) == tombstone
+    assert shared.stored_chunks() == 0
+    assert shared.state(source) == tombstone
 
 
 def _other_bytes(source: SourceFile, partition: int) -> str:
@@ -182,8 +286,9 @@ def _other_bytes(source: SourceFile, partition: int) -> str:
 
 @pytest.mark.parametrize("conflict", ["partition-count-conflict", "content-conflict"])
 def test_a_conflicting_chunk_on_another_shard_is_quarantined_and_the_first_chunk_stands(
-    shared: SharedStack, logs: LogLines, conflict: str
+    any_shared: SharedWorld, logs: LogLines, conflict: str
 ) -> None:
+    shared = any_shared
     stack = shared.stack
     source = stack.file(f"conflict-{conflict}.bin", size=30_000, chunk_size=10_000)
     first_shard, other_shard = shared.container("shard-0"), shared.container("shard-1")
@@ -201,21 +306,22 @@ def test_a_conflicting_chunk_on_another_shard_is_quarantined_and_the_first_chunk
     assert stack.metadata(key)["reason"] == conflict
     [warning] = logs.at("WARNING")
     assert (warning["reason"], warning["quarantined_as"]) == (conflict, key)
-    assert len(stack.keys("pending/")) == 1, "the refused chunk's object is removed"
-    item = shared.item(source)
-    assert item["partition_count"] == {"N": str(source.partition_count)}
-    assert item["received_count"] == {"N": "1"}
+    assert shared.stored_chunks() == 1, "the refused chunk's bytes are removed"
+    state = shared.state(source)
+    assert (state.partition_count, state.received) == (source.partition_count, 1)
 
     response = stack.invoke(other_shard, stack.seq.records([source.payload(0), source.payload(2)]))
 
     assert failures(response) == []
     assert_uploaded_once(stack.uploads_of(source), source.data)
     assert stack.keys("pending/") == []
+    assert shared.stored_chunks() == 0
 
 
 def test_a_transient_upload_failure_reports_the_completing_record_and_another_shard_finishes(
-    shared: SharedStack, logs: LogLines
+    any_shared: SharedWorld, logs: LogLines
 ) -> None:
+    shared = any_shared
     stack = shared.stack
     source = stack.file("transient.bin", size=30_000, chunk_size=10_000)
     r = stack.seq.records(source.payloads)
@@ -228,10 +334,10 @@ def test_a_transient_upload_failure_reports_the_completing_record_and_another_sh
 
     assert failures(response) == sequence_numbers(r[2:])
     assert stack.uploads_of(source) == []
-    assert len(stack.keys("pending/")) == source.partition_count
-    item = shared.item(source)
-    assert item["status"] == {"S": "collecting"}
-    assert "claim_owner" not in item
+    assert shared.stored_chunks() == source.partition_count
+    state = shared.state(source)
+    assert state.status == "collecting"
+    assert not state.claimed
     [warning] = logs.at("WARNING")
     assert "503" in warning["reason"]
 
@@ -240,6 +346,7 @@ def test_a_transient_upload_failure_reports_the_completing_record_and_another_sh
     assert failures(response) == []
     assert_uploaded_once(stack.uploads_of(source), source.data)
     assert stack.keys("pending/") == []
+    assert shared.stored_chunks() == 0
     assert shared.status(source) == "uploaded"
 
 
@@ -281,7 +388,7 @@ class GatedUploader:
 
 
 def container_at(
-    shared: SharedStack, name: str, clock: Clock, gate: Callable[[Uploader], Uploader]
+    shared: SharedWorld, name: str, clock: Clock, gate: Callable[[Uploader], Uploader]
 ) -> Container:
     """A container whose claims read ``clock`` and whose uploads pass through ``gate``."""
     container = shared.container(name, CLAIM_LEASE_SECONDS="10")
@@ -292,8 +399,9 @@ def container_at(
 
 
 def test_a_holder_that_outlived_its_lease_leaves_the_chunks_to_the_one_that_took_over(
-    shared: SharedStack,
+    any_shared: SharedWorld,
 ) -> None:
+    shared = any_shared
     stack = shared.stack
     source = stack.file("outlived-lease.bin", size=30_000, chunk_size=10_000)
     r = stack.seq.records(source.payloads)
@@ -331,6 +439,7 @@ def test_a_holder_that_outlived_its_lease_leaves_the_chunks_to_the_one_that_took
     assert [put.body == source.data for put in puts] == [True, True]
     assert shared.status(source) == "uploaded"
     assert stack.keys("pending/") == []
+    assert shared.stored_chunks() == 0
 
 
 class AwsRequests:

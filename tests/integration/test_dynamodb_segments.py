@@ -19,20 +19,8 @@ from adapters import dynamodb_state
 from adapters.dynamodb_state import SEGMENT_PARTITIONS, DynamoDbFileStateStore
 from domain import FileId, FileState, FileStatus
 from tests.integration.builders import ref_of
-from tests.integration.test_dynamodb_state import (
-    ENDPOINT,
-    FILE,
-    LONG_ENDPOINT,
-    NOW,
-    TTL,
-    add,
-    content,
-    item,
-    item_size,
-    offer,
-    prefix,
-    scan,
-)
+from tests.integration.state_steps import ENDPOINT, FILE, NOW, TTL, add, content, offer, prefix
+from tests.integration.test_dynamodb_state import LONG_ENDPOINT, item, item_size, scan
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import boto3
 import pytest
+import redis
 
+from adapters.redis_chunks import SCRIPTS as CHUNK_SCRIPTS
+from adapters.redis_client import redis_client
+from adapters.redis_state import SCRIPTS as STATE_SCRIPTS
 from adapters.settings import SETTING_NAMES, Settings
 from entrypoints.cli import main
-from entrypoints.provision import provision
+from entrypoints.provision import RedisNotReady, provision
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -196,3 +202,92 @@ def test_sfb_provision_for_dynamodb_without_state_table_fails_with_one_line_nami
     [line] = capsys.readouterr().err.splitlines()
     assert "STATE_TABLE" in line
     assert s3.list_buckets()["Buckets"] == []
+
+
+@pytest.fixture
+def redis_server(redis_url: str) -> Iterator[redis.Redis]:
+    """The session's server, put back as it was: these tests change its eviction policy."""
+    client = redis.Redis.from_url(redis_url)
+    client.script_flush()
+    yield client
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", 0)
+    client.close()
+
+
+def test_sfb_provision_for_redis_checks_the_server_and_loads_every_script(
+    clean_env: pytest.MonkeyPatch,
+    s3: S3Client,
+    names: Names,
+    redis_url: str,
+    redis_server: redis.Redis,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clean_env.setenv("S3_BUCKET", names.bucket)
+    clean_env.setenv("STATE_BACKEND", "redis")
+    clean_env.setenv("REDIS_URL", redis_url)
+
+    assert main(["provision"]) == 0
+
+    s3.head_bucket(Bucket=names.bucket)
+    scripts = [*STATE_SCRIPTS.values(), *CHUNK_SCRIPTS.values()]
+    shas = [hashlib.sha1(script.encode()).hexdigest() for script in scripts]  # noqa: S324
+    assert redis_server.script_exists(*shas) == [True] * len(scripts)
+    out, err = capsys.readouterr()
+    assert "redis: 10 scripts loaded" in out.splitlines()
+    assert err == ""
+
+
+@pytest.mark.parametrize("policy", ["allkeys-lru", "volatile-ttl", "volatile-lru"])
+def test_sfb_provision_refuses_a_redis_that_evicts_keys_naming_the_policy(
+    clean_env: pytest.MonkeyPatch,
+    s3: S3Client,
+    names: Names,
+    redis_url: str,
+    redis_server: redis.Redis,
+    capsys: pytest.CaptureFixture[str],
+    policy: str,
+) -> None:
+    redis_server.config_set("maxmemory-policy", policy)
+    clean_env.setenv("S3_BUCKET", names.bucket)
+    clean_env.setenv("STATE_BACKEND", "redis")
+    clean_env.setenv("REDIS_URL", redis_url)
+
+    status = main(["provision"])
+
+    assert status != 0
+    [line] = capsys.readouterr().err.splitlines()
+    assert policy in line
+    assert "noeviction" in line
+
+
+def test_provision_warns_when_the_chunk_budget_is_above_the_servers_maxmemory(
+    s3: S3Client, names: Names, redis_url: str, redis_server: redis.Redis
+) -> None:
+    redis_server.config_set("maxmemory", 64 * 1024 * 1024)
+    said: list[str] = []
+    settings = Settings.from_environ(
+        {"S3_BUCKET": names.bucket, "STATE_BACKEND": "redis", "REDIS_URL": redis_url}
+    )
+
+    provision(settings, s3, None, say=said.append, redis=redis_server)
+
+    assert any("above maxmemory" in line and "lower it" in line for line in said)
+
+
+def test_provision_fails_in_one_line_when_redis_does_not_answer(
+    s3: S3Client, names: Names, closed_port: int
+) -> None:
+    settings = Settings.from_environ(
+        {
+            "S3_BUCKET": names.bucket,
+            "STATE_BACKEND": "redis",
+            "REDIS_URL": f"redis://app:pw@127.0.0.1:{closed_port}",
+        }
+    )
+    client = redis_client(settings.redis_url or "", deadline_margin=2.0, connections=1)
+
+    with pytest.raises(RedisNotReady, match="did not answer PING") as refused:
+        provision(settings, s3, None, say=lambda _: None, redis=client)
+
+    assert "pw" not in str(refused.value)

@@ -86,7 +86,25 @@ BASE = {"S3_BUCKET": "sfb-chunks"}
 INVALID: list[tuple[str, dict[str, str], str]] = [
     ("missing bucket", {}, "S3_BUCKET"),
     ("blank bucket", {"S3_BUCKET": "   "}, "S3_BUCKET"),
-    ("unknown backend", {**BASE, "STATE_BACKEND": "redis"}, "STATE_BACKEND"),
+    ("unknown backend", {**BASE, "STATE_BACKEND": "memcached"}, "STATE_BACKEND"),
+    ("redis without a URL", {**BASE, "STATE_BACKEND": "redis"}, "REDIS_URL"),
+    ("redis with a blank URL", {**BASE, "STATE_BACKEND": "redis", "REDIS_URL": " "}, "REDIS_URL"),
+    (
+        "redis URL of another scheme",
+        {**BASE, "STATE_BACKEND": "redis", "REDIS_URL": "http://cache.internal:6379"},
+        "REDIS_URL",
+    ),
+    (
+        "redis URL without a host",
+        {**BASE, "STATE_BACKEND": "redis", "REDIS_URL": "redis://"},
+        "REDIS_URL",
+    ),
+    (
+        "redis URL with a port that is no number",
+        {**BASE, "STATE_BACKEND": "redis", "REDIS_URL": "redis://:pw@cache:port"},
+        "REDIS_URL",
+    ),
+    ("units in a redis budget", {**BASE, "REDIS_MAX_CHUNK_BYTES": "1GB"}, "REDIS_MAX_CHUNK_BYTES"),
     ("dynamodb without table", {**BASE, "STATE_BACKEND": "dynamodb"}, "STATE_TABLE"),
     (
         "dynamodb with blank table",
@@ -288,6 +306,19 @@ def test_settings_come_from_parameter_store_with_the_environment_winning(
     assert settings.log_level == "WARNING"
 
 
+def test_the_redis_url_comes_from_a_secure_string_parameter(ssm_client: SSMClient) -> None:
+    url = f"rediss://app:{SECRET}@cache.internal:6380/0"
+    ssm_client.put_parameter(Name=f"{PATH}/REDIS_URL", Value=url, Type="SecureString")
+
+    settings = Settings.from_environ(
+        {"SSM_PARAMETER_PATH": PATH, "S3_BUCKET": "b", "STATE_BACKEND": "redis"},
+        parameters=lambda path: read_parameters(ssm_client, path),
+    )
+
+    assert settings.redis_url == url
+    assert SECRET not in repr(settings)
+
+
 def test_a_parameter_store_that_cannot_be_reached_fails_naming_the_path(
     fake_credentials: None, closed_port: int
 ) -> None:
@@ -311,3 +342,59 @@ def test_settings_give_the_bucket_the_log_level_and_the_limits() -> None:
 
     assert (config.s3_bucket, config.log_level) == ("bucket", "DEBUG")
     assert config.limits.max_partition_count == 10_000
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://cache.internal:6379/0",
+        "rediss://default:pw@cache.internal:6380",
+        "redis://user:pw@10.0.0.5",
+        "rediss://cache.internal",
+    ],
+)
+def test_the_redis_backend_takes_redis_and_rediss_urls(url: str) -> None:
+    settings = Settings.from_environ({**BASE, "STATE_BACKEND": "redis", "REDIS_URL": url})
+
+    assert settings.state_backend is BackendName.REDIS
+    assert settings.redis_url == url
+    assert settings.redis_max_chunk_bytes == 128 * 1024 * 1024
+
+
+@pytest.mark.parametrize(("text", "budget"), [(None, 128 * 1024 * 1024), ("0", 0), ("1024", 1024)])
+def test_redis_keeps_128_mib_of_chunks_unless_told_and_0_keeps_them_all_in_s3(
+    text: str | None, budget: int
+) -> None:
+    extra = {} if text is None else {"REDIS_MAX_CHUNK_BYTES": text}
+
+    assert Settings.from_environ({**BASE, **extra}).redis_max_chunk_bytes == budget
+
+
+SECRET = "pa55-w0rd-never-shown"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"http://user:{SECRET}@cache.internal",
+        f"redis://user:{SECRET}@cache.internal:port",
+        f"redis://:{SECRET}@",
+        f"redis://user:{SECRET}/with/slashes@cache.internal:port",
+        f"redis://user:{SECRET}@with@at@cache.internal:port",
+        f"redis://{SECRET}@cache.internal:port",
+    ],
+)
+def test_a_refused_redis_url_is_named_without_its_password(url: str) -> None:
+    with pytest.raises(SettingsError, match="REDIS_URL") as refused:
+        Settings.from_environ({**BASE, "STATE_BACKEND": "redis", "REDIS_URL": url})
+
+    assert SECRET not in str(refused.value)
+
+
+def test_the_settings_repr_hides_the_redis_password() -> None:
+    settings = Settings.from_environ(
+        {**BASE, "STATE_BACKEND": "redis", "REDIS_URL": f"rediss://app:{SECRET}@cache:6380/1"}
+    )
+
+    assert SECRET not in repr(settings)
+    assert "rediss://app:***@cache:6380/1" in repr(settings)

@@ -589,3 +589,58 @@ def test_the_outputs_name_the_dashboard_and_the_failure_destination(template: No
         ]
     }
     assert outputs["FailureQueueUrl"]["Condition"] == "FailToSqs"
+
+
+# --- the redis backend ----------------------------------------------------------------------
+
+
+def test_the_redis_url_is_a_no_echo_parameter_set_only_for_the_redis_backend(
+    template: Node,
+) -> None:
+    parameter = template["Parameters"]["RedisUrl"]
+    assert (parameter["NoEcho"], parameter["Default"]) == (True, "")
+    assert "redis" in template["Parameters"]["StateBackend"]["AllowedValues"]
+    for name in ("Function", "ExpireFunction"):
+        variables = properties(template, name)["Environment"]["Variables"]
+        assert variables["REDIS_URL"] == {"Fn::If": ["HasRedisUrl", {"Ref": "RedisUrl"}, NO_VALUE]}
+        assert variables["REDIS_MAX_CHUNK_BYTES"] == {
+            "Fn::If": ["UseRedis", {"Ref": "RedisMaxChunkBytes"}, NO_VALUE]
+        }
+
+
+def test_both_functions_join_the_vpc_only_when_subnets_are_given(template: Node) -> None:
+    placement = {
+        "Fn::If": [
+            "InVpc",
+            {"SubnetIds": {"Ref": "SubnetIds"}, "SecurityGroupIds": {"Ref": "SecurityGroupIds"}},
+            NO_VALUE,
+        ]
+    }
+    for name in ("Function", "ExpireFunction"):
+        assert properties(template, name)["VpcConfig"] == placement
+    for role in ("FunctionRole", "ExpireRole"):
+        [managed] = template["Resources"][role]["Properties"]["ManagedPolicyArns"]["Fn::If"][1]
+        assert text(managed).endswith(
+            ":iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+        )
+
+
+def test_the_redis_backend_may_run_parallel_batches_and_needs_a_url_or_a_parameter_path(
+    template: Node,
+) -> None:
+    rules = template["Rules"]
+    [parallel] = rules["ParallelBatchesNeedTheSharedBackend"]["Assertions"]
+    assert parallel["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "StateBackend"}, "local"]}]}
+    [url] = rules["RedisNeedsItsUrl"]["Assertions"]
+    assert {"Ref": "RedisUrl"} in json_refs(url["Assert"])
+    assert {"Ref": "SsmParameterPath"} in json_refs(url["Assert"])
+
+
+def json_refs(node: Any) -> list[Node]:
+    """Every {"Ref": ...} inside ``node``."""
+    if isinstance(node, dict):
+        found = [node] if set(node) == {"Ref"} else []
+        return found + [ref for value in node.values() for ref in json_refs(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in json_refs(value)]
+    return []

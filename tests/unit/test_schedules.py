@@ -22,6 +22,7 @@ from tests.fakes import (
     FakeArchive,
     FakeClock,
     FakeContainer,
+    FakeRedisChunks,
     FakeRemoteStore,
     FakeStateStore,
     FakeUploader,
@@ -81,6 +82,11 @@ def test_every_file_is_uploaded_whole_under_shuffles_duplicates_recycles_and_fau
         assert remote.pending() == []
 
 
+REDIS_BUDGETS = st.sampled_from([None, 0, 2_000, 10**9])
+"""None: the dynamodb backend; else the redis backend keeping up to this many bytes of chunks
+in the server (0: all in S3; 2,000: some of each; 10**9: all in Redis)."""
+
+
 class Crash(BaseException):
     """A Lambda timeout mid-upload: the invocation ends with no chance to react."""
 
@@ -114,9 +120,15 @@ def uploaded_since(uploader: FakeUploader, before: int) -> Counter[str]:
     shard_count=st.integers(min_value=1, max_value=4),
     batch_size=st.integers(min_value=1, max_value=9),
     fault_rate=st.sampled_from([0.0, 0.15, 0.3]),
+    redis_budget=REDIS_BUDGETS,
 )
 def test_shared_backend_uploads_every_file_once_across_interleaved_shards_and_faults(
-    seed: int, files: int, shard_count: int, batch_size: int, fault_rate: float
+    seed: int,
+    files: int,
+    shard_count: int,
+    batch_size: int,
+    fault_rate: float,
+    redis_budget: int | None,
 ) -> None:
     rng = random.Random(seed)
     contents, records = _stream(rng, files)
@@ -129,9 +141,12 @@ def test_shared_backend_uploads_every_file_once_across_interleaved_shards_and_fa
         FakeArchive(),
     )
     clock = FakeClock()
-    containers = [
-        SharedFakeContainer(remote, state, uploader, archive, clock) for _ in range(shard_count)
-    ]
+    chunks = None if redis_budget is None else FakeRedisChunks(state, remote, redis_budget)
+
+    def container() -> SharedFakeContainer:
+        return SharedFakeContainer(remote, state, uploader, archive, clock, redis_chunks=chunks)
+
+    containers = [container() for _ in range(shard_count)]
     positions = [0] * shard_count
     killed_after: Counter[str] = Counter()
     whole: set[FileId] = set()  # files finished whole, with no chunk of theirs counted
@@ -142,7 +157,7 @@ def test_shared_backend_uploads_every_file_once_across_interleaved_shards_and_fa
         shard = rng.choice(open_shards)
         clock.now += rng.uniform(0, containers[0].lease_seconds / 3)
         if rng.random() < 0.1:
-            containers[shard] = SharedFakeContainer(remote, state, uploader, archive, clock)
+            containers[shard] = container()
         remote.failing = rng.random() < fault_rate
         state.failing = rng.random() < fault_rate / 2
         if rng.random() < fault_rate:
@@ -156,7 +171,7 @@ def test_shared_backend_uploads_every_file_once_across_interleaved_shards_and_fa
         except Crash:
             killed_after += uploaded_since(uploader, before)
             failed = [batch[0].sequence_number]
-            containers[shard] = SharedFakeContainer(remote, state, uploader, archive, clock)
+            containers[shard] = container()
         whole |= {t.file_id for t in containers[shard].batches.closed}
         remote.failing = state.failing = False
         uploader.script.clear()
@@ -172,3 +187,4 @@ def test_shared_backend_uploads_every_file_once_across_interleaved_shards_and_fa
     # through the shared state, not when a later batch holds the file whole: the pending/
     # lifecycle rule expires it (the whole-file path makes no request per file to find it).
     assert {file_id for file_id, _, _ in remote.objects} <= whole
+    assert chunks is None or chunks.held == {}
