@@ -879,6 +879,10 @@ class FakeRedisChunks:
         self.budget = budget
         self.held: dict[tuple[FileId, int, str], tuple[int, bytes]] = {}
         self.spilled: dict[tuple[FileId, int, str], tuple[int, ChunkRef]] = {}
+        self.undeleted: set[FileId] = set()
+        """Finished files whose spilled chunks S3 refused to delete: a file whose chunks
+        are in Redis completes while S3 is down, and its spilled duplicates are left to the
+        pending/ lifecycle rule, as the dynamodb backend leaves a refused deletion."""
         self._lock = threading.Lock()
 
     def _server(self) -> None:
@@ -935,7 +939,13 @@ class FakeRedisChunks:
         spilled = self._forget(file_id)
         if spilled:
             count = max(c for c, _ in spilled.values())
-            self.spill.delete(file_id, PartitionSet(count, {p: r for p, (_, r) in spilled.items()}))
+            try:
+                self.spill.delete(
+                    file_id, PartitionSet(count, {p: r for p, (_, r) in spilled.items()})
+                )
+            except StorageUnavailable:
+                self.undeleted.add(file_id)
+                raise
 
     def discard(self, chunk: Chunk) -> None:
         self._server()
