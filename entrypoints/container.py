@@ -248,56 +248,33 @@ class Container(containers.DeclarativeContainer):
         stored=logged_files,
     )
 
-    # The dynamodb backend.
+    # The shared backends, dynamodb and redis: the same use cases on the chosen stores.
+    shared_state = providers.Selector(
+        backend_name, local=state_store, dynamodb=state_store, redis=redis_state
+    )
+    shared_batches = providers.Selector(
+        backend_name, local=state_batches, dynamodb=state_batches, redis=redis_batches
+    )
     shared_backend = providers.Singleton(
         SharedBackend,
         ingest=providers.Factory(
             SharedIngestChunk,
-            remote=remote_store,
-            state=state_store,
+            remote=chunk_store,
+            state=shared_state,
             assemble=assemble,
             limits=limits,
             owner=owner_id,
             lease_seconds=settings.provided.claim_lease_seconds,
             clock=clock,
         ),
-        state=state_store,
-        files=state_store,
+        state=shared_state,
+        files=shared_state,
         clock=clock,
         whole=providers.Factory(
             WholeFiles,
-            batches=state_batches,
-            state=state_store,
-            remote=remote_store,
-            local=local_store,
-            assemble=assemble,
-            limits=limits,
-            owner=owner_id,
-            clock=clock,
-        ),
-    )
-
-    # The redis backend: the same use cases as dynamodb's, on Redis's scripts and chunks.
-    redis_backend = providers.Singleton(
-        SharedBackend,
-        ingest=providers.Factory(
-            SharedIngestChunk,
-            remote=redis_chunks,
-            state=redis_state,
-            assemble=assemble,
-            limits=limits,
-            owner=owner_id,
-            lease_seconds=settings.provided.claim_lease_seconds,
-            clock=clock,
-        ),
-        state=redis_state,
-        files=redis_state,
-        clock=clock,
-        whole=providers.Factory(
-            WholeFiles,
-            batches=redis_batches,
-            state=redis_state,
-            remote=redis_chunks,
+            batches=shared_batches,
+            state=shared_state,
+            remote=chunk_store,
             local=local_store,
             assemble=assemble,
             limits=limits,
@@ -308,7 +285,7 @@ class Container(containers.DeclarativeContainer):
 
     # The one seam: STATE_BACKEND picks what ProcessBatch and the operator commands use.
     state_backend = providers.Selector(
-        backend_name, local=local_backend, dynamodb=shared_backend, redis=redis_backend
+        backend_name, local=local_backend, dynamodb=shared_backend, redis=shared_backend
     )
 
     # A singleton, unlike the other use cases: it numbers this container's batches.

@@ -205,8 +205,14 @@ def test_sfb_provision_for_dynamodb_without_state_table_fails_with_one_line_nami
 
 
 @pytest.fixture
-def redis_server(redis_url: str) -> Iterator[redis.Redis]:
-    """The session's server, put back as it was: these tests change its eviction policy."""
+def redis_server(
+    redis_url: str, clean_env: pytest.MonkeyPatch, names: Names
+) -> Iterator[redis.Redis]:
+    """The session's server, named in the environment as `sfb provision` reads it, and put
+    back as it was after: these tests change its eviction policy."""
+    clean_env.setenv("S3_BUCKET", names.bucket)
+    clean_env.setenv("STATE_BACKEND", "redis")
+    clean_env.setenv("REDIS_URL", redis_url)
     client = redis.Redis.from_url(redis_url)
     client.script_flush()
     yield client
@@ -216,16 +222,8 @@ def redis_server(redis_url: str) -> Iterator[redis.Redis]:
 
 
 def test_sfb_provision_for_redis_checks_the_server_and_loads_every_script(
-    clean_env: pytest.MonkeyPatch,
-    s3: S3Client,
-    names: Names,
-    redis_url: str,
-    redis_server: redis.Redis,
-    capsys: pytest.CaptureFixture[str],
+    s3: S3Client, names: Names, redis_server: redis.Redis, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    clean_env.setenv("S3_BUCKET", names.bucket)
-    clean_env.setenv("STATE_BACKEND", "redis")
-    clean_env.setenv("REDIS_URL", redis_url)
 
     assert main(["provision"]) == 0
 
@@ -240,18 +238,9 @@ def test_sfb_provision_for_redis_checks_the_server_and_loads_every_script(
 
 @pytest.mark.parametrize("policy", ["allkeys-lru", "volatile-ttl", "volatile-lru"])
 def test_sfb_provision_refuses_a_redis_that_evicts_keys_naming_the_policy(
-    clean_env: pytest.MonkeyPatch,
-    s3: S3Client,
-    names: Names,
-    redis_url: str,
-    redis_server: redis.Redis,
-    capsys: pytest.CaptureFixture[str],
-    policy: str,
+    s3: S3Client, redis_server: redis.Redis, capsys: pytest.CaptureFixture[str], policy: str
 ) -> None:
     redis_server.config_set("maxmemory-policy", policy)
-    clean_env.setenv("S3_BUCKET", names.bucket)
-    clean_env.setenv("STATE_BACKEND", "redis")
-    clean_env.setenv("REDIS_URL", redis_url)
 
     status = main(["provision"])
 
