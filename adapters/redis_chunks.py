@@ -170,9 +170,6 @@ class RedisChunkStore:
         if where is not None and _text(where).endswith(IN_S3):
             self._spill.discard(chunk)
 
-    def note_endpoint(self, file_id: FileId, put_endpoint: str) -> None:
-        """The state keeps the endpoint with the file's first chunk: nothing more to note."""
-
     def drop_file(self, file_id: FileId) -> None:
         """A file given up: its chunks go, wherever they are; in S3, by listing its prefix,
         so chunks spilled before Redis lost its data go too."""

@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from boto3.s3.transfer import TransferConfig
 
@@ -25,7 +25,6 @@ from domain import (
     ChunkRef,
     ExpiredFile,
     FileId,
-    IncompleteFile,
     PartitionSet,
     RejectionReason,
     redact,
@@ -42,28 +41,12 @@ _CHUNK_KEY = re.compile(r"^(\d+)\.(\d+)\.([0-9a-f]{64})$")
 _DELETE_BATCH = 1000
 
 
-ENDPOINT_NOTE = "endpoint.json"
-
-
 def chunk_key(file_id: FileId, partition: int, partition_count: int, digest: str) -> str:
     return f"{PENDING}{file_id}/{partition:05d}.{partition_count}.{digest}"
 
 
-def endpoint_key(file_id: FileId) -> str:
-    return f"{PENDING}{file_id}/{ENDPOINT_NOTE}"
-
-
 def expired_key(file_id: FileId) -> str:
     return f"{EXPIRED}{file_id}.json"
-
-
-class _Listed(NamedTuple):
-    """One chunk object as a LIST shows it."""
-
-    partition: int
-    partition_count: int
-    size: int
-    stored_at: float
 
 
 class S3ChunkStore:
@@ -123,8 +106,7 @@ class S3ChunkStore:
             chunk_key(file_id, partition, partitions.partition_count, ref.digest)
             for partition, ref in sorted(partitions.parts.items())
         ]
-        keys.append(endpoint_key(file_id))
-        self._delete_keys(keys)
+        delete_keys(self._s3, self._bucket, keys, "chunk objects")
 
     def discard(self, chunk: Chunk) -> None:
         self._s3.delete_object(
@@ -132,126 +114,31 @@ class S3ChunkStore:
             Key=chunk_key(chunk.file_id, chunk.partition, chunk.partition_count, chunk.ref.digest),
         )
 
-    def note_endpoint(self, file_id: FileId, put_endpoint: str) -> None:
-        self._s3.put_object(
-            Bucket=self._bucket,
-            Key=endpoint_key(file_id),
-            Body=json.dumps({"putEndpoint": put_endpoint}).encode("utf-8"),
-        )
-
-    def endpoint(self, file_id: FileId) -> str | None:
-        try:
-            response = self._s3.get_object(Bucket=self._bucket, Key=endpoint_key(file_id))
-        except self._s3.exceptions.NoSuchKey:
-            return None
-        note = json.loads(response["Body"].read())
-        return str(note["putEndpoint"])
-
-    def files(self) -> list[FileSummary]:
-        summaries = []
-        for file_part, chunks in sorted(self._listing(PENDING).items()):
-            count = chunks[0].partition_count
-            received = len({chunk.partition for chunk in chunks})
-            summaries.append(
-                FileSummary(
-                    FileId(file_part),
-                    "complete" if received == count else "collecting",
-                    received,
-                    count,
-                    sum(chunk.size for chunk in chunks),
-                    min(chunk.stored_at for chunk in chunks),
-                )
-            )
-        return summaries
-
-    def incomplete(self) -> list[IncompleteFile]:
-        """The local backend's files still collecting, from one listing of pending/.
-
-        The listing is that backend's only shared state: a file's first chunk object dates
-        it, and a file whose every partition is stored is complete (redrivable), not listed.
-        """
-        found = []
-        for file_part, chunks in sorted(self._listing(PENDING).items()):
-            try:
-                file_id = FileId(file_part)
-            except ValueError:
-                continue  # not ours: a stray key must not stop every run
-            file = _incomplete(file_id, chunks)
-            if file is not None:
-                found.append(file)
-        return found
-
-    def give_up(self, file: IncompleteFile, cutoff: float, now: float) -> bool:
-        """Listed again just before: a file that completed or was finished since is kept.
-
-        Nothing else holds the local backend's state, so giving up is this check and then
-        ``drop_file``; a container still caching the file learns it at its next listing.
-        """
-        chunks = self._listing(f"{PENDING}{file.file_id}/").get(str(file.file_id))
-        current = _incomplete(file.file_id, chunks) if chunks else None
-        return current is not None and current.first_seen < cutoff
-
     def drop_file(self, file_id: FileId) -> None:
         keys: list[str] = []
         paginator = self._s3.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self._bucket, Prefix=f"{PENDING}{file_id}/"):
             keys.extend(item["Key"] for item in page.get("Contents", []))
-        self._delete_keys(keys)
+        delete_keys(self._s3, self._bucket, keys, "chunk objects")
 
-    def _listing(self, prefix: str) -> dict[str, list[_Listed]]:
-        """The chunk objects under ``prefix``, by file id, oldest first (as S3 dates them)."""
-        found: dict[str, list[_Listed]] = {}
-        paginator = self._s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                file_part, _, name = item["Key"][len(PENDING) :].partition("/")
-                match = _CHUNK_KEY.match(name)
-                if match is None:
-                    continue
-                found.setdefault(file_part, []).append(
-                    _Listed(
-                        int(match.group(1)),
-                        int(match.group(2)),
-                        item["Size"],
-                        item["LastModified"].timestamp(),
-                    )
-                )
-        for chunks in found.values():
-            chunks.sort(key=lambda chunk: chunk.stored_at)
-        return found
 
-    def _delete_keys(self, keys: list[str]) -> None:
-        for start in range(0, len(keys), _DELETE_BATCH):
-            response = self._s3.delete_objects(
-                Bucket=self._bucket,
-                Delete={
-                    "Objects": [{"Key": key} for key in keys[start : start + _DELETE_BATCH]],
-                    "Quiet": True,
-                },
+def delete_keys(s3: S3Client, bucket: str, keys: list[str], what: str) -> None:
+    """Delete ``keys``, 1,000 a request; a key already gone is no error, a refused one is."""
+    for start in range(0, len(keys), _DELETE_BATCH):
+        response = s3.delete_objects(
+            Bucket=bucket,
+            Delete={
+                "Objects": [{"Key": key} for key in keys[start : start + _DELETE_BATCH]],
+                "Quiet": True,
+            },
+        )
+        errors = response.get("Errors", [])
+        if errors:
+            first = errors[0]
+            raise OSError(
+                f"S3 refused to delete {len(errors)} {what}: "
+                f"{first.get('Code')} {first.get('Message')}"
             )
-            errors = response.get("Errors", [])
-            if errors:
-                first = errors[0]
-                raise OSError(
-                    f"S3 refused to delete {len(errors)} chunk objects: "
-                    f"{first.get('Code')} {first.get('Message')}"
-                )
-
-
-def _incomplete(file_id: FileId, chunks: list[_Listed]) -> IncompleteFile | None:
-    """The file as a listing shows it (oldest first), or None when every partition is held.
-
-    As in ``S3ChunkStore.get``, the earliest object's partition count and a partition's
-    earliest object stand.
-    """
-    count = chunks[0].partition_count
-    held: dict[int, int] = {}
-    for chunk in chunks:
-        if chunk.partition_count == count and chunk.partition < count:
-            held.setdefault(chunk.partition, chunk.size)
-    if len(held) >= count:
-        return None
-    return IncompleteFile(file_id, count, len(held), sum(held.values()), chunks[0].stored_at)
 
 
 class S3RecordArchive:

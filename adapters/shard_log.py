@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from botocore.exceptions import ClientError
 
+from adapters.s3_storage import delete_keys
 from application.ports import ByteStream, ShardLedgerMoved
 from domain import (
     FileId,
@@ -44,7 +45,6 @@ _MAGIC = b"SFBL"
 _FORMAT = 1
 _PROBE_BYTES = 64 * 1024
 """Read from an entry's end by its probe: the index of about 500 chunks, in one request."""
-_DELETE_BATCH = 1000
 _CONDITION_FAILED = ("PreconditionFailed", "ConditionalRequestConflict")
 """412: the object is not the one the condition names; 409: a concurrent conditional write."""
 _MISSING = ("NoSuchKey", "404", "NotFound")
@@ -173,21 +173,7 @@ class S3ShardLog:
 
     def delete_entries(self, shard: str, seqs: Iterable[int]) -> None:
         keys = [entry_key(shard, seq) for seq in seqs]
-        for start in range(0, len(keys), _DELETE_BATCH):
-            response = self._s3.delete_objects(
-                Bucket=self._bucket,
-                Delete={
-                    "Objects": [{"Key": key} for key in keys[start : start + _DELETE_BATCH]],
-                    "Quiet": True,
-                },
-            )
-            errors = response.get("Errors", [])
-            if errors:
-                first = errors[0]
-                raise OSError(
-                    f"S3 refused to delete {len(errors)} log entries: "
-                    f"{first.get('Code')} {first.get('Message')}"
-                )
+        delete_keys(self._s3, self._bucket, keys, "log entries")
 
     def shards(self) -> list[str]:
         """Every shard with a snapshot or entries (two listings: for operators only)."""

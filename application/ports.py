@@ -132,9 +132,6 @@ class RemoteChunkStore(Protocol):
     def discard(self, chunk: Chunk) -> None:
         """Remove one chunk's object, written for a chunk that was then rejected."""
 
-    def note_endpoint(self, file_id: FileId, put_endpoint: str) -> None:
-        """Keep the file's putEndpoint beside its chunks, so ``sfb redrive`` can finish it."""
-
 
 class ShardLedgerMoved(Exception):
     """Another writer changed the shard's log after this container read it: an entry of

@@ -170,10 +170,17 @@ class Container(containers.DeclarativeContainer):
             settings.provided.incomplete_file_ttl_seconds,
         ),
     )
-    # Where the shared backends' assembly and expiry find chunks: S3 for dynamodb, Redis (with
-    # what it spilled to S3) for redis. The local backend reads its shards' logs.
+    # The local backend's book of the shards' logs, one per container.
+    shard_book = providers.Singleton(
+        ShardBook,
+        log=shard_log,
+        clock=clock,
+        retention_seconds=settings.provided.state_ttl_seconds,
+    )
+    # Where assembly reads chunks: the shards' logs (local), S3 objects (dynamodb), Redis with
+    # what it spilled to S3 (redis).
     chunk_store = providers.Selector(
-        backend_name, local=remote_store, dynamodb=remote_store, redis=redis_chunks
+        backend_name, local=shard_book, dynamodb=remote_store, redis=redis_chunks
     )
     archive = providers.Singleton(
         S3RecordArchive, client=s3_client, bucket=settings.provided.s3_bucket
@@ -207,28 +214,14 @@ class Container(containers.DeclarativeContainer):
         read_ahead=settings.provided.assembly_read_ahead,
     )
 
-    # The local backend: one book of the shards' logs and one lifecycle per container.
-    shard_book = providers.Singleton(
-        ShardBook,
-        log=shard_log,
-        clock=clock,
-        retention_seconds=settings.provided.state_ttl_seconds,
-    )
+    # The local backend: its lifecycle, over the shards' logs.
     logged_files = providers.Singleton(LoggedFiles, book=shard_book, shards=shard_log)
     lifecycle = providers.Singleton(
         FileLifecycle,
         cache=cache,
         local=local_store,
         book=shard_book,
-        assemble=providers.Factory(
-            AssembleAndUpload,
-            local=local_store,
-            remote=shard_book,
-            uploader=uploader,
-            archive=archive,
-            metrics=metrics,
-            read_ahead=settings.provided.assembly_read_ahead,
-        ),
+        assemble=assemble,
         limits=limits,
     )
     local_backend = providers.Singleton(

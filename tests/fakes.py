@@ -261,10 +261,6 @@ class FakeRemoteStore:
         self._request("delete")
         self.objects.pop((chunk.file_id, chunk.partition, chunk.ref.digest), None)
 
-    def note_endpoint(self, file_id: FileId, put_endpoint: str) -> None:
-        self._request("put")
-        self.endpoints[file_id] = put_endpoint
-
     def endpoint(self, file_id: FileId) -> str | None:
         self._request("get")
         return self.endpoints.get(file_id)
@@ -955,9 +951,6 @@ class FakeRedisChunks:
             was_spilled = self.spilled.pop(key, None) is not None
         if was_spilled:
             self.spill.discard(chunk)
-
-    def note_endpoint(self, file_id: FileId, put_endpoint: str) -> None:
-        """The state holds it."""
 
     def drop_file(self, file_id: FileId) -> None:
         self._server()

@@ -339,49 +339,15 @@ def put_chunk_at(
     put_at(s3, monkeypatch, MAY_FIRST + timedelta(seconds=seconds), key, content)
 
 
-def test_incomplete_lists_files_missing_partitions_dated_by_their_oldest_chunk(
-    s3_client: S3Client, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    put_chunk_at(s3_client, monkeypatch, 30, ENDPOINT, 2, 4)
-    put_chunk_at(s3_client, monkeypatch, 10, ENDPOINT, 0, 4)
-    put_chunk_at(s3_client, monkeypatch, 20, OTHER_ENDPOINT, 0, 1)  # complete: redrivable
-    store = S3ChunkStore(s3_client, BUCKET)
-    store.note_endpoint(FILE_ID, ENDPOINT)
-    s3_client.put_object(Bucket=BUCKET, Key=f"{PENDING}not-a-file-id/00000.2.{'a' * 64}", Body=b"")
-
-    [file] = store.incomplete()
-
-    size = len(f"{ENDPOINT} part 0") + len(f"{ENDPOINT} part 2")
-    assert (file.file_id, file.partition_count, file.received, file.size) == (FILE_ID, 4, 2, size)
-    assert file.first_seen == MAY_FIRST_EPOCH + 10
-    assert file.put_endpoint is None
-    assert store.endpoint(FILE_ID) == ENDPOINT
-
-
-def test_give_up_holds_only_for_a_file_still_incomplete_and_first_seen_before_the_cutoff(
-    s3_client: S3Client, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    put_chunk_at(s3_client, monkeypatch, 0, ENDPOINT, 0, 2)
-    store = S3ChunkStore(s3_client, BUCKET)
-    [file] = store.incomplete()
-    now = MAY_FIRST_EPOCH + 100
-
-    assert not store.give_up(file, MAY_FIRST_EPOCH, now)  # not older than the cutoff
-    assert store.give_up(file, MAY_FIRST_EPOCH + 1, now)
-    put_chunk_at(s3_client, monkeypatch, 50, ENDPOINT, 1, 2)  # completed since the listing
-    assert not store.give_up(file, MAY_FIRST_EPOCH + 1, now)
-    assert store.incomplete() == []
-
-
 def test_drop_file_deletes_every_object_of_the_file_and_nothing_else(
     s3_client: S3Client,
 ) -> None:
     store = S3ChunkStore(s3_client, BUCKET)
     store.put(chunk(ENDPOINT, p, 1005, b"%d" % p) for p in range(1002))
     store.put([chunk(ENDPOINT, 0, 7, b"a conflicting count")])
-    store.note_endpoint(FILE_ID, ENDPOINT)
+    s3_client.put_object(Bucket=BUCKET, Key=f"{PENDING}{FILE_ID}/endpoint.json", Body=b"{}")
     store.put([chunk(OTHER_ENDPOINT, 0, 2, b"other")])
-    store.note_endpoint(OTHER_ID, OTHER_ENDPOINT)
+    s3_client.put_object(Bucket=BUCKET, Key=f"{PENDING}{OTHER_ID}/endpoint.json", Body=b"{}")
 
     store.drop_file(FILE_ID)
     store.drop_file(FILE_ID)

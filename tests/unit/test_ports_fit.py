@@ -96,10 +96,8 @@ def test_the_operators_views_fit_both_backends_adapters_and_the_fakes() -> None:
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
         s3_store, s3_archive = S3ChunkStore(s3, "bucket"), S3RecordArchive(s3, "bucket")
         table = DynamoDbFileStateStore(dynamodb, "table", 60.0)
-        stored: StoredFiles = s3_store
         shared: SharedFiles = table
         failed: FailedFiles = s3_archive
-        local_files: IncompleteFiles = s3_store
         shared_files: IncompleteFiles = table
         chunks: PendingChunks = s3_store
         records: ExpiryRecords = s3_archive
@@ -112,11 +110,11 @@ def test_the_operators_views_fit_both_backends_adapters_and_the_fakes() -> None:
     fake_shared_files: IncompleteFiles = state
     fake_chunks: PendingChunks = remote
     fake_records: ExpiryRecords = archive
-    checks: list[object] = [stored, shared, failed, local_files, shared_files, chunks, records]
+    checks: list[object] = [shared, failed, shared_files, chunks, records]
     checks += [fake_stored, fake_shared, fake_failed, fake_local_files, fake_shared_files]
     checks += [fake_chunks, fake_records]
 
-    assert len(checks) == 14
+    assert len(checks) == 12
 
 
 def test_the_local_backends_log_fits_its_ports_and_the_operators_views() -> None:
