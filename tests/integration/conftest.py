@@ -16,9 +16,11 @@ import requests
 from moto import mock_aws
 
 from tests.integration.builders import BUCKET
+from tests.integration.state_steps import make_state_table
 from tests.tools.receiver import LocalReceiver
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_ssm import SSMClient
 
@@ -76,3 +78,16 @@ def session() -> Iterator[requests.Session]:
     with requests.Session() as fresh:
         fresh.trust_env = False
         yield fresh
+
+
+@pytest.fixture
+def dynamodb(aws: None, monkeypatch: pytest.MonkeyPatch) -> DynamoDBClient:
+    """moto's DynamoDB, whatever endpoint the shell running the tests names."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
+    return boto3.client("dynamodb")
+
+
+@pytest.fixture
+def table(dynamodb: DynamoDBClient) -> str:
+    """A state table as `sfb provision` makes it, new for the test."""
+    return make_state_table(dynamodb)

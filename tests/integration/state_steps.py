@@ -3,12 +3,16 @@ against what any shared backend's store is (the hot path's port and the operator
 
 from __future__ import annotations
 
-from typing import Protocol
+import uuid
+from typing import TYPE_CHECKING, Protocol
 
 from application.ports import FileStateStore
 from application.views import IncompleteFiles, SharedFiles
 from domain import DIGEST_PREFIX, ChunkRef, FileId, FileState, IncompleteFile, PartitionArrival
 from tests.integration.builders import ref_of
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 TTL = 86_400.0
 NOW = 1_700_000_000.0
@@ -19,6 +23,18 @@ FILE = FileId.for_endpoint(ENDPOINT)
 CUTOFF = NOW + 1
 """A give-up's cutoff (now less INCOMPLETE_FILE_TTL_SECONDS) just after the file began."""
 LATER = NOW + 90_000
+
+
+def make_state_table(client: DynamoDBClient) -> str:
+    """A state table as `sfb provision` makes it (less TTL), with a name of its own."""
+    name = f"sfb-state-{uuid.uuid4().hex[:12]}"
+    client.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "file_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "file_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return name
 
 
 class StateStore(FileStateStore, SharedFiles, IncompleteFiles, Protocol):

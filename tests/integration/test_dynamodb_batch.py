@@ -8,11 +8,9 @@ closed files, and DynamoDB's unprocessed keys and items sent again with a backof
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
-import boto3
 import pytest
 
 from adapters.dynamodb_batch import ATTEMPTS, DynamoDbFileStateBatches
@@ -52,17 +50,6 @@ def file_id(n: int) -> FileId:
 
 def tombstone(n: int, status: FileStatus = FileStatus.UPLOADED) -> Tombstone:
     return Tombstone(file_id(n), status, 3, 3000 + n, NOW, OWNER)
-
-
-def make_table(client: DynamoDBClient) -> str:
-    name = f"sfb-state-{uuid.uuid4().hex[:12]}"
-    client.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "file_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "file_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return name
 
 
 def counting(client: DynamoDBClient) -> list[str]:
@@ -121,17 +108,6 @@ def tombstone_contract(client: DynamoDBClient, table: str) -> None:
     assert (failed.status, failed.received, failed.partition_count) == ("failed", 3, 3)
     assert store.incomplete() == []
     assert batches.unknown([file_id(n) for n in range(60)]) == frozenset()
-
-
-@pytest.fixture
-def dynamodb(aws: None, monkeypatch: pytest.MonkeyPatch) -> DynamoDBClient:
-    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
-    return boto3.client("dynamodb")
-
-
-@pytest.fixture
-def table(dynamodb: DynamoDBClient) -> str:
-    return make_table(dynamodb)
 
 
 def test_the_lookup_says_which_files_have_no_item_100_keys_a_request(

@@ -8,11 +8,9 @@ tens of thousands would.
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import pytest
 
 from adapters import dynamodb_state
@@ -29,24 +27,6 @@ if TYPE_CHECKING:
 @pytest.fixture(autouse=True)
 def segmented(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dynamodb_state, "INLINE_PARTITIONS", 2)
-
-
-@pytest.fixture
-def dynamodb(aws: None, monkeypatch: pytest.MonkeyPatch) -> DynamoDBClient:
-    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
-    return boto3.client("dynamodb")
-
-
-@pytest.fixture
-def table(dynamodb: DynamoDBClient) -> str:
-    name = f"sfb-segments-{uuid.uuid4().hex[:12]}"
-    dynamodb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "file_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "file_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return name
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import pytest
 
 from adapters import dynamodb_state
@@ -57,24 +56,6 @@ def layout(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
     if layout == "segmented":
         monkeypatch.setattr(dynamodb_state, "INLINE_PARTITIONS", 0)
     return layout
-
-
-@pytest.fixture
-def dynamodb(aws: None, monkeypatch: pytest.MonkeyPatch) -> DynamoDBClient:
-    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
-    return boto3.client("dynamodb")
-
-
-@pytest.fixture
-def table(dynamodb: DynamoDBClient) -> str:
-    name = f"sfb-state-{uuid.uuid4().hex[:12]}"
-    dynamodb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "file_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "file_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return name
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ module: test_dynamodb_state.py, test_dynamodb_segments.py, test_redis_chunks.py.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import boto3
@@ -31,6 +30,7 @@ from tests.integration.state_steps import (
     add,
     complete,
     content,
+    make_state_table,
     only_incomplete,
     prefix,
 )
@@ -49,13 +49,7 @@ def store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> It
     request.getfixturevalue("aws")
     monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
     client = boto3.client("dynamodb")
-    table = f"sfb-state-{uuid.uuid4().hex[:12]}"
-    client.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "file_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "file_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    table = make_state_table(client)
     yield DynamoDbFileStateStore(client, table, ttl_seconds=TTL)
 
 
