@@ -62,6 +62,7 @@ def records_from_event(event: Mapping[str, Any]) -> list[StreamRecord]:
             data=data if isinstance(data, str) else "",
             partition_key=str(kinesis.get("partitionKey", "")),
             source=str(item.get("eventID", "")),
+            stream=str(item.get("eventSourceARN", "")),
         )
         records.extend(_user_records(record))
     return records
@@ -90,6 +91,7 @@ def _user_records(record: StreamRecord) -> list[StreamRecord]:
             data=pybase64.b64encode(user.data).decode("ascii"),
             partition_key=user.partition_key,
             source=record.source,
+            stream=record.stream,
             sub_sequence=user.sub_sequence,
             unusable=None
             if user.problem is None

@@ -224,8 +224,10 @@ class S3ShardLog:
 
 
 def _ledger_document(ledger: ShardLedger) -> dict[str, Any]:
-    """Unsorted: a snapshot of thousands of finished files is written often, read rarely."""
+    """Unsorted: a snapshot of thousands of finished files is written often, read rarely.
+    What the shard inherits from its parents is theirs: only the lineage is stored here."""
     return {
+        **({} if ledger.lineage is None else {"lineage": list(ledger.lineage)}),
         "version": ledger.version,
         "seq": ledger.seq,
         "covered": ledger.covered,
@@ -285,6 +287,7 @@ def _ledger_of(document: dict[str, Any]) -> ShardLedger:
             int(seq): LiveEntry(str(live[0]), frozenset(FileId(f) for f in live[1]))
             for seq, live in document["entries"].items()
         },
+        None if "lineage" not in document else tuple(str(s) for s in document["lineage"]),
     )
 
 

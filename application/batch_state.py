@@ -30,6 +30,8 @@ class BatchState:
     not_durable: set[FileId] = Factory(set)
     late_rejections: list[LateRejection] = Factory(list)
     shard: str = ""
+    stream: str = ""
+    """The stream's ARN, when the records name it: a new shard's parents are looked up there."""
     remaining: Remaining | None = None
     """The seconds left in the invocation, when it tells; None outside one (``sfb redrive``)."""
     ledger: ShardLedger | None = None

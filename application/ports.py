@@ -133,6 +133,15 @@ class RemoteChunkStore(Protocol):
         """Remove one chunk's object, written for a chunk that was then rejected."""
 
 
+class ShardLineage(Protocol):
+    """Where a shard came from: the local backend follows a file sent across a reshard."""
+
+    def parents(self, stream: str, shard: str) -> tuple[str, ...]:
+        """The shard's parent shards (one after a split, two after a merge, none for an
+        original shard or one the stream does not list). Raises when it cannot be told."""
+        ...
+
+
 class ShardLedgerMoved(Exception):
     """Another writer changed the shard's log after this container read it: an entry of
     that number exists, or the snapshot is not the one read."""

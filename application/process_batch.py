@@ -135,7 +135,8 @@ class ProcessBatch:
         """
         self._batches += 1
         shard = shard_of(records[0].source) if records else ""
-        batch = BatchState(self._batches, shard=shard, remaining=remaining)
+        stream = records[0].stream if records else ""
+        batch = BatchState(self._batches, shard=shard, stream=stream, remaining=remaining)
         checked = [(index, record, self._validate(record)) for index, record in enumerate(records)]
         chunks = [chunk for _, _, chunk in checked if isinstance(chunk, Chunk)]
         gate = _Gate(remaining, self._margin, self._backend.prepare(chunks, batch))

@@ -27,6 +27,9 @@ class StreamRecord:
     data: str = field(repr=lambda data: f"<{len(data)} chars>")
     partition_key: str = ""
     source: str = ""
+    """The Kinesis eventID: the shard, then the sequence number."""
+    stream: str = ""
+    """The stream's ARN (the event's eventSourceARN): where the shard's parents are looked up."""
     sub_sequence: int | None = None
     """Position inside a KPL-aggregated Kinesis record; None for a plain record."""
     unusable: Unusable | None = None

@@ -23,10 +23,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from attrs import field, frozen
+from attrs import evolve, field, frozen
 
 from application.batch_state import BatchState
-from application.ports import ByteStream, ShardLedgerMoved, ShardLog
+from application.ports import ByteStream, ShardLedgerMoved, ShardLineage, ShardLog
 from domain import ChunkRef, FileId, LogEntry, LoggedChunk, ShardLedger, redact
 
 log = logging.getLogger("sfb")
@@ -40,6 +40,12 @@ _SNAPSHOT_ATTEMPTS = 3
 
 KEPT_SHARDS = 8
 """Shards whose state a container keeps: Lambda gives a warm container other shards too."""
+
+LINEAGE_DEPTH = 3
+"""Reshards in a row that a file sent across all of them is followed through."""
+
+LINEAGE_RETRY_SECONDS = 60.0
+"""After a failed lookup of a shard's parents, how long a container goes on without them."""
 
 
 @frozen
@@ -61,8 +67,14 @@ class ShardBook:
         clock: Callable[[], float],
         retention_seconds: float,
         snapshot_every: int = SNAPSHOT_EVERY,
+        lineage: ShardLineage | None = None,
     ) -> None:
         self._log = log
+        self._lineage = lineage
+        self._parents: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._lookup_failed: dict[tuple[str, str], float] = {}
+        self._ancestors: dict[str, tuple[str, ...]] = {}
+        """Per shard, the ancestors read for its last batch: where its finished files are owed."""
         self._clock = clock
         self._retention = retention_seconds
         self._snapshot_every = snapshot_every
@@ -80,7 +92,7 @@ class ShardBook:
                 raise batch.ledger_error
             if batch.ledger is None:
                 try:
-                    batch.ledger = self._catch_up(batch.shard)
+                    batch.ledger = self._with_parents(batch, self._catch_up(batch.shard))
                 except Exception as error:
                     # Without it no file can be told finished or not: nothing is taken.
                     batch.ledger_error = error
@@ -90,7 +102,7 @@ class ShardBook:
     def catch_up(self, batch: BatchState) -> ShardLedger:
         """Read the shard's log again (after a write found it moved)."""
         with self._lock:
-            batch.ledger = self._catch_up(batch.shard)
+            batch.ledger = self._with_parents(batch, self._catch_up(batch.shard))
             return batch.ledger
 
     def state(self, shard: str) -> ShardLedger:
@@ -130,6 +142,7 @@ class ShardBook:
             owed.update(dict.fromkeys(batch.finished - owed.keys(), self._clock()))
             self._owed[batch.shard] = owed
             raise
+        self._tell_parents(batch)
 
     def give_up(self, shard: str, file_id: FileId) -> None:
         """Stop collecting a file (the expiry): an entry saying so, then the snapshot that
@@ -230,6 +243,137 @@ class ShardBook:
                 "rule expires them",
                 extra={"shard": shard, "reason": f"{type(error).__name__}: {error}"},
             )
+
+    def _with_parents(self, batch: BatchState, state: ShardLedger) -> ShardLedger:
+        """``state`` with what its parents' logs still hold, after a reshard.
+
+        A file sent across a split or merge has its first chunks in a parent's log and the
+        rest in a child's: Lambda finishes a parent before it starts its children, and the
+        partition key keeps a file's chunks on one child. The child reads its parents' logs
+        for each batch while one holds an open file, judges and assembles such a file
+        against both, and tells the parent once it finished it (``_tell_parents``), so the
+        parent's entries can go. Once no parent holds an open file the lineage is settled:
+        the parents' finished files become the child's and the parents are not read again.
+        The lineage is looked up (ListShards) while the shard's log does not tell it.
+        """
+        self._ancestors.pop(batch.shard, None)
+        lineage = state.lineage
+        if lineage is None:
+            lineage = self._lookup(batch.stream, batch.shard)
+            if lineage is None:
+                return state.inheriting(())
+            state = evolve(state, lineage=lineage)  # the next snapshot stores it
+        if lineage:
+            visited: list[str] = []
+            parents = [
+                (shard, self._parent(batch.stream, shard, LINEAGE_DEPTH, visited))
+                for shard in lineage
+            ]
+            # A parent whose entries wait for a snapshot (a crash after its last change) is
+            # kept too: the child stores that snapshot (``_tell_parents``).
+            if any(p.files or p.inherited or p.deletable for _, p in parents):
+                self._ancestors[batch.shard] = tuple(visited)
+                state = state.inheriting(parents)
+                self._remember(batch.shard, state)  # assembly locates parents' chunks in it
+                return state
+            state = self._settled(state, [parent for _, parent in parents])
+        state = state.inheriting(())
+        self._remember(batch.shard, state)
+        return state
+
+    def _settled(self, state: ShardLedger, parents: Sequence[ShardLedger]) -> ShardLedger:
+        """No parent holds an open file: the files they finished become this shard's, so a
+        late chunk of one stays a duplicate once the parents are no longer read."""
+        now = self._clock()
+        times: dict[FileId, float] = {}
+        for parent in parents:
+            times.update(parent.finished)
+            times.update(dict.fromkeys(parent.inherited_finished - times.keys(), now))
+        fresh = {f: at for f, at in times.items() if f not in state.finished}
+        return evolve(state, lineage=()).finished_at(fresh, now, fresh)
+
+    def _parent(self, stream: str, shard: str, depth: int, visited: list[str]) -> ShardLedger:
+        """A parent's state, with what its own parents still hold (its log names them, or
+        they are looked up: it may have been resharded before it stored a snapshot)."""
+        visited.append(shard)
+        state = self._catch_up(shard)
+        lineage = state.lineage if state.lineage is not None else self._lookup(stream, shard)
+        if depth > 1 and lineage:
+            state = state.inheriting(
+                [(grand, self._parent(stream, grand, depth - 1, visited)) for grand in lineage]
+            )
+        return state
+
+    def _lookup(self, stream: str, shard: str) -> tuple[str, ...] | None:
+        """The shard's parents, asked once per container; None while they cannot be told."""
+        if self._lineage is None or not stream or not shard:
+            return None
+        key = (stream, shard)
+        known = self._parents.get(key)
+        if known is not None:
+            return known
+        failed = self._lookup_failed.get(key)
+        if failed is not None and self._clock() - failed < LINEAGE_RETRY_SECONDS:
+            return None
+        try:
+            parents = self._lineage.parents(stream, shard)
+        except Exception as error:
+            self._lookup_failed[key] = self._clock()
+            log.warning(
+                "the shard's parents could not be looked up: a file sent across a reshard "
+                "of this shard is not followed until they are",
+                extra={"shard": shard, "reason": f"{type(error).__name__}: {error}"},
+            )
+            return None
+        self._parents[key] = parents
+        return parents
+
+    def _tell_parents(self, batch: BatchState) -> None:
+        """Note in each parent's log the files this batch finished that it holds open.
+
+        Never raises: a parent not told now is told after a later batch, since the parents
+        are read (and the files owed) until none of them holds an open file.
+        """
+        state = batch.ledger
+        if state is None:
+            return
+        owed = state.owed_upstream
+        for shard in self._ancestors.get(batch.shard, ()):
+            held = self._states.get(shard)
+            files = owed & held.files.keys() if held is not None else frozenset()
+            if held is None or not (files or held.deletable):
+                continue
+            try:
+                self._finish_in(shard, {f: state.finished[f] for f in files})
+            except Exception as error:
+                log.warning(
+                    "files finished after a reshard could not be noted in their parent "
+                    "shard's log; a later batch notes them",
+                    extra={"shard": shard, "reason": f"{type(error).__name__}: {error}"},
+                )
+
+    def _finish_in(self, shard: str, finished: dict[FileId, float]) -> None:
+        """An entry in ``shard``'s log that finishes ``finished``, then the snapshot that lets
+        their entries go (that snapshot alone if they are finished there already); read
+        again and retried when another writer was first."""
+        for attempt in range(1, _SNAPSHOT_ATTEMPTS + 1):
+            batch = BatchState(0, shard=shard)
+            with self._lock:
+                batch.ledger = state = self._catch_up(shard)
+            files = {f: at for f, at in finished.items() if state.is_open(f)}
+            if not files:
+                if state.deletable:
+                    self._settle(batch, state, None)
+                return
+            entry = LogEntry(state.seq + 1, self._clock(), _writer(), finished=files)
+            try:
+                self._create(batch, entry, [])
+            except ShardLedgerMoved:
+                if attempt == _SNAPSHOT_ATTEMPTS:
+                    raise
+                continue
+            self._settle(batch, batch.ledger or state, entry)
+            return
 
     def _catch_up(self, shard: str) -> ShardLedger:
         """The snapshot, then every entry after it. A container that knows the shard probes

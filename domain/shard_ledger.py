@@ -124,10 +124,18 @@ class ShardLedger:
     files: Mapping[FileId, LoggedFile] = field(factory=dict)
     finished: Mapping[FileId, float] = field(factory=dict, converter=_frozen_map)
     entries: Mapping[int, LiveEntry] = field(factory=dict)
+    lineage: tuple[str, ...] | None = None
+    """The parent shards whose logs may still hold files this shard goes on with (a reshard):
+    None until looked up, () once none of them has an open file (nothing left to inherit)."""
+    inherited: Mapping[FileId, LoggedFile] = field(factory=dict, eq=False)
+    """The parents' open files, each part tagged with the shard whose log holds it: read from
+    their logs for the batch, never stored in this shard's."""
+    inherited_finished: frozenset[FileId] = field(default=frozenset(), eq=False)
+    """Files the parents finished: a late chunk of one is a duplicate here too."""
 
     def knows(self, file_id: FileId) -> bool:
         """True when the file was finished: a chunk of it is a late duplicate."""
-        return file_id in self.finished
+        return file_id in self.finished or file_id in self.inherited_finished
 
     def is_open(self, file_id: FileId) -> bool:
         return file_id in self.files
@@ -137,13 +145,48 @@ class ShardLedger:
         return frozenset(self.files)
 
     def listing(self, file_id: FileId) -> PartitionSet | None:
-        file = self.files.get(file_id)
+        file = self.file(file_id)
         return file.listing() if file is not None else None
 
+    def file(self, file_id: FileId) -> LoggedFile | None:
+        """The file as this shard goes on with it: what its parents hold of it (their chunks
+        came first, so they stand), then what this shard's own log adds."""
+        own = self.files.get(file_id)
+        inherited = self.inherited.get(file_id)
+        if inherited is None or own is None:
+            return own or inherited
+        return _merged(inherited, own)
+
     def locate(self, file_id: FileId, partition: int, digest: str) -> StoredChunk | None:
-        file = self.files.get(file_id)
+        file = self.file(file_id)
         part = file.parts.get(partition) if file is not None else None
         return part if part is not None and part.digest == digest else None
+
+    def inheriting(self, parents: Iterable[tuple[str, ShardLedger]]) -> ShardLedger:
+        """This state with its parents' open and finished files (each parent as its own
+        parents leave it): what a chunk of a file sent across the reshard is judged against."""
+        inherited: dict[FileId, LoggedFile] = {}
+        finished: set[FileId] = set()
+        for shard, parent in parents:
+            finished |= parent.finished.keys() | parent.inherited_finished
+            for file_id in parent.files.keys() | parent.inherited.keys():
+                held = parent.file(file_id)
+                assert held is not None
+                tagged = evolve(
+                    held,
+                    parts={
+                        p: c if c.shard else evolve(c, shard=shard) for p, c in held.parts.items()
+                    },
+                )
+                first = inherited.get(file_id)
+                inherited[file_id] = tagged if first is None else _merged(first, tagged)
+        return evolve(self, inherited=inherited, inherited_finished=frozenset(finished))
+
+    @property
+    def owed_upstream(self) -> frozenset[FileId]:
+        """Files this shard finished that a parent still holds open: the parent's log must
+        be told, or its expiry would give them up and its entries would stay."""
+        return frozenset(self.finished.keys() & self.inherited.keys())
 
     def folded(self, entry: LogEntry, shard: str = "") -> ShardLedger:
         """The state once ``entry`` (the next one) is applied.
@@ -260,6 +303,15 @@ class ShardLedger:
             and dict(self.finished) == dict(other.finished)
             and dict(self.entries) == dict(other.entries)
         )
+
+
+def _merged(first: LoggedFile, then: LoggedFile) -> LoggedFile:
+    """``first``'s parts stand; ``then`` adds the partitions it lacks, of the same count."""
+    if then.partition_count != first.partition_count:
+        return first
+    parts = dict(then.parts)
+    parts.update(first.parts)
+    return evolve(first, first_seen=min(first.first_seen, then.first_seen), parts=parts)
 
 
 def shard_of(event_id: str) -> str:

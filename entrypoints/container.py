@@ -18,6 +18,7 @@ from adapters.guarded_transport import guarded_session
 from adapters.http_uploader import RequestsUploader, RetryPolicy
 from adapters.json_logging import configure_logging
 from adapters.kinesis import records_from_event
+from adapters.kinesis_lineage import KinesisLineage
 from adapters.memory_cache import InMemoryPartitionCache
 from adapters.redis_chunks import RedisChunkStore
 from adapters.redis_client import redis_client
@@ -114,6 +115,7 @@ class Container(containers.DeclarativeContainer):
     )
     s3_client = providers.Singleton(boto3.client, "s3", config=aws_config)
     dynamodb_client = providers.Singleton(boto3.client, "dynamodb", config=aws_config)
+    kinesis_client = providers.Singleton(boto3.client, "kinesis", config=aws_config)
     owner_id = providers.Singleton(_new_owner_id)
 
     # Adapters: the seed's components, one provider each.
@@ -170,12 +172,15 @@ class Container(containers.DeclarativeContainer):
             settings.provided.incomplete_file_ttl_seconds,
         ),
     )
-    # The local backend's book of the shards' logs, one per container.
+    # The local backend's book of the shards' logs, one per container; it follows a reshard
+    # through the stream's shard lineage (the client is made only if a shard asks).
+    lineage = providers.Singleton(KinesisLineage, client=kinesis_client.provider)
     shard_book = providers.Singleton(
         ShardBook,
         log=shard_log,
         clock=clock,
         retention_seconds=settings.provided.state_ttl_seconds,
+        lineage=lineage,
     )
     # Where assembly reads chunks: the shards' logs (local), S3 objects (dynamodb), Redis with
     # what it spilled to S3 (redis).

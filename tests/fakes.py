@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, Protocol
 
-from attrs import define, field
+from attrs import define, evolve, field
 from dependency_injector import providers
 
 from adapters.memory_cache import InMemoryPartitionCache
@@ -172,6 +172,28 @@ class Crashed(BaseException):
     after it runs, not even an except clause of the use cases."""
 
 
+class FakeLineage:
+    """ShardLineage: each shard's parents (none unless a test reshards), and the lookups."""
+
+    def __init__(self) -> None:
+        self.parents_of: dict[str, tuple[str, ...]] = {}
+        self.lookups: Counter[str] = Counter()
+        self.failing = False
+
+    def parents(self, stream: str, shard: str) -> tuple[str, ...]:
+        self.lookups[shard] += 1
+        if self.failing:
+            raise StorageUnavailable("ListShards refused")
+        return self.parents_of.get(shard, ())
+
+    def split(self, parent: str, *children: str) -> None:
+        for child in children:
+            self.parents_of[child] = (parent,)
+
+    def merge(self, parents: tuple[str, str], child: str) -> None:
+        self.parents_of[child] = parents
+
+
 class FakeRemoteStore:
     """One store shared by every fake container, like S3; counts requests as S3 would bill.
 
@@ -201,6 +223,8 @@ class FakeRemoteStore:
         self.crash_after: str | None = None
         """A log operation ("write_entry", "write_snapshot", "delete") after which the
         container dies (once): what it stored stays stored."""
+        self.lineage = FakeLineage()
+        """The stream's shard lineage, as Kinesis' ListShards tells it."""
 
     def _request(self, operation: str) -> None:
         with self._counting:  # files' lanes ask at once
@@ -294,7 +318,8 @@ class FakeRemoteStore:
         stored = self.snapshots.get(shard)
         if (stored.version if stored else 0) != ledger.version - 1:
             raise ShardLedgerMoved(f"stored version is not {ledger.version - 1}")
-        self.snapshots[shard] = ledger
+        # As S3 stores it: what the shard inherits from its parents stays theirs.
+        self.snapshots[shard] = evolve(ledger, inherited={}, inherited_finished=frozenset())
         self._crash_point("write_snapshot")
 
     def read_entry(self, shard: str, seq: int) -> LogEntry | None:
@@ -596,6 +621,7 @@ class FakeContainer(_RealContainer):
             cache=self.cache,
             local_store=self.local,
             shard_log=self.remote,
+            lineage=self.remote.lineage,
             clock=self.remote.clock,
         )
         self.process = self.container.process_batch()

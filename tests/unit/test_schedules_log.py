@@ -7,12 +7,16 @@ a container that died between a snapshot and its deletion left to the lifecycle 
 
 from __future__ import annotations
 
+import base64
+import json
 import random
 from functools import partial
 
+from attrs import evolve
 from hypothesis import given
 from hypothesis import strategies as st
 
+from application.records import StreamRecord
 from tests.assertions import assert_uploaded_whole
 from tests.fakes import Crashed, FakeArchive, FakeContainer, FakeRemoteStore, FakeUploader
 from tests.unit.test_schedules_redelivery import _stream
@@ -71,3 +75,87 @@ def test_overlapping_and_dying_invocations_upload_first_bytes_and_leave_nothing_
     if not leaked_by_a_crash:
         assert remote.pending() == []
     assert remote.log_state().files == {}
+
+
+ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/files"
+
+
+@given(
+    seed=st.integers(min_value=0, max_value=2**32),
+    files=st.integers(min_value=1, max_value=3),
+    batch_size=st.integers(min_value=1, max_value=8),
+    merge=st.booleans(),
+    crash_rate=st.sampled_from([0.0, 0.15]),
+)
+def test_files_sent_across_a_split_or_merge_upload_first_bytes_and_leave_nothing_pending(
+    seed: int, files: int, batch_size: int, merge: bool, crash_rate: float
+) -> None:
+    """Each file on one parent shard, then on one child from a random point of the stream
+    on; parents drained before children (as Lambda reads them), shards interleaved, with
+    recycled and dying containers."""
+    rng = random.Random(seed)
+    expected, records = _stream(rng, files)
+    records = _interleaved(rng, records)
+    parents, children = (("P1", "P2"), ("C",)) if merge else (("P",), ("C1", "C2"))
+    before = {endpoint: rng.choice(parents) for endpoint in expected}
+    after = {endpoint: rng.choice(children) for endpoint in expected}
+    cut = rng.randrange(len(records) + 1)
+    queues: dict[str, list[StreamRecord]] = {s: [] for s in (*parents, *children)}
+    for index, made in enumerate(records):
+        endpoint = _endpoint(made)
+        shard = before[endpoint] if index < cut else after[endpoint]
+        queues[shard].append(evolve(made, source=f"{shard}:{made.sequence_number}", stream=ARN))
+    remote, uploader, archive = FakeRemoteStore(), FakeUploader(), FakeArchive()
+    for child in children:
+        remote.lineage.parents_of[child] = parents
+    containers = [FakeContainer(remote, uploader, archive) for _ in range(2)]
+    leaked_by_a_crash = False
+
+    for generation in (parents, children):
+        positions = dict.fromkeys(generation, 0)
+        for _ in range(10 * len(records) + 10):
+            open_shards = [s for s in generation if positions[s] < len(queues[s])]
+            if not open_shards:
+                break
+            shard = rng.choice(open_shards)
+            batch = queues[shard][positions[shard] : positions[shard] + batch_size]
+            pick = rng.randrange(len(containers))
+            if rng.random() < 0.2:
+                containers[pick] = containers[pick].recycled()
+            if rng.random() < crash_rate:
+                remote.crash_after = rng.choice(CRASH_POINTS)
+            crash_point = remote.crash_after
+            try:
+                failed = containers[pick].process(batch)
+            except Crashed:
+                failed = [batch[0].sequence_number]
+                containers[pick] = containers[pick].recycled()
+                leaked_by_a_crash |= crash_point == "write_snapshot"
+            remote.crash_after = None
+            positions[shard] += min(
+                (i for i, r in enumerate(batch) if r.sequence_number in failed),
+                default=len(batch),
+            )
+        else:
+            raise AssertionError("the shards never drained")
+
+    for endpoint, body in expected.items():
+        assert_uploaded_whole(uploader.bodies_for(endpoint), body, to=endpoint)
+    if not leaked_by_a_crash:
+        assert remote.pending() == []
+    for shard in (*parents, *children):
+        assert remote.log_state(shard).files == {}
+
+
+def _interleaved(rng: random.Random, records: list[StreamRecord]) -> list[StreamRecord]:
+    """The files' records mixed, each file's in its own order (the first bytes stay first)."""
+    by_file: dict[str, list[StreamRecord]] = {}
+    for made in records:
+        by_file.setdefault(_endpoint(made), []).append(made)
+    order = [e for e, mine in by_file.items() for _ in mine]
+    rng.shuffle(order)
+    return [by_file[e].pop(0) for e in order]
+
+
+def _endpoint(made: StreamRecord) -> str:
+    return str(json.loads(base64.b64decode(made.data))["putEndpoint"])
