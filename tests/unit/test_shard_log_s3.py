@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import orjson
 import pytest
+from attrs import evolve
 from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
@@ -73,6 +74,26 @@ def test_a_shard_without_a_snapshot_reads_none_and_a_written_snapshot_reads_back
     assert orjson.loads(body)["files"][str(FILE)]["parts"] == [[1, "ab" * 32, 4, 2, 10]]
     head = s3.head_object(Bucket=BUCKET, Key=f"shards/{SHARD}.json")
     assert head["Metadata"] == {}  # the endpoint is in the body only
+
+
+@pytest.mark.parametrize("lineage", [None, (), ("shardId-000000000001",), ("p1", "p2")])
+def test_a_snapshot_stores_the_lineage_once_known_and_never_what_the_parents_hold(
+    s3: S3Client, lineage: tuple[str, ...] | None
+) -> None:
+    inherited = {FileId("cd" * 16): LoggedFile(2, URL, 1.0, {0: StoredChunk("cd" * 32, 1, 1, 0)})}
+    ledger = evolve(
+        open_file(), lineage=lineage, inherited=inherited, inherited_finished=frozenset(inherited)
+    )
+    S3ShardLog(s3, BUCKET).write_snapshot(SHARD, ledger)
+
+    read = S3ShardLog(s3, BUCKET).read_snapshot(SHARD)
+
+    assert read is not None
+    assert read.lineage == lineage
+    assert (read.inherited, read.inherited_finished) == ({}, frozenset())
+    body = s3.get_object(Bucket=BUCKET, Key=f"shards/{SHARD}.json")["Body"].read()
+    assert b"cdcdcd" not in body
+    assert ("lineage" in orjson.loads(body)) == (lineage is not None)
 
 
 def statuses(s3: S3Client) -> list[int]:
