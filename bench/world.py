@@ -1,9 +1,10 @@
 """One benchmark's world: AWS emulated on 127.0.0.1, a receiver, a scratch directory.
 
-moto's server runs in this process (entrypoints.demo.local_aws), so its work shares the
-interpreter with the handler's, as a client library's would; the receiver keeps no bodies.
-The realistic section reaches moto through a delay proxy (bench/delay_proxy.py) and
-uploads small files to a receiver that answers each PUT late, as S3 does.
+moto's server runs in this process (entrypoints.demo.local_aws) for the sections that compare
+the handler with baselines on the same emulator; the receiver keeps no bodies. The realistic
+section, which bills the handler's seconds, reaches a second moto in a process of its own
+through a delay proxy (bench/aws_apart.py), so the emulator's CPU is never counted as the
+handler's, and uploads small files to a receiver that answers each PUT late, as S3 does.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dependency_injector import providers
 
 from adapters.settings import BackendName
 from application.metrics import NoMetrics
-from bench.delay_proxy import DelayProxy
+from bench.aws_apart import AwsApart
 from bench.workload import FileSpec, Sequencer
 from entrypoints.container import Container, aws_client_config, build_container, load_settings
 from entrypoints.demo import local_aws
@@ -31,6 +32,7 @@ from tests.tools.receiver import LocalReceiver, ReceivedPut
 from tests.tools.redis_server import running_redis
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
 
 BUCKET = "sfb-bench"
@@ -79,8 +81,8 @@ class SlowReceiver(TimedReceiver):
 class World:
     receiver: TimedReceiver
     root: Path
-    proxy: DelayProxy
-    """moto behind a fixed delay: the realistic section's AWS."""
+    aws: AwsApart
+    """The realistic section's AWS: moto in another process, behind a fixed delay."""
     slow_receiver: SlowReceiver
     redis_url: str
     """A redis-server on 127.0.0.1, reached directly: its round trips are sub-millisecond
@@ -119,7 +121,7 @@ class World:
         """
         container = self.container(backend)
         config = container.aws_config()
-        url = self.proxy.url
+        url = self.aws.delayed
         container.s3_client.override(boto3.client("s3", endpoint_url=url, config=config))
         container.dynamodb_client.override(
             boto3.client("dynamodb", endpoint_url=url, config=config)
@@ -129,7 +131,15 @@ class World:
 
     def delayed_s3(self) -> S3Client:
         """An S3 client of the bench's own through the proxy: the floor reads with it."""
-        return boto3.client("s3", endpoint_url=self.proxy.url, config=aws_client_config(10.0))
+        return boto3.client("s3", endpoint_url=self.aws.delayed, config=aws_client_config(10.0))
+
+    def apart_s3(self) -> S3Client:
+        """The realistic section's S3 with no delay, for the bench's own uncounted work."""
+        return boto3.client("s3", endpoint_url=self.aws.direct)
+
+    def apart_dynamodb(self) -> DynamoDBClient:
+        """The realistic section's DynamoDB with no delay (the capacity reader's)."""
+        return boto3.client("dynamodb", endpoint_url=self.aws.direct)
 
     def scratch(self, name: str) -> Path:
         path = self.root / "scratch" / f"{name}-{next(self._names)}"
@@ -154,18 +164,18 @@ def open_world() -> Iterator[World]:
     """Start moto and the receiver, make the bucket and the state table; stop them after."""
     with ExitStack() as stack:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sfb-bench-")))
-        moto = stack.enter_context(local_aws())
+        stack.enter_context(local_aws())
         receiver = TimedReceiver()
         stack.enter_context(receiver)
-        proxy = stack.enter_context(DelayProxy(moto, AWS_DELAY_SECONDS))
+        aws = stack.enter_context(AwsApart(AWS_DELAY_SECONDS))
         slow_receiver = SlowReceiver()
         stack.enter_context(slow_receiver)
         redis_url = stack.enter_context(running_redis())
-        world = World(receiver, root, proxy, slow_receiver, redis_url)
-        provision(
-            load_settings(world.settings(BackendName.DYNAMODB)),
-            boto3.client("s3"),
-            boto3.client("dynamodb"),
-            say=lambda _: None,
-        )
+        world = World(receiver, root, aws, slow_receiver, redis_url)
+        settings = load_settings(world.settings(BackendName.DYNAMODB))
+        for s3, dynamodb in (
+            (boto3.client("s3"), boto3.client("dynamodb")),
+            (world.apart_s3(), world.apart_dynamodb()),
+        ):
+            provision(settings, s3, dynamodb, say=lambda _: None)
         yield world
