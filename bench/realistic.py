@@ -45,7 +45,7 @@ from attrs import define, field, frozen
 from adapters.settings import BackendName
 from bench.baselines import plain_session, put_file
 from bench.workload import KIB, MIB, Event, FileSpec, Record, Sequencer
-from bench.world import BUCKET, BenchError, TimedReceiver, World
+from bench.world import BUCKET, BenchError, World
 from entrypoints.container import Container
 from entrypoints.events import encode_payload, kinesis_record
 from entrypoints.lambda_handler import handle
@@ -425,7 +425,7 @@ class Shape:
 def run(world: World, shape: Shape) -> RealisticResults:
     return RealisticResults(
         aws_delay_seconds=world.aws.delay_seconds,
-        put_answer_seconds=world.slow_receiver.answer_seconds,
+        put_answer_seconds=world.aws.answer_seconds,
         layouts=(
             local_interleaved(world, shape),
             shared_spread(world, shape, BackendName.DYNAMODB),
@@ -437,7 +437,12 @@ def run(world: World, shape: Shape) -> RealisticResults:
 
 def _files(world: World, name: str, shape: Shape) -> list[FileSpec]:
     return [
-        FileSpec(world.endpoint("realistic", name), shape.file_size, shape.chunk_size, seed)
+        FileSpec(
+            world.endpoint("realistic", name, receiver=world.aws.receiver),
+            shape.file_size,
+            shape.chunk_size,
+            seed,
+        )
         for seed in range(3)
     ]
 
@@ -510,8 +515,8 @@ def _run_layout(
                 completing_start[piece.file] = started
     completing = []
     for index, spec in enumerate(specs):
-        world.check_upload(spec, spec.sha256())
-        finished = world.receiver.finished_at(spec.path)
+        world.check_upload(spec, spec.sha256(), world.aws.receiver)
+        finished = world.aws.receiver.finished_at(spec.path)
         started = completing_start[index]
         completing.append(finished - started - accounting.paused_between(started, finished))
     _nothing_pending(world)
@@ -558,7 +563,10 @@ def floor(world: World, spec: FileSpec) -> float:
             Bucket=BUCKET, Key=f"{prefix}/{partition:05d}", Body=chunk(spec, partition)
         )
     s3 = world.delayed_s3()
-    target = FileSpec(world.endpoint("realistic-floor"), spec.size, spec.chunk_size, spec.seed)
+    receiver = world.aws.receiver
+    target = FileSpec(
+        world.endpoint("realistic-floor", receiver=receiver), spec.size, spec.chunk_size, spec.seed
+    )
     path = world.scratch("floor") / "file.bin"
     with path.open("wb") as out:
         out.truncate(spec.size)
@@ -576,10 +584,10 @@ def floor(world: World, spec: FileSpec) -> float:
                 list(pool.map(fetch, range(spec.partition_count)))
             with path.open("rb") as body:
                 put_file(session, target.endpoint, body)
-            seconds = world.receiver.finished_at(target.path) - started
+            seconds = receiver.finished_at(target.path) - started
     finally:
         os.close(descriptor)
-    world.check_upload(target, spec.sha256())
+    world.check_upload(target, spec.sha256(), receiver)
     path.unlink()
     return seconds
 
@@ -590,7 +598,7 @@ def small_files(world: World, backend: BackendName, shape: Shape) -> SmallFilesR
     container = world.delayed_container(backend)
     accounting = _accounting(world)
     accounting.attach(container, capacity=False)  # no uncounted reads beside the lanes' work
-    receiver: TimedReceiver = world.slow_receiver
+    receiver = world.slow_receiver
     seconds: list[float] = []
     payload = 0
     for n in range(shape.small_invocations):

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import boto3
 from attrs import define, field
@@ -46,6 +46,16 @@ PUT_ANSWER_SECONDS = 0.030
 
 class BenchError(RuntimeError):
     """The service did not do what the benchmark measures: its figures would mean nothing."""
+
+
+class Receiver(Protocol):
+    """Where the bench's files are uploaded, in this process or in AwsApart's."""
+
+    def url(self, path: str) -> str: ...
+
+    def upload(self, path: str) -> ReceivedPut | None: ...
+
+    def finished_at(self, path: str) -> float: ...
 
 
 class TimedReceiver(LocalReceiver):
@@ -82,15 +92,20 @@ class World:
     receiver: TimedReceiver
     root: Path
     aws: AwsApart
-    """The realistic section's AWS: moto in another process, behind a fixed delay."""
-    slow_receiver: SlowReceiver
+    """The realistic section's AWS and receivers: moto in another process, behind a fixed
+    delay, and receivers beside it."""
     redis_url: str
     """A redis-server on 127.0.0.1, reached directly: its round trips are sub-millisecond
     beside a Lambda, as an ElastiCache node's are, so no delay is added."""
     sequence: Sequencer = field(factory=Sequencer)
     _names: Iterator[int] = field(factory=itertools.count)
 
-    def endpoint(self, *parts: object, receiver: TimedReceiver | None = None) -> str:
+    @property
+    def slow_receiver(self) -> Receiver:
+        """Answers each PUT PUT_ANSWER_SECONDS after its last byte (the small files')."""
+        return self.aws.slow_receiver
+
+    def endpoint(self, *parts: object, receiver: Receiver | None = None) -> str:
         """A presigned-looking putEndpoint on the receiver, unique to this world."""
         path = "/".join(str(part) for part in (*parts, next(self._names)))
         return (receiver or self.receiver).url(f"/{path}?{SIGNATURE}")
@@ -146,9 +161,7 @@ class World:
         path.mkdir(parents=True)
         return path
 
-    def check_upload(
-        self, spec: FileSpec, sha256: str, receiver: TimedReceiver | None = None
-    ) -> None:
+    def check_upload(self, spec: FileSpec, sha256: str, receiver: Receiver | None = None) -> None:
         put = (receiver or self.receiver).upload(spec.path)
         if put is None:
             raise BenchError(f"nothing was uploaded to {spec.path.split('?')[0]}")
@@ -167,11 +180,9 @@ def open_world() -> Iterator[World]:
         stack.enter_context(local_aws())
         receiver = TimedReceiver()
         stack.enter_context(receiver)
-        aws = stack.enter_context(AwsApart(AWS_DELAY_SECONDS))
-        slow_receiver = SlowReceiver()
-        stack.enter_context(slow_receiver)
+        aws = stack.enter_context(AwsApart(AWS_DELAY_SECONDS, PUT_ANSWER_SECONDS))
         redis_url = stack.enter_context(running_redis())
-        world = World(receiver, root, aws, slow_receiver, redis_url)
+        world = World(receiver, root, aws, redis_url)
         settings = load_settings(world.settings(BackendName.DYNAMODB))
         for s3, dynamodb in (
             (boto3.client("s3"), boto3.client("dynamodb")),
