@@ -2,10 +2,12 @@
 files go.
 
 Every request to S3 and DynamoDB goes through the delay proxy (a fixed round trip added to
-moto's answer). Records carry ~700 KiB chunks (the largest a 1 MiB Kinesis record holds once
-the content is base64 inside JSON) and invocations are cut where the event, its record data
-base64 again, would pass Lambda's 6 MB payload: about four chunks each, whatever BatchSize
-says. Three layouts run through the real handler:
+moto's answer); both run in a process of their own (bench/aws_apart.py), so the handler's
+seconds, which Lambda bills, hold none of the emulator's CPU. Records carry ~700 KiB chunks
+(the largest a 1 MiB Kinesis record holds once the content is base64 inside JSON) and
+invocations are cut where the event, its record data base64 again, would pass Lambda's 6 MB
+payload: about four chunks each, whatever BatchSize says. Three layouts run through the real
+handler:
 
 - local backend, one shard: three producers' files interleaved record by record, a second
   warm container taking every 7th invocation (Lambda recycles and scales containers);
@@ -38,13 +40,12 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
-import boto3
 from attrs import define, field, frozen
 
 from adapters.settings import BackendName
 from bench.baselines import plain_session, put_file
 from bench.workload import KIB, MIB, Event, FileSpec, Record, Sequencer
-from bench.world import BUCKET, BenchError, TimedReceiver, World
+from bench.world import BUCKET, BenchError, World
 from entrypoints.container import Container
 from entrypoints.events import encode_payload, kinesis_record
 from entrypoints.lambda_handler import handle
@@ -423,8 +424,8 @@ class Shape:
 
 def run(world: World, shape: Shape) -> RealisticResults:
     return RealisticResults(
-        aws_delay_seconds=world.proxy.delay_seconds,
-        put_answer_seconds=world.slow_receiver.answer_seconds,
+        aws_delay_seconds=world.aws.delay_seconds,
+        put_answer_seconds=world.aws.answer_seconds,
         layouts=(
             local_interleaved(world, shape),
             shared_spread(world, shape, BackendName.DYNAMODB),
@@ -436,18 +437,23 @@ def run(world: World, shape: Shape) -> RealisticResults:
 
 def _files(world: World, name: str, shape: Shape) -> list[FileSpec]:
     return [
-        FileSpec(world.endpoint("realistic", name), shape.file_size, shape.chunk_size, seed)
+        FileSpec(
+            world.endpoint("realistic", name, receiver=world.aws.receiver),
+            shape.file_size,
+            shape.chunk_size,
+            seed,
+        )
         for seed in range(3)
     ]
 
 
-def _accounting() -> Accounting:
-    return Accounting(boto3.client("dynamodb"))
+def _accounting(world: World) -> Accounting:
+    return Accounting(world.apart_dynamodb())
 
 
 def local_interleaved(world: World, shape: Shape) -> LayoutRow:
     specs = _files(world, "local", shape)
-    accounting = _accounting()
+    accounting = _accounting(world)
     containers = [world.delayed_container(BackendName.LOCAL) for _ in range(2)]
     for container in containers:
         accounting.attach(container)
@@ -463,7 +469,7 @@ def local_interleaved(world: World, shape: Shape) -> LayoutRow:
 def shared_spread(world: World, shape: Shape, backend: BackendName) -> LayoutRow:
     """A shared backend: the three files' chunks spread over the shards."""
     specs = _files(world, backend.value, shape)
-    accounting = _accounting()
+    accounting = _accounting(world)
     containers = [world.delayed_container(backend) for _ in range(SHARDS)]
     for container in containers:
         accounting.attach(container)
@@ -509,11 +515,11 @@ def _run_layout(
                 completing_start[piece.file] = started
     completing = []
     for index, spec in enumerate(specs):
-        world.check_upload(spec, spec.sha256())
-        finished = world.receiver.finished_at(spec.path)
+        world.check_upload(spec, spec.sha256(), world.aws.receiver)
+        finished = world.aws.receiver.finished_at(spec.path)
         started = completing_start[index]
         completing.append(finished - started - accounting.paused_between(started, finished))
-    _nothing_pending()
+    _nothing_pending(world)
     return LayoutRow(
         layout=layout,
         backend=backend.value,
@@ -535,8 +541,8 @@ def _run_layout(
     )
 
 
-def _nothing_pending() -> None:
-    listing = boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="pending/")
+def _nothing_pending(world: World) -> None:
+    listing = world.apart_s3().list_objects_v2(Bucket=BUCKET, Prefix="pending/")
     if listing.get("KeyCount", 0):
         keys = [item["Key"] for item in listing.get("Contents", [])][:3]
         raise BenchError(f"chunks left under pending/ after every file was uploaded: {keys}")
@@ -551,13 +557,16 @@ def floor(world: World, spec: FileSpec) -> float:
     same either way.
     """
     prefix = f"bench-floor/{spec.path.split('?')[0].strip('/')}"
-    direct = boto3.client("s3")
+    direct = world.apart_s3()
     for partition in range(spec.partition_count):
         direct.put_object(
             Bucket=BUCKET, Key=f"{prefix}/{partition:05d}", Body=chunk(spec, partition)
         )
     s3 = world.delayed_s3()
-    target = FileSpec(world.endpoint("realistic-floor"), spec.size, spec.chunk_size, spec.seed)
+    receiver = world.aws.receiver
+    target = FileSpec(
+        world.endpoint("realistic-floor", receiver=receiver), spec.size, spec.chunk_size, spec.seed
+    )
     path = world.scratch("floor") / "file.bin"
     with path.open("wb") as out:
         out.truncate(spec.size)
@@ -575,10 +584,10 @@ def floor(world: World, spec: FileSpec) -> float:
                 list(pool.map(fetch, range(spec.partition_count)))
             with path.open("rb") as body:
                 put_file(session, target.endpoint, body)
-            seconds = world.receiver.finished_at(target.path) - started
+            seconds = receiver.finished_at(target.path) - started
     finally:
         os.close(descriptor)
-    world.check_upload(target, spec.sha256())
+    world.check_upload(target, spec.sha256(), receiver)
     path.unlink()
     return seconds
 
@@ -587,9 +596,9 @@ def small_files(world: World, backend: BackendName, shape: Shape) -> SmallFilesR
     """Invocations of ``shape.small_files`` single-chunk files on one warm container, up to
     ``shape.small_invocations`` of them or ``shape.small_seconds`` of handler time."""
     container = world.delayed_container(backend)
-    accounting = _accounting()
+    accounting = _accounting(world)
     accounting.attach(container, capacity=False)  # no uncounted reads beside the lanes' work
-    receiver: TimedReceiver = world.slow_receiver
+    receiver = world.slow_receiver
     seconds: list[float] = []
     payload = 0
     for n in range(shape.small_invocations):

@@ -1,9 +1,10 @@
 """One benchmark's world: AWS emulated on 127.0.0.1, a receiver, a scratch directory.
 
-moto's server runs in this process (entrypoints.demo.local_aws), so its work shares the
-interpreter with the handler's, as a client library's would; the receiver keeps no bodies.
-The realistic section reaches moto through a delay proxy (bench/delay_proxy.py) and
-uploads small files to a receiver that answers each PUT late, as S3 does.
+moto's server runs in this process (entrypoints.demo.local_aws) for the sections that compare
+the handler with baselines on the same emulator; the receiver keeps no bodies. The realistic
+section, which bills the handler's seconds, reaches a second moto in a process of its own
+through a delay proxy (bench/aws_apart.py), so the emulator's CPU is never counted as the
+handler's, and uploads small files to a receiver that answers each PUT late, as S3 does.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import boto3
 from attrs import define, field
@@ -22,7 +23,7 @@ from dependency_injector import providers
 
 from adapters.settings import BackendName
 from application.metrics import NoMetrics
-from bench.delay_proxy import DelayProxy
+from bench.aws_apart import AwsApart
 from bench.workload import FileSpec, Sequencer
 from entrypoints.container import Container, aws_client_config, build_container, load_settings
 from entrypoints.demo import local_aws
@@ -31,6 +32,7 @@ from tests.tools.receiver import LocalReceiver, ReceivedPut
 from tests.tools.redis_server import running_redis
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
 
 BUCKET = "sfb-bench"
@@ -44,6 +46,16 @@ PUT_ANSWER_SECONDS = 0.030
 
 class BenchError(RuntimeError):
     """The service did not do what the benchmark measures: its figures would mean nothing."""
+
+
+class Receiver(Protocol):
+    """Where the bench's files are uploaded, in this process or in AwsApart's."""
+
+    def url(self, path: str) -> str: ...
+
+    def upload(self, path: str) -> ReceivedPut | None: ...
+
+    def finished_at(self, path: str) -> float: ...
 
 
 class TimedReceiver(LocalReceiver):
@@ -79,16 +91,21 @@ class SlowReceiver(TimedReceiver):
 class World:
     receiver: TimedReceiver
     root: Path
-    proxy: DelayProxy
-    """moto behind a fixed delay: the realistic section's AWS."""
-    slow_receiver: SlowReceiver
+    aws: AwsApart
+    """The realistic section's AWS and receivers: moto in another process, behind a fixed
+    delay, and receivers beside it."""
     redis_url: str
     """A redis-server on 127.0.0.1, reached directly: its round trips are sub-millisecond
     beside a Lambda, as an ElastiCache node's are, so no delay is added."""
     sequence: Sequencer = field(factory=Sequencer)
     _names: Iterator[int] = field(factory=itertools.count)
 
-    def endpoint(self, *parts: object, receiver: TimedReceiver | None = None) -> str:
+    @property
+    def slow_receiver(self) -> Receiver:
+        """Answers each PUT PUT_ANSWER_SECONDS after its last byte (the small files')."""
+        return self.aws.slow_receiver
+
+    def endpoint(self, *parts: object, receiver: Receiver | None = None) -> str:
         """A presigned-looking putEndpoint on the receiver, unique to this world."""
         path = "/".join(str(part) for part in (*parts, next(self._names)))
         return (receiver or self.receiver).url(f"/{path}?{SIGNATURE}")
@@ -119,7 +136,7 @@ class World:
         """
         container = self.container(backend)
         config = container.aws_config()
-        url = self.proxy.url
+        url = self.aws.delayed
         container.s3_client.override(boto3.client("s3", endpoint_url=url, config=config))
         container.dynamodb_client.override(
             boto3.client("dynamodb", endpoint_url=url, config=config)
@@ -129,16 +146,22 @@ class World:
 
     def delayed_s3(self) -> S3Client:
         """An S3 client of the bench's own through the proxy: the floor reads with it."""
-        return boto3.client("s3", endpoint_url=self.proxy.url, config=aws_client_config(10.0))
+        return boto3.client("s3", endpoint_url=self.aws.delayed, config=aws_client_config(10.0))
+
+    def apart_s3(self) -> S3Client:
+        """The realistic section's S3 with no delay, for the bench's own uncounted work."""
+        return boto3.client("s3", endpoint_url=self.aws.direct)
+
+    def apart_dynamodb(self) -> DynamoDBClient:
+        """The realistic section's DynamoDB with no delay (the capacity reader's)."""
+        return boto3.client("dynamodb", endpoint_url=self.aws.direct)
 
     def scratch(self, name: str) -> Path:
         path = self.root / "scratch" / f"{name}-{next(self._names)}"
         path.mkdir(parents=True)
         return path
 
-    def check_upload(
-        self, spec: FileSpec, sha256: str, receiver: TimedReceiver | None = None
-    ) -> None:
+    def check_upload(self, spec: FileSpec, sha256: str, receiver: Receiver | None = None) -> None:
         put = (receiver or self.receiver).upload(spec.path)
         if put is None:
             raise BenchError(f"nothing was uploaded to {spec.path.split('?')[0]}")
@@ -154,18 +177,16 @@ def open_world() -> Iterator[World]:
     """Start moto and the receiver, make the bucket and the state table; stop them after."""
     with ExitStack() as stack:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sfb-bench-")))
-        moto = stack.enter_context(local_aws())
+        stack.enter_context(local_aws())
         receiver = TimedReceiver()
         stack.enter_context(receiver)
-        proxy = stack.enter_context(DelayProxy(moto, AWS_DELAY_SECONDS))
-        slow_receiver = SlowReceiver()
-        stack.enter_context(slow_receiver)
+        aws = stack.enter_context(AwsApart(AWS_DELAY_SECONDS, PUT_ANSWER_SECONDS))
         redis_url = stack.enter_context(running_redis())
-        world = World(receiver, root, proxy, slow_receiver, redis_url)
-        provision(
-            load_settings(world.settings(BackendName.DYNAMODB)),
-            boto3.client("s3"),
-            boto3.client("dynamodb"),
-            say=lambda _: None,
-        )
+        world = World(receiver, root, aws, redis_url)
+        settings = load_settings(world.settings(BackendName.DYNAMODB))
+        for s3, dynamodb in (
+            (boto3.client("s3"), boto3.client("dynamodb")),
+            (world.apart_s3(), world.apart_dynamodb()),
+        ):
+            provision(settings, s3, dynamodb, say=lambda _: None)
         yield world

@@ -10,8 +10,11 @@ import hashlib
 import pytest
 from attrs import evolve
 
+from application.batch_state import BatchState
 from application.records import StreamRecord
-from domain import FileId, LogEntry, LoggedChunk, RejectionReason
+from application.shard_book import ShardBook
+from domain import FileId, LogEntry, LoggedChunk, RejectionReason, ShardLedger
+from domain.shard_ledger import MAX_FINISHED
 from tests.factories import file_records, payload, record
 from tests.fakes import FakeArchive, FakeContainer, FakeRemoteStore, FakeUploader
 
@@ -146,3 +149,35 @@ def test_a_container_given_two_shards_keeps_their_logs_apart(
     assert archive.quarantined == []
     assert remote.log_state("shardId-2").open == {FILE_F}  # still collecting there
     assert remote.log_state("shardId-1").open == frozenset()
+
+
+NOW = 1_000_000.0
+RETENTION = 60.0
+
+
+@pytest.mark.parametrize(
+    ("ages", "kept"),
+    [
+        pytest.param([10.0, 20.0], 2, id="all recent: every one kept"),
+        pytest.param([10.0, RETENTION + 1], 1, id="one past the retention: forgotten"),
+        pytest.param([10.0] * (MAX_FINISHED + 1), MAX_FINISHED, id="over the cap: the latest"),
+    ],
+)
+def test_a_snapshot_forgets_finished_files_past_the_retention_or_the_cap(
+    remote: FakeRemoteStore, ages: list[float], kept: int
+) -> None:
+    """The snapshot write skips the sort when nothing is to be forgotten: it must still
+    forget what is too old and cap the rest."""
+    finished = {FileId(f"{n:032x}"): NOW - age for n, age in enumerate(ages)}
+    remote.snapshots[""] = ShardLedger(version=1, finished=finished)
+    book = ShardBook(remote, clock=lambda: NOW, retention_seconds=RETENTION)
+    batch = BatchState(1)
+    newest = FileId.for_endpoint(F)
+    batch.finished.add(newest)
+
+    book.write(batch, [])
+
+    stored = remote.snapshots[""].finished
+    assert newest in stored
+    assert len(stored) == min(kept + 1, MAX_FINISHED)
+    assert all(NOW - at <= RETENTION for at in stored.values())

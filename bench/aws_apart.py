@@ -1,0 +1,200 @@
+"""moto's server, the delay proxy and the receivers in a process of their own, for the
+realistic section.
+
+In the bench's own process, moto's CPU (parsing a 2.8 MB PUT, serialising a listing) and the
+receivers' (parsing each PUT, hashing its body) take the interpreter lock from the handler's
+threads and land in the handler's measured seconds, which Lambda bills; real S3 and
+DynamoDB, and the S3 that presigned endpoints name, spend their CPU elsewhere. Here they do
+too: the handler's seconds are its own, plus the round trips it waits on. Requests are still
+counted on the containers' clients, so the counts stay exact; what the receivers got is
+asked of this process (``ApartReceiver``), their clock being the machine's monotonic one
+(time.perf_counter on Linux), which both processes read alike.
+
+``python -m bench.aws_apart DELAY ANSWER`` prints one JSON line of addresses and serves
+until its standard input closes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import urllib.request
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from types import TracebackType
+from urllib.error import HTTPError
+from urllib.parse import parse_qs, quote, urlsplit
+
+from bench.delay_proxy import DelayProxy
+from tests.tools.receiver import LocalReceiver, LoopbackServer, ReceivedPut
+
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ApartReceiver:
+    """A receiver of the other process, as the bench reads it: an address for each upload,
+    and the latest PUT received at a path (query string included)."""
+
+    def __init__(self, base: str, control: str, answer_seconds: float = 0.0) -> None:
+        self._base = base.rstrip("/")
+        self._control = control
+        self.answer_seconds = answer_seconds
+
+    def url(self, path: str) -> str:
+        return f"{self._base}/{path.lstrip('/')}"
+
+    def upload(self, path: str) -> ReceivedPut | None:
+        try:
+            address = f"{self._control}{quote(path, safe='')}"  # http://127.0.0.1 only
+            with urllib.request.urlopen(address) as answer:  # noqa: S310
+                put = json.loads(answer.read())
+        except HTTPError as error:
+            if error.code == 404:
+                return None
+            raise
+        return ReceivedPut(
+            path, put["headers"], put["size"], put["sha256"], None, put["finished_at"]
+        )
+
+    def finished_at(self, path: str) -> float:
+        put = self.upload(path)
+        if put is None:
+            raise RuntimeError(f"nothing was uploaded to {path.split('?')[0]}")
+        return put.finished_at
+
+
+class AwsApart:
+    """``with AwsApart(delay, answer) as aws``: ``aws.direct`` is moto, ``aws.delayed`` the
+    proxy, ``aws.receiver`` a receiver, ``aws.slow_receiver`` one that answers each PUT
+    ``answer_seconds`` after its last byte."""
+
+    def __init__(self, delay_seconds: float, answer_seconds: float) -> None:
+        self.delay_seconds = delay_seconds
+        self.answer_seconds = answer_seconds
+        self.direct = ""
+        self.delayed = ""
+        self.receiver = ApartReceiver("", "")
+        self.slow_receiver = ApartReceiver("", "")
+        self._process: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> AwsApart:
+        path = os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH")]))
+        self._process = subprocess.Popen(  # noqa: S603  # our own interpreter and module
+            [
+                sys.executable,
+                "-m",
+                "bench.aws_apart",
+                repr(self.delay_seconds),
+                repr(self.answer_seconds),
+            ],
+            cwd=_ROOT,
+            env={**os.environ, "PYTHONPATH": path},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline()
+        if not line:
+            self._stop()
+            raise RuntimeError("the process serving moto and the delay proxy did not start")
+        urls = json.loads(line)
+        self.direct, self.delayed = str(urls["direct"]), str(urls["delayed"])
+        control = str(urls["control"])
+        self.receiver = ApartReceiver(str(urls["receiver"]), f"{control}/0?path=")
+        self.slow_receiver = ApartReceiver(
+            str(urls["slow_receiver"]), f"{control}/1?path=", self.answer_seconds
+        )
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.stdin is not None:
+            process.stdin.close()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def _control_for(receivers: list[LocalReceiver]) -> type[BaseHTTPRequestHandler]:
+    class Control(BaseHTTPRequestHandler):
+        """``GET /<receiver>?path=<path>``: the latest PUT there, as JSON, or 404."""
+
+        def do_GET(self) -> None:
+            parts = urlsplit(self.path)
+            receiver = receivers[int(parts.path.strip("/"))]
+            path = parse_qs(parts.query)["path"][0]
+            with receiver._lock:
+                put = next((p for p in reversed(receiver.received) if p.path == path), None)
+            body = (
+                b""
+                if put is None
+                else json.dumps(
+                    {
+                        "headers": put.headers,
+                        "size": put.size,
+                        "sha256": put.sha256,
+                        "finished_at": put.finished_at,
+                    }
+                ).encode()
+            )
+            self.send_response(404 if put is None else 200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Quiet."""
+
+    return Control
+
+
+def main(argv: list[str]) -> int:
+    from moto.server import ThreadedMotoServer
+
+    from bench.world import SlowReceiver, TimedReceiver
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    receivers: list[LocalReceiver] = [TimedReceiver(), SlowReceiver(float(argv[1]))]
+    control = LoopbackServer(_control_for(receivers))
+    try:
+        host, port = server.get_host_and_port()
+        direct = f"http://{host}:{port}"
+        with DelayProxy(direct, float(argv[0])) as proxy, receivers[0], receivers[1]:
+            control.start()
+            addresses = {
+                "direct": direct,
+                "delayed": proxy.url,
+                "receiver": receivers[0].url(""),
+                "slow_receiver": receivers[1].url(""),
+                "control": f"http://127.0.0.1:{control.port}",
+            }
+            print(json.dumps(addresses), flush=True)
+            sys.stdin.read()  # until the bench closes it
+            control.stop()
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
