@@ -181,21 +181,13 @@ class ShardBook:
         finished files go in it), or every SNAPSHOT_EVERY entries; then delete what it lets
         go. An entry just written is verified unless a snapshot stored after it vouches.
         A snapshot another writer changed meanwhile is read again and the write retried."""
-        from domain.shard_ledger import MAX_FINISHED  # the cap pruned() keeps to
-
         for attempt in range(1, _SNAPSHOT_ATTEMPTS + 1):
             wanted = (
                 written is None or bool(state.deletable) or state.uncovered >= self._snapshot_every
             )
             if not wanted:
                 break
-            cutoff = self._clock() - self._retention
-            # Sorting thousands of finished files each batch (small files) buys nothing
-            # while none is too old and their number is under the cap.
-            stale = len(state.finished) > MAX_FINISHED or (
-                bool(state.finished) and min(state.finished.values()) < cutoff
-            )
-            snapshot = (state.pruned(cutoff) if stale else state).snapshot()
+            snapshot = state.pruned(self._clock() - self._retention).snapshot()
             try:
                 self._log.write_snapshot(batch.shard, snapshot)
             except ShardLedgerMoved:

@@ -265,7 +265,12 @@ class ShardLedger:
     def pruned(self, before: float, keep_at_most: int = MAX_FINISHED) -> ShardLedger:
         """Forget files finished before ``before`` (no redelivery reaches back that far), and
         all but the ``keep_at_most`` latest: every new container reads the snapshot, so its
-        size must not grow with the stream's rate."""
+        size must not grow with the stream's rate. Sorts only when something is to go: a
+        stream of small files writes a snapshot of thousands of finished files every batch."""
+        if len(self.finished) <= keep_at_most and all(
+            at >= before for at in self.finished.values()
+        ):
+            return self
         recent = sorted(((at, f) for f, at in self.finished.items() if at >= before), reverse=True)[
             :keep_at_most
         ]
