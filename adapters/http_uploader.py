@@ -1,8 +1,8 @@
 """The HTTP uploader: one PUT of known length, no Content-Type, retried when worth retrying.
 
 S3 presigned URLs refuse chunked transfer encoding and sign the content type, so the body is
-a reader with a length (requests then sends Content-Length and streams it) and no
-Content-Type header is ever set.
+sent with Content-Length (a reader with a length, which requests streams, or the bytes of a
+small body read whole first) and no Content-Type header is ever set.
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ class RetryPolicy:
         return rng.uniform(0, cap)
 
 
+INLINE_BODY_BYTES = 256 * 1024
+"""Bodies up to this size are read whole before the PUT (a bounded 8 MiB at 32 lanes)."""
+
+
 class _SizedReader:
     """What requests needs to send Content-Length instead of chunked encoding."""
 
@@ -58,6 +62,26 @@ class _SizedReader:
 
     def close(self) -> None:
         self._stream.close()
+
+
+def _whole(reader: _SizedReader, size: int, where: str) -> bytes:
+    """The body's bytes, read part by part before anything is sent: a part that cannot be
+    served, or a body that ends before its size, fails the attempt as a streamed one would,
+    but without the receiver ever seeing a byte of it."""
+    pieces: list[bytes] = []
+    got = 0
+    while got < size:
+        try:
+            piece = reader.read(size - got)
+        except OSError as error:  # a part that cannot be served: read again next attempt
+            raise TransientUploadError(
+                f"the body for {where} could not be read ({type(error).__name__})"
+            ) from None
+        if not piece:
+            raise TransientUploadError(f"the body for {where} ended at {got} of {size} bytes")
+        pieces.append(piece)
+        got += len(piece)
+    return b"".join(pieces)
 
 
 S3_REQUEST_TIMEOUT = b"<Code>RequestTimeout</Code>"
@@ -110,9 +134,12 @@ class RequestsUploader:
     def _put_once(self, put_endpoint: str, body: Body, where: str) -> None:
         reader = _SizedReader(body.open(), body.size)
         try:
+            # A small body goes whole, in the same send() as the headers: no streaming
+            # machinery, one segment on the wire (the small-files case: images, documents).
+            data = _whole(reader, body.size, where) if body.size <= INLINE_BODY_BYTES else reader
             response = self._session.put(
                 put_endpoint,
-                data=reader if body.size else b"",
+                data=data,
                 timeout=self._timeout,
                 allow_redirects=False,
             )

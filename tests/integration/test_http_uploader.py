@@ -14,7 +14,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError, ResponseStreamingError
 
-from adapters.http_uploader import RequestsUploader, RetryPolicy
+from adapters.http_uploader import INLINE_BODY_BYTES, RequestsUploader, RetryPolicy
 from application.body import AssembledBody, Part
 from application.ports import ByteStream, PermanentUploadError, TransientUploadError
 from tests.assertions import assert_uploaded_once
@@ -67,17 +67,42 @@ def uploader(
     )
 
 
+@pytest.mark.parametrize(
+    "pieces",
+    [PIECES, [bytes(range(256)) * (INLINE_BODY_BYTES // 256), *PIECES]],
+    ids=["read-whole-first", "streamed"],
+)
 def test_the_body_arrives_byte_identical_with_content_length_and_no_content_type(
-    receiver: LocalReceiver, session: requests.Session, sleep: RecordingSleep
+    receiver: LocalReceiver, session: requests.Session, sleep: RecordingSleep, pieces: list[bytes]
 ) -> None:
-    uploader(session, sleep).upload(signed(receiver.url("files/report.csv")), body_of(PIECES))
+    content = b"".join(pieces)
+    uploader(session, sleep).upload(signed(receiver.url("files/report.csv")), body_of(pieces))
 
-    put = assert_uploaded_once(receiver.received, CONTENT)
-    assert put.headers["content-length"] == str(len(CONTENT))
+    put = assert_uploaded_once(receiver.received, content)
+    assert put.headers["content-length"] == str(len(content))
     assert "content-type" not in put.headers
     assert "transfer-encoding" not in put.headers
     assert receiver.refused == []
     assert sleep.pauses == []
+
+
+class _ShortBody:
+    """A body that ends before the size it declares."""
+
+    size = 10
+
+    def open(self) -> ByteStream:
+        return io.BytesIO(b"12345")
+
+
+def test_a_small_body_that_ends_before_its_size_is_never_sent(
+    receiver: LocalReceiver, session: requests.Session, sleep: RecordingSleep
+) -> None:
+    with pytest.raises(TransientUploadError, match="ended at 5 of 10 bytes") as failed:
+        uploader(session, sleep, attempts=2).upload(signed(receiver.url("f")), _ShortBody())
+
+    assert SECRET not in str(failed.value)
+    assert receiver.received == []
 
 
 def test_the_query_string_reaches_the_endpoint_unchanged(
@@ -381,16 +406,30 @@ class _BreaksMidway:
     ],
     ids=["s3-refuses-the-read", "s3-stream-breaks-midway", "stored-bytes-changed"],
 )
+@pytest.mark.parametrize(
+    ("first", "sent"),
+    [(PIECES[0], False), (bytes(range(256)) * (INLINE_BODY_BYTES // 256), True)],
+    ids=["read-whole-first", "streamed"],
+)
 def test_a_last_part_that_cannot_be_served_is_a_transient_failure_and_never_a_whole_body(
-    scripted: ScriptedEndpoint, session: requests.Session, sleep: RecordingSleep, last_part: Part
+    scripted: ScriptedEndpoint,
+    session: requests.Session,
+    sleep: RecordingSleep,
+    last_part: Part,
+    first: bytes,
+    sent: bool,
 ) -> None:
-    body = AssembledBody((*body_of(PIECES[:-1]).parts, last_part))
+    """A small body is read whole before its PUT, so the endpoint sees nothing of it; a
+    large one is streamed and cut short. Either way each attempt reads it again."""
+    body = AssembledBody((*body_of([first, *PIECES[1:-1]]).parts, last_part))
     attempts = 2
 
     with pytest.raises(TransientUploadError) as failed:
         uploader(session, sleep, attempts=attempts).upload(signed(scripted.url), body)
 
     assert SECRET not in str(failed.value)
-    for _ in range(attempts):
+    assert len(sleep.pauses) == attempts - 1
+    for _ in range(attempts if sent else 0):
         assert scripted.handled.acquire(timeout=BOUND), "the endpoint never saw the attempt end"
+    assert scripted.handled.acquire(blocking=False) is False
     assert scripted.complete == []
