@@ -40,6 +40,18 @@ def world(
     return remote, uploader, archive
 
 
+def split_after(
+    world: tuple[FakeRemoteStore, FakeUploader, FakeArchive], partitions: list[int], count: int = 4
+) -> tuple[FakeContainer, list[bytes]]:
+    """A container that took F's ``partitions`` on P, then P split into C1 and C2."""
+    remote, uploader, archive = world
+    f = parts(F, count)
+    a = FakeContainer(remote, uploader, archive)
+    assert a.process(on(P, F, partitions, f)) == []
+    remote.lineage.split(P, C1, C2)
+    return a, f
+
+
 @pytest.mark.parametrize(
     ("reshard", "parents", "child"),
     [
@@ -80,11 +92,9 @@ def test_a_file_sent_across_a_reshard_is_uploaded_once_whole_and_nothing_stays_p
 def test_a_sibling_child_never_reports_the_parents_files_and_reads_them_only_until_settled(
     world: tuple[FakeRemoteStore, FakeUploader, FakeArchive],
 ) -> None:
-    remote, uploader, archive = world
-    f, g = parts(F), parts(G)
-    a = FakeContainer(remote, uploader, archive)
-    assert a.process(on(P, F, [0, 1], f)) == []
-    remote.lineage.split(P, C1, C2)
+    remote, uploader, _ = world
+    a, f = split_after(world, [0, 1])
+    g = parts(G)
     sibling = a.recycled()
 
     assert sibling.process(on(C2, G, [0, 1, 2, 3], g)) == []  # a file all of its own
@@ -106,10 +116,7 @@ def test_a_late_chunk_of_a_file_the_parent_finished_is_a_duplicate_in_the_child_
     world: tuple[FakeRemoteStore, FakeUploader, FakeArchive],
 ) -> None:
     remote, uploader, archive = world
-    f = parts(F)
-    a = FakeContainer(remote, uploader, archive)
-    assert a.process(on(P, F, [0, 1, 2, 3], f)) == []  # finished before the reshard
-    remote.lineage.split(P, C1, C2)
+    a, f = split_after(world, [0, 1, 2, 3])  # finished before the reshard
 
     for container in (a, a.recycled()):
         assert container.process(on(C1, F, [2], [b"other bytes"] * 4)) == []
@@ -173,11 +180,9 @@ def test_a_failed_lineage_lookup_warns_goes_on_and_is_tried_again_a_minute_later
 def test_a_parent_not_told_of_a_finished_file_is_told_after_a_later_batch(
     world: tuple[FakeRemoteStore, FakeUploader, FakeArchive], caplog: pytest.LogCaptureFixture
 ) -> None:
-    remote, uploader, archive = world
-    f, g = parts(F), parts(G)
-    a = FakeContainer(remote, uploader, archive)
-    assert a.process(on(P, F, [0, 1], f)) == []
-    remote.lineage.split(P, C1, C2)
+    remote, uploader, _ = world
+    a, f = split_after(world, [0, 1])
+    g = parts(G)
     assert a.process(on(C1, F, [2], f)) == []
 
     def refuse_the_parents_entry() -> None:
@@ -199,11 +204,8 @@ def test_a_parent_not_told_of_a_finished_file_is_told_after_a_later_batch(
 def test_a_file_sent_across_two_reshards_in_a_row_is_followed_through_both(
     world: tuple[FakeRemoteStore, FakeUploader, FakeArchive],
 ) -> None:
-    remote, uploader, archive = world
-    f = parts(F, 6)
-    a = FakeContainer(remote, uploader, archive)
-    assert a.process(on(P, F, [0, 1], f)) == []
-    remote.lineage.split(P, C1, C2)
+    remote, uploader, _ = world
+    a, f = split_after(world, [0, 1], 6)
     assert a.process(on(C1, F, [2, 3], f)) == []
     assert a.process(on(C1, G, [0], parts(G, 2))) == []  # C1 stores its snapshot, lineage too
     remote.lineage.split(C1, GC)

@@ -12,7 +12,7 @@ import json
 import random
 from functools import partial
 
-from attrs import evolve
+from attrs import define, evolve
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -37,44 +37,60 @@ def test_overlapping_and_dying_invocations_upload_first_bytes_and_leave_nothing_
     rng = random.Random(seed)
     expected, records = _stream(rng, files)
     remote, uploader, archive = FakeRemoteStore(), FakeUploader(), FakeArchive()
-    containers = [FakeContainer(remote, uploader, archive) for _ in range(2)]
-    leaked_by_a_crash = False
+    lambdas = Deliveries(rng, remote, [FakeContainer(remote, uploader, archive) for _ in range(2)])
 
     position = 0
     for _ in range(10 * len(records) + 10):
         if position >= len(records):
             break
-        batch = records[position : position + batch_size]
-        pick = rng.randrange(len(containers))
-        if rng.random() < 0.2:
-            containers[pick] = containers[pick].recycled()
-        if rng.random() < overlap_rate:
-            # The same batch, redelivered after a timeout, runs whole on the other container
-            # while this invocation is between its read of the log and its write.
-            remote.before_log_write = [partial(containers[1 - pick].process, batch)]
-        if rng.random() < crash_rate:
-            remote.crash_after = rng.choice(CRASH_POINTS)
-        crash_point = remote.crash_after
-        try:
-            failed = containers[pick].process(batch)
-        except Crashed:
-            failed = [batch[0].sequence_number]
-            containers[pick] = containers[pick].recycled()
-            leaked_by_a_crash |= crash_point == "write_snapshot"
-        remote.before_log_write = []
-        remote.crash_after = None
-        done = min(
-            (i for i, r in enumerate(batch) if r.sequence_number in failed), default=len(batch)
+        position += lambdas.deliver(
+            records[position : position + batch_size], crash_rate, overlap_rate
         )
-        position += done
     else:
         raise AssertionError("the shard never drained")
 
     for endpoint, body in expected.items():
         assert_uploaded_whole(uploader.bodies_for(endpoint), body, to=endpoint)
-    if not leaked_by_a_crash:
+    if not lambdas.leaked_by_a_crash:
         assert remote.pending() == []
     assert remote.log_state().files == {}
+
+
+@define
+class Deliveries:
+    """Batches handed to warm containers as Lambda does: to either, one sometimes recycled
+    first; with ``crash_rate`` the container dies after a log operation; with
+    ``overlap_rate`` the same batch, redelivered after a timeout, runs whole on the other
+    container while this invocation is between its read of the log and its write."""
+
+    rng: random.Random
+    remote: FakeRemoteStore
+    containers: list[FakeContainer]
+    leaked_by_a_crash: bool = False
+    """A container died between a snapshot and its deletion: entries left to the lifecycle."""
+
+    def deliver(self, batch: list[StreamRecord], crash_rate: float, overlap_rate: float) -> int:
+        """How many of the batch's records are done (those before the first reported)."""
+        pick = self.rng.randrange(len(self.containers))
+        if self.rng.random() < 0.2:
+            self.containers[pick] = self.containers[pick].recycled()
+        if self.rng.random() < overlap_rate:
+            other = self.containers[1 - pick]
+            self.remote.before_log_write = [partial(other.process, batch)]
+        if self.rng.random() < crash_rate:
+            self.remote.crash_after = self.rng.choice(CRASH_POINTS)
+        crash_point = self.remote.crash_after
+        try:
+            failed = self.containers[pick].process(batch)
+        except Crashed:
+            failed = [batch[0].sequence_number]
+            self.containers[pick] = self.containers[pick].recycled()
+            self.leaked_by_a_crash |= crash_point == "write_snapshot"
+        self.remote.before_log_write = []
+        self.remote.crash_after = None
+        return min(
+            (i for i, r in enumerate(batch) if r.sequence_number in failed), default=len(batch)
+        )
 
 
 ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/files"
@@ -108,8 +124,7 @@ def test_files_sent_across_a_split_or_merge_upload_first_bytes_and_leave_nothing
     remote, uploader, archive = FakeRemoteStore(), FakeUploader(), FakeArchive()
     for child in children:
         remote.lineage.parents_of[child] = parents
-    containers = [FakeContainer(remote, uploader, archive) for _ in range(2)]
-    leaked_by_a_crash = False
+    lambdas = Deliveries(rng, remote, [FakeContainer(remote, uploader, archive) for _ in range(2)])
 
     for generation in (parents, children):
         positions = dict.fromkeys(generation, 0)
@@ -119,29 +134,13 @@ def test_files_sent_across_a_split_or_merge_upload_first_bytes_and_leave_nothing
                 break
             shard = rng.choice(open_shards)
             batch = queues[shard][positions[shard] : positions[shard] + batch_size]
-            pick = rng.randrange(len(containers))
-            if rng.random() < 0.2:
-                containers[pick] = containers[pick].recycled()
-            if rng.random() < crash_rate:
-                remote.crash_after = rng.choice(CRASH_POINTS)
-            crash_point = remote.crash_after
-            try:
-                failed = containers[pick].process(batch)
-            except Crashed:
-                failed = [batch[0].sequence_number]
-                containers[pick] = containers[pick].recycled()
-                leaked_by_a_crash |= crash_point == "write_snapshot"
-            remote.crash_after = None
-            positions[shard] += min(
-                (i for i, r in enumerate(batch) if r.sequence_number in failed),
-                default=len(batch),
-            )
+            positions[shard] += lambdas.deliver(batch, crash_rate, overlap_rate=0.0)
         else:
             raise AssertionError("the shards never drained")
 
     for endpoint, body in expected.items():
         assert_uploaded_whole(uploader.bodies_for(endpoint), body, to=endpoint)
-    if not leaked_by_a_crash:
+    if not lambdas.leaked_by_a_crash:
         assert remote.pending() == []
     for shard in (*parents, *children):
         assert remote.log_state(shard).files == {}
