@@ -137,6 +137,8 @@ class ProcessBatch:
         shard = shard_of(records[0].source) if records else ""
         stream = records[0].stream if records else ""
         batch = BatchState(self._batches, shard=shard, stream=stream, remaining=remaining)
+        if records:
+            self._backend.begin(batch)
         checked = [(index, record, self._validate(record)) for index, record in enumerate(records)]
         chunks = [chunk for _, _, chunk in checked if isinstance(chunk, Chunk)]
         gate = _Gate(remaining, self._margin, self._backend.prepare(chunks, batch))

@@ -16,6 +16,7 @@ the snapshot once more after writing (``_verify``), unless it just stored one it
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import uuid
@@ -83,6 +84,7 @@ class ShardBook:
         self._owed: dict[str, dict[FileId, float]] = {}
         """Per shard, files finished by a batch whose write failed: the next write says so."""
         self._prober: ThreadPoolExecutor | None = None
+        self._prefetcher: ThreadPoolExecutor | None = None
 
     def current(self, batch: BatchState) -> ShardLedger:
         """The shard's state for this batch: read the first time it is asked for, even by
@@ -98,6 +100,18 @@ class ShardBook:
                     batch.ledger_error = error
                     raise
             return batch.ledger
+
+    def prefetch(self, batch: BatchState) -> None:
+        """Read the shard's log for ``batch`` in the background (while its records are
+        validated): its first chunk then finds it read, or waits less. A failure is kept in
+        the batch, as ``current`` keeps it, and raised to every chunk that asks."""
+        if self._prefetcher is None:
+            self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sfb-log")
+        self._prefetcher.submit(self._read_for, batch)
+
+    def _read_for(self, batch: BatchState) -> None:
+        with contextlib.suppress(Exception):  # kept in batch.ledger_error by current()
+            self.current(batch)
 
     def catch_up(self, batch: BatchState) -> ShardLedger:
         """Read the shard's log again (after a write found it moved)."""

@@ -244,6 +244,7 @@ class Container(containers.DeclarativeContainer):
         ),
         lifecycle=lifecycle,
         stored=logged_files,
+        book=shard_book,
     )
 
     # The shared backends, dynamodb and redis: the same use cases on the chosen stores.

@@ -31,6 +31,10 @@ class BatchEnd:
 
 
 class StateBackend(Protocol):
+    def begin(self, batch: BatchState) -> None:
+        """The batch has records: start what needs no record (a read), while they are
+        validated. Never raises: what fails is the batch's, raised where it is needed."""
+
     def prepare(self, chunks: Sequence[Chunk], batch: BatchState) -> frozenset[FileId]:
         """See the batch's valid chunks, in batch order, before any is admitted.
 

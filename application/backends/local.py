@@ -16,6 +16,7 @@ from application.lifecycle import FileLifecycle
 from application.log_files import LoggedFiles
 from application.outcomes import FileOutcome
 from application.pending import PendingFile
+from application.shard_book import ShardBook
 from application.views import FileSummary
 from domain import Admission, Chunk, FileId
 
@@ -26,6 +27,11 @@ class LocalBackend:
     _flush: FlushPending
     _lifecycle: FileLifecycle
     _stored: LoggedFiles
+    _book: ShardBook
+
+    def begin(self, batch: BatchState) -> None:
+        """The shard's log is read while the records are validated."""
+        self._book.prefetch(batch)
 
     def prepare(self, chunks: Sequence[Chunk], batch: BatchState) -> frozenset[FileId]:
         """Nothing to look up: a file completing inside its batch costs no request of its own."""

@@ -33,6 +33,9 @@ class SharedBackend:
     _batches: dict[int, WholeBatch] = field(factory=dict, init=False)
     """The whole files of the batch at hand, by its number, from ``prepare`` to ``end_batch``."""
 
+    def begin(self, batch: BatchState) -> None:
+        """Nothing to read before the chunks are known."""
+
     def prepare(self, chunks: Sequence[Chunk], batch: BatchState) -> frozenset[FileId]:
         if self._whole is None:
             return frozenset()

@@ -15,7 +15,7 @@ from application.records import StreamRecord
 from application.shard_book import ShardBook
 from domain import FileId, LogEntry, LoggedChunk, RejectionReason, ShardLedger
 from domain.shard_ledger import MAX_FINISHED
-from tests.factories import file_records, payload, record
+from tests.factories import file_records, payload, raw_record, record
 from tests.fakes import FakeArchive, FakeContainer, FakeRemoteStore, FakeUploader
 
 F = "https://bucket.example.com/f.bin?X-Amz-Signature=SECRET"
@@ -181,3 +181,35 @@ def test_a_snapshot_forgets_finished_files_past_the_retention_or_the_cap(
     assert newest in stored
     assert len(stored) == min(kept + 1, MAX_FINISHED)
     assert all(NOW - at <= RETENTION for at in stored.values())
+
+
+@pytest.mark.parametrize("refused", ["read_snapshot", "read_entry"])
+@pytest.mark.parametrize("lanes", ["1", "32"])
+def test_a_log_that_cannot_be_read_reports_every_chunk_of_the_batch_and_a_redelivery_goes_on(
+    remote: FakeRemoteStore,
+    uploader: FakeUploader,
+    archive: FakeArchive,
+    refused: str,
+    lanes: str,
+) -> None:
+    """The log is read while the records are validated: its failure is every chunk's, as
+    if the first chunk had read it (the batch is reported from its first chunk on), and
+    nothing of the batch is kept or uploaded until the redelivery reads it."""
+    f, g = parts(F, 2), parts(G, 1)
+    container = FakeContainer(remote, uploader, archive, settings={"UPLOAD_CONCURRENCY": lanes})
+    batch = [chunk(F, 0, f[0], count=2), raw_record("not a chunk"), chunk(G, 0, g[0], count=1)]
+    remote.failing_operations = {refused}
+
+    assert container.process(batch) == [
+        batch[0].sequence_number,
+        batch[1].sequence_number,
+        batch[2].sequence_number,
+    ]
+    assert uploader.bodies_for(G) == []
+    assert remote.pending() == []
+    remote.failing_operations = set()
+
+    assert container.process(batch) == []
+    assert container.process([chunk(F, 1, f[1], count=2)]) == []
+    assert uploader.bodies_for(F) == [b"".join(f)]
+    assert uploader.bodies_for(G) == [g[0]]

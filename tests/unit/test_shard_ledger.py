@@ -103,10 +103,10 @@ def test_the_log_costs_a_snapshot_read_and_a_probe_per_batch_and_a_write_only_wh
     container: FakeContainer, remote: FakeRemoteStore
 ) -> None:
     container.process([record(chunk(0, X))])  # the file opens: read, probe, entry, verify
-    container.process([raw_record("not a chunk")])  # nothing ingested: no request
+    container.process([raw_record("not a chunk")])  # read while validating; no write
     container.process([record(chunk(0, X))])  # a duplicate while open: read, probe, no write
 
-    assert remote.operations == {"read_snapshot": 3, "read_entry": 2, "write_entry": 1}
+    assert remote.operations == {"read_snapshot": 4, "read_entry": 3, "write_entry": 1}
     assert remote.log_state().open == {FILE}
 
 
