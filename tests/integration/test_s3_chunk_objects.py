@@ -8,7 +8,12 @@ from typing import TYPE_CHECKING
 import pytest
 
 from adapters.chunk_objects import OBJECTS, WRITER_SECONDS, S3ChunkObjects, item_key, object_key
+from adapters.dynamodb_state import DynamoDbFileStateStore
+from application.chunk_objects import StoredChunks
+from application.ports import ChunkObjects, StoredChunkState
+from application.views import PendingChunks
 from domain import Chunk, FileId, FileStatus
+from tests.fakes import FakeChunkObjects, FakeClock, FakeRemoteStore, FakeStateStore
 from tests.integration.builders import BUCKET, chunk, read_all
 
 if TYPE_CHECKING:
@@ -183,3 +188,17 @@ def test_an_id_whose_item_exists_is_drawn_again(
 
     assert objects.store([chunk(A, 0, 1, b"a")]) == "bbbbbbbbbbbb"
     assert keys(s3_client) == [f"{OBJECTS}bbbbbbbbbbbb"]
+
+
+def test_the_adapters_and_fakes_fit_the_chunk_objects_ports(
+    objects: S3ChunkObjects, dynamodb: DynamoDBClient, table: str
+) -> None:
+    """mypy checks the fit here: the container wires them through providers it cannot see."""
+    port: ChunkObjects = objects
+    fake: ChunkObjects = FakeChunkObjects(FakeRemoteStore(), FakeStateStore(), FakeClock())
+    state: StoredChunkState = DynamoDbFileStateStore(dynamodb, table, 60.0)
+    fake_state: StoredChunkState = FakeStateStore()
+    expiry: PendingChunks = StoredChunks(port, state)
+    checks: list[object] = [port, fake, state, fake_state, expiry]
+
+    assert len(checks) == 5

@@ -394,3 +394,24 @@ def test_a_finish_whose_answer_was_lost_still_counts_and_the_chunks_are_deleted(
     assert "claim expired" not in caplog.text
     assert shards[1].process(records[-1:]) == []
     assert uploader.bodies_for(URL) == [CONTENT]
+
+
+def test_a_file_whose_records_were_left_for_redelivery_does_not_keep_the_batchs_object(
+    shards: list[SharedFakeContainer], remote: FakeRemoteStore, uploader: FakeUploader
+) -> None:
+    other = "https://bucket.example.com/exports/other.csv?X-Amz-Signature=OTHER"
+    first, last = file_records(URL, b"aaaabbbb", 4)
+    others = file_records(other, b"cccc" * 3, 4)
+    batch = [first, *others[:2]]  # neither file whole in it: both stored in its object
+
+    assert shards[0].process(batch, lambda: 0.0) == [r.sequence_number for r in others[:2]]
+    [stored] = remote.batch_index.values()
+    assert {placed.partition for placed in stored} == {0, 1}
+    assert len(stored) == 3, "the batch's chunks, stored before the deadline"
+    assert shards[1].process([last]) == []
+
+    assert uploader.bodies_for(URL) == [b"aaaabbbb"]
+    assert remote.pending() == [], "the other file, still collecting, took nothing from it"
+    assert shards[2].process(others) == []
+    assert uploader.bodies_for(other) == [b"cccc" * 3]
+    assert remote.pending() == []
