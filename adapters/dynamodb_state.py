@@ -9,20 +9,23 @@ The file's item (key ``file_id``): ``partition_count``, ``received_count``, ``by
 Where the digests (the first 16 bytes of each partition's sha256) live depends on the file's
 partitionCount, which its first chunk fixes:
 
-- Up to INLINE_PARTITIONS, as ``p<n>`` in the file's item, written by the one conditional
-  update that counts the partition. DynamoDB bills a write by the whole item, which grows
-  about 22 bytes a partition: a small file's chunks cost about one write unit each, less than
-  the two a chunk below costs.
+- Up to INLINE_PARTITIONS, as ``p<n>`` in the file's item (the digest, then the 6-byte id
+  of the object holding the chunk's bytes: adapters/chunk_objects.py), written by the one
+  conditional update that counts the partition. DynamoDB bills a write by the whole item,
+  which grows about 28 bytes a partition: a small file's chunks cost about one write unit
+  each, less than the two a chunk below costs.
 - Beyond, in segment items in the same table, keyed ``<file_id>#<gen>#<segment>``:
-  SEGMENT_PARTITIONS partitions a segment, ``p<i>`` = digest and token for partition
-  ``segment * SEGMENT_PARTITIONS + i``, so a segment stays under 1 KB (one write unit).
-  ``gen`` is drawn when the file's item is created: a file started again once its tombstone
-  is gone never meets the segments of the one before. A chunk takes two conditional updates:
+  SEGMENT_PARTITIONS partitions a segment, ``p<i>`` = digest, token and object id for
+  partition ``segment * SEGMENT_PARTITIONS + i``, so a segment stays under 1 KB (one write
+  unit). ``gen`` is drawn when the file's item is created: a file started again once its
+  tombstone is gone never meets the segments of the one before. A chunk takes two
+  conditional updates:
 
-  1. reserve, in the file's item: ``r<n>`` = digest, a token drawn for this attempt and the
-     size, counted in ``received_count`` and ``byte_count``, if no ``r<n>`` is there and the
-     count, status and room allow (every rule of admission, in one request);
-  2. commit, in the segment: ``p<i>`` = digest and token, if absent.
+  1. reserve, in the file's item: ``r<n>`` = digest, a token drawn for this attempt, the
+     size and the object id, counted in ``received_count`` and ``byte_count``, if no
+     ``r<n>`` is there and the count, status and room allow (every rule of admission, in
+     one request);
+  2. commit, in the segment: ``p<i>`` = digest, token and object id, if absent.
 
   A reservation is the partition's claim to be counted: its chunk was made durable before it,
   so until it is committed the file's item holds its digest (``digests`` reads both). One
@@ -70,8 +73,9 @@ KEY_ATTRIBUTE = "file_id"
 INLINE_PARTITIONS = 100
 """Files of at most this many partitions keep their digests in their own item (about 2 KB
 plus the endpoint at most): one request a chunk, where more would cost more units."""
-SEGMENT_PARTITIONS = 32
-"""Partitions a segment item: 32 x 27 bytes plus its key keep it under 1 KB."""
+SEGMENT_PARTITIONS = 28
+"""Partitions a segment item: 28 x 33 bytes (name, digest, token, object id) plus its key
+keep it under 1 KB."""
 SEGMENT_GRACE_SECONDS = 8 * 86_400.0
 """A segment outlives its last chunk by the file's own TTL plus the pending/ lifecycle rule's
 8 days: a complete file whose uploads keep failing keeps its digests as long as its chunks."""
@@ -84,6 +88,7 @@ SWEEP_FILES = 1_024
 in the file's item, where they do no harm."""
 _DIGEST_BYTES = DIGEST_PREFIX // 2
 _TOKEN_BYTES = 8
+_SIZE_BYTES = 8
 _UNPROCESSED_ATTEMPTS = 8
 
 
@@ -94,26 +99,37 @@ class _Reservation:
     digest: bytes
     token: bytes
     size: int
+    where: bytes = b""
+    """The object holding the chunk's bytes (empty: none recorded)."""
 
     @classmethod
     def of(cls, value: bytes) -> _Reservation:
         token_end = _DIGEST_BYTES + _TOKEN_BYTES
+        size_end = token_end + _SIZE_BYTES
         return cls(
-            value[:_DIGEST_BYTES], value[_DIGEST_BYTES:token_end], int.from_bytes(value[token_end:])
+            value[:_DIGEST_BYTES],
+            value[_DIGEST_BYTES:token_end],
+            int.from_bytes(value[token_end:size_end]),
+            value[size_end:],
         )
 
     @property
     def value(self) -> bytes:
-        return self.digest + self.token + self.size.to_bytes(8)
+        return self.digest + self.token + self.size.to_bytes(_SIZE_BYTES) + self.where
 
     @property
     def committed(self) -> bytes:
-        """What its segment holds once it is committed: digest and token."""
-        return self.digest + self.token
+        """What its segment holds once it is committed: digest, token, object id."""
+        return self.digest + self.token + self.where
 
     def made(self, committed: bytes) -> bool:
         """Whether ``committed`` (a segment's value) was committed from this reservation."""
-        return committed[_DIGEST_BYTES:] == self.token
+        return committed[_DIGEST_BYTES : _DIGEST_BYTES + _TOKEN_BYTES] == self.token
+
+
+def _split_committed(value: bytes) -> tuple[bytes, bytes]:
+    """A segment's value as (digest, object id)."""
+    return value[:_DIGEST_BYTES], value[_DIGEST_BYTES + _TOKEN_BYTES :]
 
 
 def _inline_name(partition: int) -> str:
@@ -239,12 +255,20 @@ class DynamoDbFileStateStore:
         }
 
     def add_chunk(self, arrival: PartitionArrival) -> int | FileState:
-        if arrival.partition_count <= INLINE_PARTITIONS:
-            return self._add_inline(arrival)
-        return self._add_segmented(arrival)
+        return self._add(arrival, b"")
 
-    def _add_inline(self, arrival: PartitionArrival) -> int | FileState:
+    def add_stored(self, arrival: PartitionArrival, object_id: str) -> int | FileState:
+        """The object id goes beside the digest: 6 bytes a partition in the item or segment."""
+        return self._add(arrival, bytes.fromhex(object_id))
+
+    def _add(self, arrival: PartitionArrival, where: bytes) -> int | FileState:
+        if arrival.partition_count <= INLINE_PARTITIONS:
+            return self._add_inline(arrival, where)
+        return self._add_segmented(arrival, where)
+
+    def _add_inline(self, arrival: PartitionArrival, where: bytes) -> int | FileState:
         name = _inline_name(arrival.partition)
+        value = bytes.fromhex(arrival.ref.digest_prefix) + where
         applied, item = self._update(
             self._key(arrival.file_id),
             UpdateExpression=(
@@ -254,7 +278,7 @@ class DynamoDbFileStateStore:
             ExpressionAttributeNames={"#p": name, "#status": "status", "#ttl": TTL_ATTRIBUTE},
             ExpressionAttributeValues={
                 **self._arrival_values(arrival),
-                ":digest": {"B": bytes.fromhex(arrival.ref.digest_prefix)},
+                ":digest": {"B": value},
             },
             ReturnValues="UPDATED_NEW",
         )
@@ -262,9 +286,12 @@ class DynamoDbFileStateStore:
             return int(item["received_count"]["N"])
         _known(item)
         held = item.get(name)
+        if where and held is not None and bytes(held["B"]) == value:
+            # This chunk of this object: an earlier send of this request, its answer lost.
+            return int(item["received_count"]["N"])
         return _state(item, bytes(held["B"]) if held is not None else None)
 
-    def _add_segmented(self, arrival: PartitionArrival) -> int | FileState:
+    def _add_segmented(self, arrival: PartitionArrival, where: bytes) -> int | FileState:
         """Reserve, then commit; see the module's docstring."""
         file_id, partition = arrival.file_id, arrival.partition
         name = _reservation_name(partition)
@@ -272,6 +299,7 @@ class DynamoDbFileStateStore:
             bytes.fromhex(arrival.ref.digest_prefix),
             secrets.token_bytes(_TOKEN_BYTES),
             arrival.ref.size,
+            where,
         )
         for attempt in range(2):
             swept = self._take_sweep(file_id, besides=name)
@@ -457,16 +485,20 @@ class DynamoDbFileStateStore:
 
     def digests(self, file_id: FileId) -> dict[int, str]:
         """Every counted partition's digest: the file's item's, then its segments' (one
-        BatchGetItem a hundred segments: one for a file of up to 3,200 partitions).
+        BatchGetItem a hundred segments: one for a file of up to 2,800 partitions).
 
         A reservation not committed yet counts with its digest: its chunk was stored before
         it. One whose partition was committed from another is a duplicate's, left by a crash:
         it is taken back here, so a file it made look complete can complete for real.
         """
+        return {partition: digest for partition, (digest, _) in self.stored(file_id).items()}
+
+    def stored(self, file_id: FileId) -> dict[int, tuple[str, str]]:
+        """``digests``, each with the id of the object holding the chunk ("" for none)."""
         item = self._get(self._key(file_id))
         if not item:
             return {}
-        held = dict(_numbered(item, "p"))
+        held = {p: (v[:_DIGEST_BYTES], v[_DIGEST_BYTES:]) for p, v in _numbered(item, "p")}
         gen = item.get("gen")
         if gen is not None:
             committed = self._segments(file_id, gen["S"], int(item["partition_count"]["N"]))
@@ -477,8 +509,8 @@ class DynamoDbFileStateStore:
                     committed[partition] = reservation.committed
                 elif not reservation.made(stands):
                     self._take_back(file_id, partition, reservation)
-            held.update(committed)
-        return {partition: value[:_DIGEST_BYTES].hex() for partition, value in held.items()}
+            held.update((p, _split_committed(v)) for p, v in committed.items())
+        return {p: (digest.hex(), where.hex()) for p, (digest, where) in held.items()}
 
     def _segments(self, file_id: FileId, gen: str, partition_count: int) -> dict[int, bytes]:
         """What the file's segments hold, by partition (digest and token)."""

@@ -7,7 +7,7 @@ Adapters satisfy these by shape (no inheritance); mypy --strict checks the fit.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Protocol
 
 from application.metrics import Metric
@@ -140,6 +140,52 @@ class ShardLineage(Protocol):
         """The shard's parent shards (one after a split, two after a merge, none for an
         original shard or one the stream does not list). Raises when it cannot be told."""
         ...
+
+
+class ChunkObjects(Protocol):
+    """The dynamodb backend's durable chunks: a batch's chunks in one S3 object, whose index
+    (each chunk's file, partition, offset, size and sha256) and the files that may still need
+    it are kept in a small item of the state table (adapters/chunk_objects.py).
+
+    An object goes only when every file that may need it is closed: a file that admitted a
+    chunk from it keeps it until its finish or give-up, so no file ever names bytes that
+    are gone.
+    """
+
+    def store(self, chunks: Sequence[Chunk]) -> str:
+        """Make ``chunks`` durable in one new object (its item first names every file in it,
+        each then taken to need it); return the object's id."""
+
+    def unneeded(self, object_id: str, files: Collection[FileId]) -> None:
+        """These files admitted nothing from the object: they no longer keep it, and it is
+        deleted when no file does."""
+
+    def parts(
+        self, file_id: FileId, partition_count: int, stored: Mapping[int, tuple[str, str]]
+    ) -> PartitionSet | None:
+        """The file's chunks as ``stored`` (partition: digest prefix, object id) names them,
+        found in the objects' indexes; None when one is not found there."""
+
+    def open(
+        self, file_id: FileId, partition: int, partition_count: int, ref: ChunkRef
+    ) -> ByteStream:
+        """Read one chunk of a file ``parts`` found (one ranged GET)."""
+
+    def release(self, file_id: FileId, object_ids: Collection[str]) -> None:
+        """The file is closed: delete each of these objects that no file needs any more."""
+
+
+class StoredChunkState(Protocol):
+    """What the dynamodb backend's state store keeps beside a FileStateStore's: where each
+    admitted chunk's bytes are (the id of the object holding them)."""
+
+    def add_stored(self, arrival: PartitionArrival, object_id: str) -> int | FileState:
+        """``FileStateStore.add_chunk``, recording the object that holds the chunk. A refusal
+        that finds this very chunk of this very object (a retried request whose answer was
+        lost) answers as the add did."""
+
+    def stored(self, file_id: FileId) -> dict[int, tuple[str, str]]:
+        """Every held partition's digest prefix and object id ("" when it has none)."""
 
 
 class ShardLedgerMoved(Exception):

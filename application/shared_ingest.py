@@ -1,7 +1,9 @@
-"""SharedIngestChunk: the DynamoDB backend's ingest, for many shards and parallel batches.
+"""SharedIngestChunk: the shared backends' ingest, for many shards and parallel batches.
 
 Each chunk is made durable in remote storage before the shared state counts it, so the state
-never names bytes that could be lost. Exactly one invocation wins the claim to assemble a
+never names bytes that could be lost: on the dynamodb backend, the batch's chunks in one
+object before any is admitted (``stage``, application/chunk_objects.py); on the redis backend,
+each chunk as it comes. Exactly one invocation wins the claim to assemble a
 complete file; a holder that fails gives the claim back at once, and one that dies is
 replaced once its lease has passed: when its invocation must have ended, if it knew that.
 """
@@ -9,10 +11,14 @@ replaced once its lease has passed: when its invocation must have ended, if it k
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
+
+from attrs import Factory, define
 
 from application.assemble import AssembleAndUpload
 from application.batch_state import BatchState
+from application.chunk_objects import ChunkKey, StoredChunks, chunk_key
 from application.outcomes import FileOutcome
 from application.plan import AssemblyPlan
 from application.ports import FileStateStore, RemoteChunkStore
@@ -26,6 +32,7 @@ from domain import (
     FileTooLarge,
     Limits,
     PartitionArrival,
+    PartitionSet,
     redact,
 )
 
@@ -34,6 +41,21 @@ log = logging.getLogger("sfb")
 LEASE_MARGIN_SECONDS = 5.0
 """Added to the invocation's remaining time for a claim's lease: clock differences between
 hosts, and the claim's own request."""
+
+
+@define
+class _Staged:
+    """One batch's chunks of the per-file path, stored before any was admitted."""
+
+    where: dict[ChunkKey, str] = Factory(dict)
+    """The object holding each chunk."""
+    error: Exception | None = None
+    """Why they could not be stored: their records are delivered again."""
+    holds: dict[tuple[str, FileId], bool] = Factory(dict)
+    """Whether a file holds an object: it admitted a chunk from it, or an add whose answer
+    never came may have. Each file's entries are written by its own lane only."""
+    admitted: set[ChunkKey] = Factory(set)
+    """Chunks admitted in this batch: the same record again in it is a duplicate."""
 
 
 class SharedIngestChunk:
@@ -46,7 +68,10 @@ class SharedIngestChunk:
         owner: str,
         lease_seconds: float,
         clock: Callable[[], float],
+        objects: StoredChunks | None = None,
     ) -> None:
+        """``objects``: the dynamodb backend's chunk objects; None stores each chunk in
+        ``remote`` as it comes (the redis backend)."""
         self._remote = remote
         self._state = state
         self._assemble = assemble
@@ -54,22 +79,112 @@ class SharedIngestChunk:
         self._owner = owner
         self._lease = lease_seconds
         self._clock = clock
+        self._objects = objects
+        self._staged: dict[int, _Staged] = {}
+        self._lock = threading.Lock()
 
-    def __call__(self, chunk: Chunk, batch: BatchState) -> Admission:
-        """Raises a domain.ChunkRejected when the chunk contradicts the shared state."""
+    def _check(self, chunk: Chunk) -> None:
         self._limits.check_partition_count(chunk.partition_count)
         if chunk.ref.size > self._limits.max_file_bytes:
             raise FileTooLarge(
                 f"a {chunk.ref.size}-byte chunk is over MAX_FILE_BYTES "
                 f"{self._limits.max_file_bytes}"
             )
-        self._remote.put([chunk])
-        added = self._state.add_chunk(PartitionArrival.of(chunk, self._limits, self._clock()))
+
+    def stage(self, chunks: Sequence[Chunk], batch: BatchState) -> None:
+        """Store the batch's chunks of the per-file path in one object, before any is
+        admitted; never raises (a chunk that could not be stored raises when admitted)."""
+        if self._objects is None:
+            return
+        wanted = []
+        for chunk in chunks:
+            try:
+                self._check(chunk)
+            except ChunkRejected:
+                continue  # rejected when admitted, before it would be stored
+            wanted.append(chunk)
+        staged = _Staged()
+        if wanted:
+            try:
+                staged.where = self._objects.store(wanted)
+            except Exception as error:
+                staged.error = error
+        with self._lock:
+            self._staged[batch.number] = staged
+
+    def end(self, batch: BatchState) -> None:
+        """The batch's files that admitted nothing from an object give it up. Never raises:
+        an object that cannot be given up is left to the pending/ lifecycle rule."""
+        with self._lock:
+            staged = self._staged.pop(batch.number, None)
+        if staged is None or self._objects is None:
+            return
+        files: dict[str, set[FileId]] = {}
+        for (file_id, _, _), object_id in staged.where.items():
+            files.setdefault(object_id, set()).add(file_id)
+        for object_id, in_it in files.items():
+            unneeded = {f for f in in_it if not staged.holds.get((object_id, f), False)}
+            if not unneeded:
+                continue
+            try:
+                self._objects.unneeded(object_id, unneeded)
+            except Exception as error:
+                log.warning(
+                    "a chunk object's unadmitted files could not be let go; the pending/ "
+                    "lifecycle rule expires it",
+                    extra={"files": len(unneeded), "reason": f"{type(error).__name__}: {error}"},
+                )
+
+    def __call__(self, chunk: Chunk, batch: BatchState) -> Admission:
+        """Raises a domain.ChunkRejected when the chunk contradicts the shared state."""
+        self._check(chunk)
+        arrival = PartitionArrival.of(chunk, self._limits, self._clock())
+        if self._objects is None:
+            self._remote.put([chunk])
+            added = self._state.add_chunk(arrival)
+        else:
+            staged = self._staged_for(chunk, batch)
+            key = chunk_key(chunk)
+            if key in staged.admitted:
+                return Admission.DUPLICATE  # an earlier record of this batch admitted it
+            added = self._add_stored(self._objects, staged, key, arrival)
         if isinstance(added, FileState):
             return self._refused(chunk, added, batch)
         if added == chunk.partition_count:
             self.complete(chunk.file_id, chunk.put_endpoint, chunk.partition_count, batch)
         return Admission.NEW
+
+    def _staged_for(self, chunk: Chunk, batch: BatchState) -> _Staged:
+        """The batch's stored chunks, with this one: a chunk ``stage`` did not see is stored
+        now, alone."""
+        with self._lock:
+            staged = self._staged.setdefault(batch.number, _Staged())
+        if chunk_key(chunk) in staged.where:
+            return staged
+        if staged.error is not None:
+            raise staged.error
+        assert self._objects is not None
+        where = self._objects.store([chunk])
+        with self._lock:
+            staged.where.update(where)
+        return staged
+
+    @staticmethod
+    def _add_stored(
+        objects: StoredChunks, staged: _Staged, key: ChunkKey, arrival: PartitionArrival
+    ) -> int | FileState:
+        """Count the chunk with its object; the file holds the object from before the
+        request (its answer may be lost) until a refusal says it took nothing from it."""
+        object_id = staged.where[key]
+        holds = (object_id, key[0])
+        before = staged.holds.get(holds, False)
+        staged.holds[holds] = True
+        added = objects.add(arrival, object_id)
+        if isinstance(added, FileState):
+            staged.holds[holds] = before
+        else:
+            staged.admitted.add(key)
+        return added
 
     def _refused(self, chunk: Chunk, state: FileState, batch: BatchState) -> Admission:
         """``state`` is what refused the chunk, as the refusal found it."""
@@ -77,10 +192,10 @@ class SharedIngestChunk:
             admission = state.judge(chunk.partition, chunk.partition_count, chunk.ref, self._limits)
         except ChunkRejected:
             # Its bytes will never be assembled: a conflict, or a file given up (expired).
-            self._remote.discard(chunk)
+            self._discard(chunk)
             raise
         if state.status.is_closed:
-            self._remote.discard(chunk)  # a late duplicate: the file is finished without it
+            self._discard(chunk)  # a late duplicate: the file is finished without it
             return admission
         if state.is_complete and chunk.file_id not in batch.deferred:
             self.complete(chunk.file_id, chunk.put_endpoint, chunk.partition_count, batch)
@@ -111,6 +226,12 @@ class SharedIngestChunk:
             self._release(file_id, put_endpoint)
             batch.deferred.add(file_id)
 
+    def _discard(self, chunk: Chunk) -> None:
+        """A refused chunk's own object goes; one in a batch's object is let go at the
+        batch's end."""
+        if self._objects is None:
+            self._remote.discard(chunk)
+
     def _lease_for(self, batch: BatchState) -> float:
         """Until the invocation must have ended, when it says how long it has left: a
         redelivery then takes over right after a holder's timeout. CLAIM_LEASE_SECONDS
@@ -123,15 +244,13 @@ class SharedIngestChunk:
         self, file_id: FileId, put_endpoint: str, partition_count: int, batch: BatchState
     ) -> bool:
         """False when the upload must be tried again later (the claim is to be given back)."""
-        listing = self._remote.get(file_id)
-        digests = self._state.digests(file_id)
-        if listing is None or not listing.holds_digests(digests, partition_count):
+        listing, object_ids = self._stored(file_id, partition_count)
+        if listing is None:
             log.warning(
                 "stored chunks do not match the shared state yet; assembly is retried",
                 extra={"file_id": str(file_id), "endpoint": redact(put_endpoint)},
             )
             return False
-        assert listing is not None
         outcome = self._assemble(AssemblyPlan.from_remote(file_id, put_endpoint, listing))
         if outcome is FileOutcome.RETRY_LATER:
             return False
@@ -144,7 +263,10 @@ class SharedIngestChunk:
             )
             return True  # the claim's new holder owns the chunks now, and deletes them
         try:
-            self._remote.delete(file_id, listing)
+            if self._objects is None:
+                self._remote.delete(file_id, listing)
+            else:
+                self._objects.release(file_id, object_ids)
         except Exception as error:
             log.warning(
                 "finished file's chunks could not be deleted; the pending/ lifecycle rule "
@@ -152,6 +274,19 @@ class SharedIngestChunk:
                 extra={"file_id": str(file_id), "reason": f"{type(error).__name__}: {error}"},
             )
         return True
+
+    def _stored(
+        self, file_id: FileId, partition_count: int
+    ) -> tuple[PartitionSet | None, set[str]]:
+        """The file's stored chunks, exactly as the shared state counted them, and the
+        objects holding them; None when they do not match (yet)."""
+        if self._objects is not None:
+            return self._objects.listing(file_id, partition_count)
+        listing = self._remote.get(file_id)
+        digests = self._state.digests(file_id)
+        if listing is None or not listing.holds_digests(digests, partition_count):
+            return None, set()
+        return listing, set()
 
     def _release(self, file_id: FileId, put_endpoint: str) -> None:
         """Never raises: a claim that cannot be given back lapses with its lease."""

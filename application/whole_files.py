@@ -26,6 +26,7 @@ from attrs import define, field
 
 from application.assemble import AssembleAndUpload
 from application.batch_state import BatchState
+from application.chunk_objects import StoredChunks, chunk_key
 from application.outcomes import FileOutcome
 from application.plan import AssemblyPlan
 from application.ports import (
@@ -40,6 +41,7 @@ from domain import (
     Chunk,
     ChunkRejected,
     FileId,
+    FileState,
     FileStatus,
     FileTooLarge,
     Limits,
@@ -113,7 +115,11 @@ class WholeFiles:
         limits: Limits,
         owner: str,
         clock: Callable[[], float],
+        objects: StoredChunks | None = None,
     ) -> None:
+        """``objects``: where the dynamodb backend stores a file kept for its next try (one
+        object); None stores each chunk in ``remote``."""
+        self._objects = objects
         self._batches = batches
         self._state = state
         self._remote = remote
@@ -186,11 +192,7 @@ class WholeFiles:
         now = self._clock()
         fields = {"file_id": str(file_id), "endpoint": redact(file.put_endpoint)}
         try:
-            self._remote.put(chunks)
-            counted = [
-                self._state.add_chunk(PartitionArrival.of(chunk, self._limits, now))
-                for chunk in chunks
-            ]
+            counted = self._count(file_id, chunks, now)
         except Exception as error:
             log.warning(
                 "the file could not be stored for its next try; its records are delivered again",
@@ -205,6 +207,27 @@ class WholeFiles:
             )
             return False
         return True
+
+    def _count(self, file_id: FileId, chunks: Sequence[Chunk], now: float) -> list[int | FileState]:
+        """Store the chunks, then count each. In one object, which the file lets go at once
+        when none of them was counted (another delivery of the file was counted first)."""
+        if self._objects is None:
+            self._remote.put(chunks)
+            return [
+                self._state.add_chunk(PartitionArrival.of(chunk, self._limits, now))
+                for chunk in chunks
+            ]
+        where = self._objects.store(chunks)
+        counted = [
+            self._objects.add(
+                PartitionArrival.of(chunk, self._limits, now), where[chunk_key(chunk)]
+            )
+            for chunk in chunks
+        ]
+        if all(isinstance(added, FileState) for added in counted):
+            for object_id in set(where.values()):
+                self._objects.unneeded(object_id, {file_id})
+        return counted
 
     def close(self, tombstones: Sequence[Tombstone]) -> None:
         """Never raises: the files are finished whether or not their tombstones are written."""

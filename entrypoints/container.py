@@ -10,6 +10,7 @@ import boto3
 from botocore.config import Config
 from dependency_injector import containers, providers
 
+from adapters.chunk_objects import S3ChunkObjects
 from adapters.dynamodb_batch import DynamoDbFileStateBatches
 from adapters.dynamodb_state import DynamoDbFileStateStore
 from adapters.emf_metrics import EmfMetrics
@@ -32,6 +33,7 @@ from adapters.validation import JsonSchemaRequestValidator
 from application.assemble import AssembleAndUpload
 from application.backends.local import LocalBackend
 from application.backends.shared import SharedBackend
+from application.chunk_objects import StoredChunks
 from application.expiry import ExpireIncompleteFiles
 from application.flush import FlushPending
 from application.ingest import IngestChunk
@@ -145,6 +147,21 @@ class Container(containers.DeclarativeContainer):
         table=settings.provided.state_table,
         ttl_seconds=settings.provided.state_ttl_seconds,
     )
+    # The dynamodb backend's chunk bytes: one S3 object a batch, its item in the state table.
+    chunk_objects = providers.Singleton(
+        S3ChunkObjects,
+        s3=s3_client,
+        bucket=settings.provided.s3_bucket,
+        db=dynamodb_client,
+        table=settings.provided.state_table,
+        ttl_seconds=providers.Callable(
+            _collecting_ttl,
+            settings.provided.state_ttl_seconds,
+            settings.provided.incomplete_file_ttl_seconds,
+        ),
+        clock=clock,
+    )
+    stored_chunks = providers.Singleton(StoredChunks, objects=chunk_objects, state=state_store)
     # The redis backend's: one connection pool per container, made only when it is chosen.
     redis = providers.Singleton(
         redis_client,
@@ -185,7 +202,7 @@ class Container(containers.DeclarativeContainer):
     # Where assembly reads chunks: the shards' logs (local), S3 objects (dynamodb), Redis with
     # what it spilled to S3 (redis).
     chunk_store = providers.Selector(
-        backend_name, local=shard_book, dynamodb=remote_store, redis=redis_chunks
+        backend_name, local=shard_book, dynamodb=chunk_objects, redis=redis_chunks
     )
     archive = providers.Singleton(
         S3RecordArchive, client=s3_client, bucket=settings.provided.s3_bucket
@@ -254,17 +271,28 @@ class Container(containers.DeclarativeContainer):
     shared_batches = providers.Selector(
         backend_name, local=state_batches, dynamodb=state_batches, redis=redis_batches
     )
+    # The dynamodb backend stores a batch's chunks in one object; redis each as it comes.
+    shared_remote = providers.Selector(
+        backend_name, local=remote_store, dynamodb=remote_store, redis=redis_chunks
+    )
+    shared_objects = providers.Selector(
+        backend_name,
+        local=providers.Object(None),
+        dynamodb=stored_chunks,
+        redis=providers.Object(None),
+    )
     shared_backend = providers.Singleton(
         SharedBackend,
         ingest=providers.Factory(
             SharedIngestChunk,
-            remote=chunk_store,
+            remote=shared_remote,
             state=shared_state,
             assemble=assemble,
             limits=limits,
             owner=owner_id,
             lease_seconds=settings.provided.claim_lease_seconds,
             clock=clock,
+            objects=shared_objects,
         ),
         state=shared_state,
         files=shared_state,
@@ -273,12 +301,13 @@ class Container(containers.DeclarativeContainer):
             WholeFiles,
             batches=shared_batches,
             state=shared_state,
-            remote=chunk_store,
+            remote=shared_remote,
             local=local_store,
             assemble=assemble,
             limits=limits,
             owner=owner_id,
             clock=clock,
+            objects=shared_objects,
         ),
     )
 
@@ -314,7 +343,7 @@ class Container(containers.DeclarativeContainer):
         backend_name, local=logged_files, dynamodb=state_store, redis=redis_state
     )
     pending_chunks = providers.Selector(
-        backend_name, local=logged_files, dynamodb=remote_store, redis=redis_chunks
+        backend_name, local=logged_files, dynamodb=stored_chunks, redis=redis_chunks
     )
     expire_incomplete = providers.Factory(
         ExpireIncompleteFiles,

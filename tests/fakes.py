@@ -13,7 +13,7 @@ import os
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from attrs import define, evolve, field
@@ -225,6 +225,10 @@ class FakeRemoteStore:
         container dies (once): what it stored stays stored."""
         self.lineage = FakeLineage()
         """The stream's shard lineage, as Kinesis' ListShards tells it."""
+        self.batch_objects: dict[str, bytes] = {}
+        """The dynamodb backend's chunk objects (``pending/objects/<id>``): a batch's bytes."""
+        self.batch_index: dict[str, list[_Placed]] = {}
+        """What each chunk object holds (a copy of its item's index, for the tests' eyes)."""
 
     def _request(self, operation: str) -> None:
         with self._counting:  # files' lanes ask at once
@@ -378,6 +382,7 @@ class FakeRemoteStore:
             [f"pending/{f}/{p}" for f, p, _ in self.objects]
             + [f"pending/{f}/endpoint.json" for f in self.endpoints]
             + [f"pending/log/{shard}/{seq}" for shard, seq in self.log]
+            + [f"pending/objects/{object_id}" for object_id in self.batch_objects]
         )
 
     def partitions_of(self, file_id: FileId) -> set[int]:
@@ -387,7 +392,22 @@ class FakeRemoteStore:
             for shard in self.shards()
             for p in (self.log_state(shard).files.get(file_id) or _NO_FILE).parts
         }
-        return {p for (f, p, _) in self.objects if f == file_id} | logged
+        in_objects = {
+            placed.partition
+            for object_id in self.batch_objects
+            for placed in self.batch_index[object_id]
+            if placed.file_id == file_id
+        }
+        return {p for (f, p, _) in self.objects if f == file_id} | logged | in_objects
+
+    def corrupt_batch_objects(self) -> None:
+        """Flip the first byte of every chunk in every chunk object."""
+        for object_id, data in self.batch_objects.items():
+            changed = bytearray(data)
+            for placed in self.batch_index[object_id]:
+                if placed.size:
+                    changed[placed.offset] ^= 0xFF
+            self.batch_objects[object_id] = bytes(changed)
 
     def incomplete(self) -> list[IncompleteFile]:
         self._request("list")
@@ -415,6 +435,143 @@ class FakeRemoteStore:
         return IncompleteFile(
             file_id, listing.partition_count, len(listing.parts), listing.size, first_seen
         )
+
+
+@define(frozen=True)
+class _Placed:
+    """A chunk in a chunk object, as its index says."""
+
+    file_id: FileId
+    partition: int
+    offset: int
+    size: int
+    digest: str
+
+
+@define
+class _ObjectItem:
+    """A chunk object's item in the state table."""
+
+    index: list[_Placed]
+    files: set[FileId]
+    created_at: float
+
+
+OBJECT_WRITER_SECONDS = 960.0
+
+
+class FakeChunkObjects:
+    """The ChunkObjects port: bytes in the shared FakeRemoteStore (its faults and counts:
+    "put", "open", "delete"), each object's item in the shared FakeStateStore (its
+    ``failing``), with the real adapter's rule: an object goes once every file in its item
+    is closed, read after the write that changed its fate."""
+
+    def __init__(self, remote: FakeRemoteStore, state: FakeStateStore, clock: FakeClock) -> None:
+        self.remote = remote
+        self.state = state
+        self.clock = clock
+        self._places: dict[FileId, dict[int, tuple[str, int]]] = {}
+        self._lock = threading.Lock()
+
+    def store(self, chunks: Sequence[Chunk]) -> str:
+        with self.state._lock:
+            self.state._request()
+            self.state.objects_made += 1
+            object_id = f"{self.state.objects_made:012x}"
+            index, body, offset = [], [], 0
+            for chunk in chunks:
+                index.append(
+                    _Placed(
+                        chunk.file_id, chunk.partition, offset, chunk.ref.size, chunk.ref.digest
+                    )
+                )
+                body.append(chunk.content)
+                offset += chunk.ref.size
+            self.state.object_items[object_id] = _ObjectItem(
+                index, {chunk.file_id for chunk in chunks}, self.clock()
+            )
+        self.remote._request("put")
+        self.remote.batch_objects[object_id] = b"".join(body)
+        self.remote.batch_index[object_id] = index
+        return object_id
+
+    def unneeded(self, object_id: str, files: Collection[FileId]) -> None:
+        with self.state._lock:
+            self.state._request()
+            item = self.state.object_items.get(object_id)
+            if item is None:
+                return
+            item.files -= set(files)
+        self._sweep([object_id], closed=frozenset())
+
+    def parts(
+        self, file_id: FileId, partition_count: int, stored: Mapping[int, tuple[str, str]]
+    ) -> PartitionSet | None:
+        if "object items" in self.state.failing_operations:
+            raise StorageUnavailable("state store refuses to read chunk objects' items")
+        with self.state._lock:
+            self.state._request()
+            items = {o: self.state.object_items.get(o) for _, o in stored.values()}
+        if len(stored) != partition_count:
+            return None
+        refs: dict[int, ChunkRef] = {}
+        places: dict[int, tuple[str, int]] = {}
+        for partition, (prefix, object_id) in stored.items():
+            item = items.get(object_id)
+            found = next(
+                (
+                    placed
+                    for placed in (item.index if item else [])
+                    if (placed.file_id, placed.partition) == (file_id, partition)
+                    and placed.digest.startswith(prefix)
+                ),
+                None,
+            )
+            if found is None:
+                return None
+            refs[partition] = ChunkRef(found.digest, found.size)
+            places[partition] = (object_id, found.offset)
+        with self._lock:
+            self._places[file_id] = places
+        return PartitionSet(partition_count, refs)
+
+    def open(
+        self, file_id: FileId, partition: int, partition_count: int, ref: ChunkRef
+    ) -> ByteStream:
+        with self._lock:
+            object_id, offset = self._places[file_id][partition]
+        self.remote._request("open")
+        content = self.remote.batch_objects[object_id][offset : offset + ref.size]
+        if self.remote.broken_reads:
+            self.remote.broken_reads -= 1
+            return _BreaksMidway(content)
+        return io.BytesIO(content)
+
+    def release(self, file_id: FileId, object_ids: Collection[str]) -> None:
+        with self._lock:
+            self._places.pop(file_id, None)
+        self._sweep(object_ids, closed=frozenset({file_id}))
+
+    def _sweep(self, object_ids: Collection[str], closed: frozenset[FileId]) -> None:
+        with self.state._lock:
+            self.state._request()
+            now = self.clock()
+            gone = []
+            for object_id in object_ids:
+                item = self.state.object_items.get(object_id)
+                if item is None:
+                    continue
+                ended = item.created_at < now - OBJECT_WRITER_SECONDS
+                if all(self._closed(f, ended) for f in item.files - closed):
+                    gone.append(object_id)
+        if gone:
+            self.remote._request("delete")
+            for object_id in gone:
+                self.remote.batch_objects.pop(object_id, None)
+
+    def _closed(self, file_id: FileId, ended: bool) -> bool:
+        item = self.state.items.get(file_id)
+        return ended if item is None else item.status.is_closed
 
 
 @define
@@ -651,6 +808,8 @@ class _FileItem:
     put_endpoint: str = ""
     created_at: float = 0.0
     finished_by: str | None = None
+    where: dict[int, str] = field(factory=dict)
+    """The chunk object holding each partition (the dynamodb backend's add_stored)."""
 
 
 class FakeStateStore:
@@ -666,13 +825,30 @@ class FakeStateStore:
         caller gets the second answer."""
         self._ttl = ttl_seconds
         self._lock = threading.Lock()
+        self.object_items: dict[str, _ObjectItem] = {}
+        """The dynamodb backend's chunk objects' items (FakeChunkObjects)."""
+        self.objects_made = 0
+        self.failing_operations: set[str] = set()
+        """Requests that fail while the rest work: "object items" (reading chunk objects'
+        items, as assembly does)."""
 
     def _request(self) -> None:
         self.requests += 1
         if self.failing:
             raise StorageUnavailable("state store is down")
 
-    def add_chunk(self, arrival: PartitionArrival) -> int | FileState:
+    def add_stored(self, arrival: PartitionArrival, object_id: str) -> int | FileState:
+        return self.add_chunk(arrival, object_id)
+
+    def stored(self, file_id: FileId) -> dict[int, tuple[str, str]]:
+        with self._lock:
+            self._request()
+            item = self.items.get(file_id)
+            if item is None:
+                return {}
+            return {p: (d, item.where.get(p, "")) for p, d in item.digests.items()}
+
+    def add_chunk(self, arrival: PartitionArrival, object_id: str = "") -> int | FileState:
         with self._lock:
             self._request()
             item = self.items.get(arrival.file_id)
@@ -686,6 +862,8 @@ class FakeStateStore:
             ):
                 return self._state(item, arrival.partition)
             item.digests[arrival.partition] = arrival.ref.digest[:DIGEST_PREFIX]
+            if object_id:
+                item.where[arrival.partition] = object_id
             item.put_endpoint = item.put_endpoint or arrival.put_endpoint
             item.created_at = item.created_at or arrival.now
             item.size += arrival.ref.size
@@ -1016,6 +1194,8 @@ class SharedFakeContainer(_RealContainer):
     process: ProcessBatch = field(init=False)
     batches: FakeStateBatches = field(init=False)
     """The batch requests on ``state``: whole files' lookups and tombstones."""
+    chunk_objects: FakeChunkObjects | None = field(init=False, default=None)
+    """The dynamodb backend's chunk objects (None on redis)."""
 
     def __attrs_post_init__(self) -> None:
         settings = {"CLAIM_LEASE_SECONDS": str(self.lease_seconds)}
@@ -1023,7 +1203,12 @@ class SharedFakeContainer(_RealContainer):
         backend: dict[str, object]
         if self.redis_chunks is None:
             settings |= {"STATE_BACKEND": "dynamodb", "STATE_TABLE": "fake-table"}
-            backend = {"state_store": self.state, "state_batches": self.batches}
+            self.chunk_objects = FakeChunkObjects(self.remote, self.state, self.clock)
+            backend = {
+                "state_store": self.state,
+                "state_batches": self.batches,
+                "chunk_objects": self.chunk_objects,
+            }
         else:
             settings |= {"STATE_BACKEND": "redis", "REDIS_URL": "redis://fake-redis:6379"}
             backend = {

@@ -1,7 +1,7 @@
-"""The shared (dynamodb) backend: every chunk durable in S3 before an atomic state change
-counts it, so many shards, parallel batches and concurrent containers agree; a file whose
-every partition is in the batch, and that the shared state knows nothing of, goes whole
-(application/whole_files.py)."""
+"""The shared (dynamodb, redis) backend: every chunk durable before an atomic state change
+counts it (on dynamodb, the batch's chunks in one S3 object), so many shards, parallel
+batches and concurrent containers agree; a file whose every partition is in the batch, and
+that the shared state knows nothing of, goes whole (application/whole_files.py)."""
 
 from __future__ import annotations
 
@@ -37,11 +37,14 @@ class SharedBackend:
         """Nothing to read before the chunks are known."""
 
     def prepare(self, chunks: Sequence[Chunk], batch: BatchState) -> frozenset[FileId]:
-        if self._whole is None:
-            return frozenset()
-        whole = self._whole.start(chunks)
-        self._batches[batch.number] = whole
-        return whole.file_ids
+        """The whole files, and the rest of the chunks stored before any is admitted."""
+        taken: frozenset[FileId] = frozenset()
+        if self._whole is not None:
+            whole = self._whole.start(chunks)
+            self._batches[batch.number] = whole
+            taken = whole.file_ids
+        self._ingest.stage([chunk for chunk in chunks if chunk.file_id not in taken], batch)
+        return taken
 
     def admit(self, chunk: Chunk, batch: BatchState) -> Admission:
         whole = self._batches.get(batch.number)
@@ -50,10 +53,12 @@ class SharedBackend:
         return self._ingest(chunk, batch)
 
     def end_batch(self, batch: BatchState) -> BatchEnd:
-        """Nothing to flush: each chunk was made durable as it was admitted, or its whole file
-        was finished (or is reported whole)."""
+        """Nothing to flush: each chunk was made durable before it was admitted, or its whole
+        file was finished (or is reported whole). The batch's object is let go by the files
+        that admitted nothing from it."""
         whole = self._batches.pop(batch.number, None)
         unfinished = whole.end() if whole is not None else frozenset()
+        self._ingest.end(batch)
         return BatchEnd(not_durable=unfinished, retry=frozenset(batch.deferred - batch.finished))
 
     def unfinished(self) -> list[FileSummary]:

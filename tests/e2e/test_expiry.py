@@ -56,8 +56,8 @@ def started_file(
         provision(container.settings(), stack.s3, container.dynamodb_client(), say=lambda _: None)
     source = stack.file(name, size=30_000, chunk_size=10_000)
     assert failures(stack.invoke(container, stack.seq.records(source.payloads[:2]))) == []
-    durable = 1 if backend == "local" else 2  # one log entry holds both; one object a chunk
-    assert len([k for k in stack.keys("pending/") if not k.endswith(".json")]) == durable
+    # One log entry (local), one chunk object (dynamodb): the batch's both chunks in one.
+    assert len([k for k in stack.keys("pending/") if not k.endswith(".json")]) == 1
     return container, source, str(FileId.for_endpoint(source.endpoint))
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from adapters import dynamodb_state
 from adapters.dynamodb_state import SEGMENT_PARTITIONS, DynamoDbFileStateStore
-from domain import FileId, FileState, FileStatus
+from domain import FileId, FileState, FileStatus, PartitionArrival
 from tests.integration.builders import ref_of
 from tests.integration.state_steps import ENDPOINT, FILE, NOW, TTL, add, content, offer, prefix
 from tests.integration.test_dynamodb_state import LONG_ENDPOINT, item, item_size, scan
@@ -346,3 +346,19 @@ def test_operators_see_files_never_their_segments(store: DynamoDbFileStateStore)
         FileStatus.COLLECTING.value,
     )
     assert (incomplete.file_id, incomplete.received) == (FILE, 3)
+
+
+def test_a_full_segment_with_each_partitions_chunk_object_stays_one_write_unit(
+    store: DynamoDbFileStateStore, dynamodb: DynamoDBClient, table: str
+) -> None:
+    count = 10 * SEGMENT_PARTITIONS
+    for partition in range(SEGMENT_PARTITIONS):
+        arrival = PartitionArrival(
+            ENDPOINT, partition, count, ref_of(content(partition)), 5 * 1024**3, NOW
+        )
+        assert isinstance(store.add_stored(arrival, f"{partition:012x}"), int)
+
+    [segment] = [i for i in scan(dynamodb, table) if "#" in i["file_id"]["S"]]
+    assert len([name for name in segment if name.startswith("p")]) == SEGMENT_PARTITIONS
+    assert item_size(segment) <= 1024
+    assert store.stored(FILE)[SEGMENT_PARTITIONS - 1][1] == f"{SEGMENT_PARTITIONS - 1:012x}"

@@ -18,9 +18,11 @@ import pytest
 
 from adapters import dynamodb_state
 from adapters.dynamodb_state import DynamoDbFileStateStore
-from domain import FileId, FileStatus
+from domain import FileId, FileState, FileStatus, PartitionArrival
+from tests.integration.builders import ref_of
 from tests.integration.state_steps import (
     CUTOFF,
+    ENDPOINT,
     FILE,
     LATER,
     NOW,
@@ -28,6 +30,7 @@ from tests.integration.state_steps import (
     TTL,
     add,
     complete,
+    content,
     only_incomplete,
 )
 
@@ -245,3 +248,31 @@ def test_give_up_closes_the_file_as_expired_in_one_conditional_update(
     assert stored["expires_at"] == {"N": str(int(LATER + TTL))}
     assert store.incomplete() == []
     assert store.unfinished()[0].status == FileStatus.EXPIRED.value
+
+
+def _arrival(partition: int, count: int) -> PartitionArrival:
+    return PartitionArrival(ENDPOINT, partition, count, ref_of(content(partition)), ROOM, NOW)
+
+
+def test_an_add_retried_after_its_answer_was_lost_counts_once_beside_its_object(
+    store: DynamoDbFileStateStore, dynamodb: DynamoDBClient
+) -> None:
+    with LoseFirstAnswer(dynamodb) as network:
+        added = store.add_stored(_arrival(0, 2), "0123456789ab")
+
+    assert network.lost == 1
+    assert added == 1, "its own write, not a duplicate: the batch's object stays needed"
+    assert store.stored(FILE) == {0: (ref_of(content(0)).digest_prefix, "0123456789ab")}
+
+
+def test_the_same_chunk_stored_in_another_object_is_a_duplicate_and_the_first_object_stands(
+    store: DynamoDbFileStateStore,
+) -> None:
+    assert store.add_stored(_arrival(0, 2), "aaaaaaaaaaaa") == 1
+
+    refused = store.add_stored(_arrival(0, 2), "bbbbbbbbbbbb")
+
+    assert isinstance(refused, FileState)
+    assert refused.held_digest == ref_of(content(0)).digest_prefix
+    assert store.stored(FILE)[0][1] == "aaaaaaaaaaaa"
+    assert store.digests(FILE) == {0: ref_of(content(0)).digest_prefix}

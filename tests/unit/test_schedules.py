@@ -110,6 +110,20 @@ def assert_uploaded_once_unless_killed_after(
         )
 
 
+def assert_chunk_objects_gone_unless_kept_by_a_file_that_took_nothing(
+    remote: FakeRemoteStore, state: FakeStateStore, faults: bool
+) -> None:
+    """Every file finished: each chunk object the dynamodb backend wrote is deleted, unless
+    its item still names a file that took nothing from it (a refused chunk, or a record left
+    for redelivery, whose invocation died or found the state store down before letting the
+    object go: the pending/ lifecycle rule's). Without faults, none is left at all."""
+    for object_id in remote.batch_objects:
+        files = state.object_items[object_id].files
+        took = {f for f in files if f in state.items and object_id in state.items[f].where.values()}
+        assert faults, f"chunk object {object_id} was left without a fault"
+        assert took != files, f"chunk object {object_id} outlived its files"
+
+
 def uploaded_since(uploader: FakeUploader, before: int) -> Counter[str]:
     return Counter(endpoint for endpoint, _ in uploader.uploads[before:])
 
@@ -189,3 +203,6 @@ def test_shared_backend_uploads_every_file_once_across_interleaved_shards_and_fa
     undeleted = set() if chunks is None else chunks.undeleted
     assert {file_id for file_id, _, _ in remote.objects} <= whole | undeleted
     assert chunks is None or chunks.held == {}
+    assert_chunk_objects_gone_unless_kept_by_a_file_that_took_nothing(
+        remote, state, faults=fault_rate > 0
+    )

@@ -31,6 +31,7 @@ from tests.unit.test_schedules import (
     REDIS_BUDGETS,
     Crash,
     _stream,
+    assert_chunk_objects_gone_unless_kept_by_a_file_that_took_nothing,
     assert_uploaded_once_unless_killed_after,
     uploaded_since,
 )
@@ -105,11 +106,16 @@ def test_every_file_is_uploaded_once_and_no_claim_outlives_a_failure_after_it(
         for operation in ("open", "get"):  # reading a chunk; listing them after the claim
             if rng.random() < fault_rate / 3:
                 remote.failing_operations.add(operation)
+        if rng.random() < fault_rate / 3:  # reading chunk objects' items after the claim
+            state.failing_operations.add("object items")
         changed = {}
         if remote.objects and rng.random() < fault_rate / 3:
             stored = rng.choice(list(remote.objects.values()))
             changed[id(stored)] = (stored, stored.content)
             stored.content = bytes(b ^ 0x55 for b in stored.content)
+        batch_objects = dict(remote.batch_objects)
+        if batch_objects and rng.random() < fault_rate / 3:
+            remote.corrupt_batch_objects()
         lost = rng.random() < fault_rate
         state.lost_finish_answers = int(lost)
         uploader.armed = rng.random() < fault_rate / 2
@@ -133,8 +139,12 @@ def test_every_file_is_uploaded_once_and_no_claim_outlives_a_failure_after_it(
 
         remote.broken_reads = 0
         remote.failing_operations.clear()
+        state.failing_operations.clear()
         for stored, content in changed.values():
             stored.content = content
+        for object_id, data in batch_objects.items():
+            if object_id in remote.batch_objects:
+                remote.batch_objects[object_id] = data
         state.lost_finish_answers = 0
         uploader.armed = False
         sequence = [r.sequence_number for r in batch]
@@ -148,4 +158,5 @@ def test_every_file_is_uploaded_once_and_no_claim_outlives_a_failure_after_it(
         event(f"{fault}: {'yes' if happened else 'no'}")  # `make chaos` shows how often
     assert_uploaded_once_unless_killed_after(contents, uploader, archive, killed_after)
     assert remote.objects == {}, "a finished file's chunks were left behind"
+    assert_chunk_objects_gone_unless_kept_by_a_file_that_took_nothing(remote, state, faults=True)
     assert chunks is None or chunks.held == {}, "a finished file's chunks were left in Redis"

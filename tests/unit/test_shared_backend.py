@@ -52,7 +52,7 @@ def shards(
     return [SharedFakeContainer(remote, state, uploader, archive, clock) for _ in range(4)]
 
 
-def test_every_chunk_costs_two_requests_and_the_file_is_uploaded_once(
+def test_a_batch_costs_one_object_and_its_item_then_one_update_a_chunk_and_one_upload(
     shards: list[SharedFakeContainer],
     remote: FakeRemoteStore,
     state: FakeStateStore,
@@ -61,11 +61,12 @@ def test_every_chunk_costs_two_requests_and_the_file_is_uploaded_once(
     records = file_records(URL, CONTENT, 1000)
 
     assert shards[0].process(records[:-1]) == []
-    assert remote.requests + state.requests == 2 * (len(records) - 1)
+    assert remote.operations == {"put": 1}
+    assert state.requests == 1 + (len(records) - 1)
 
     assert shards[0].process(records[-1:]) == []
     assert uploader.bodies_for(URL) == [CONTENT]
-    assert remote.objects == {}
+    assert remote.pending() == []
     assert state.items[FileId.for_endpoint(URL)].status is FileStatus.UPLOADED
 
 
@@ -94,7 +95,7 @@ def test_other_bytes_on_another_shard_are_quarantined_and_leave_no_object(
     assert shards[1].process([forged]) == []
     assert archive.reasons() == [RejectionReason.CONTENT_CONFLICT]
     assert remote.partitions_of(FileId.for_endpoint(URL)) == {0}
-    assert len(remote.objects) == 1
+    assert len(remote.batch_objects) == 1, "the refused chunk's object is gone"
 
     shards[2].process([records[1]])
     assert uploader.bodies_for(URL) == [b"aaaabbbb"]
@@ -121,7 +122,7 @@ def test_a_late_duplicate_of_an_uploaded_file_is_ignored_and_leaves_nothing_behi
     assert shards[1].process(records[2:4]) == []
 
     assert uploader.bodies_for(URL) == [CONTENT]
-    assert remote.objects == {}
+    assert remote.pending() == []
 
 
 def test_a_claim_whose_holder_died_is_taken_over_after_the_lease(
@@ -273,24 +274,27 @@ class Unexpected(Exception):
     """An error no layer classifies: it must still give the claim back."""
 
 
-def _open_fails(remote: FakeRemoteStore, uploader: FakeUploader) -> None:
+def _open_fails(remote: FakeRemoteStore, state: FakeStateStore, uploader: FakeUploader) -> None:
     remote.failing_operations.add("open")
 
 
-def _stream_breaks_midway(remote: FakeRemoteStore, uploader: FakeUploader) -> None:
+def _stream_breaks_midway(
+    remote: FakeRemoteStore, state: FakeStateStore, uploader: FakeUploader
+) -> None:
     remote.broken_reads = 1
 
 
-def _listing_fails(remote: FakeRemoteStore, uploader: FakeUploader) -> None:
-    remote.failing_operations.add("get")
+def _listing_fails(remote: FakeRemoteStore, state: FakeStateStore, uploader: FakeUploader) -> None:
+    state.failing_operations.add("object items")
 
 
-def _chunk_changed(remote: FakeRemoteStore, uploader: FakeUploader) -> None:
-    stored = next(iter(remote.objects.values()))
-    stored.content = bytes(b ^ 0xFF for b in stored.content)
+def _chunk_changed(remote: FakeRemoteStore, state: FakeStateStore, uploader: FakeUploader) -> None:
+    remote.corrupt_batch_objects()
 
 
-def _uploader_raises(remote: FakeRemoteStore, uploader: FakeUploader) -> None:
+def _uploader_raises(
+    remote: FakeRemoteStore, state: FakeStateStore, uploader: FakeUploader
+) -> None:
     uploader.script.append(Unexpected("the uploader broke"))
 
 
@@ -304,12 +308,12 @@ def test_any_failure_after_the_claim_gives_it_back_so_the_next_delivery_finishes
     remote: FakeRemoteStore,
     state: FakeStateStore,
     uploader: FakeUploader,
-    fault: Callable[[FakeRemoteStore, FakeUploader], None],
+    fault: Callable[[FakeRemoteStore, FakeStateStore, FakeUploader], None],
 ) -> None:
     records = file_records(URL, CONTENT, 1000)
     assert shards[0].process(records[:-1]) == []
-    stored = {key: value.content for key, value in remote.objects.items()}
-    fault(remote, uploader)
+    stored = dict(remote.batch_objects)
+    fault(remote, state, uploader)
 
     assert shards[0].process(records[-1:]) == [records[-1].sequence_number]
 
@@ -317,11 +321,11 @@ def test_any_failure_after_the_claim_gives_it_back_so_the_next_delivery_finishes
     assert (item.status, item.claim_owner) == (FileStatus.COLLECTING, None)
     assert uploader.uploads == []
     remote.failing_operations.clear()
-    for key, content in stored.items():
-        remote.objects[key].content = content  # the fault passes; the clock has not moved
+    state.failing_operations.clear()
+    remote.batch_objects.update(stored)  # the fault passes; the clock has not moved
     assert shards[1].process(records[-1:]) == []
     assert uploader.bodies_for(URL) == [CONTENT]
-    assert remote.objects == {}
+    assert remote.pending() == []
 
 
 @pytest.mark.parametrize(
@@ -386,7 +390,28 @@ def test_a_finish_whose_answer_was_lost_still_counts_and_the_chunks_are_deleted(
 
     assert state.lost_finish_answers == 0, "the lost answer was exercised"
     assert state.items[FileId.for_endpoint(URL)].status is FileStatus.UPLOADED
-    assert remote.objects == {}
+    assert remote.pending() == []
     assert "claim expired" not in caplog.text
     assert shards[1].process(records[-1:]) == []
     assert uploader.bodies_for(URL) == [CONTENT]
+
+
+def test_a_file_whose_records_were_left_for_redelivery_does_not_keep_the_batchs_object(
+    shards: list[SharedFakeContainer], remote: FakeRemoteStore, uploader: FakeUploader
+) -> None:
+    other = "https://bucket.example.com/exports/other.csv?X-Amz-Signature=OTHER"
+    first, last = file_records(URL, b"aaaabbbb", 4)
+    others = file_records(other, b"cccc" * 3, 4)
+    batch = [first, *others[:2]]  # neither file whole in it: both stored in its object
+
+    assert shards[0].process(batch, lambda: 0.0) == [r.sequence_number for r in others[:2]]
+    [stored] = remote.batch_index.values()
+    assert {placed.partition for placed in stored} == {0, 1}
+    assert len(stored) == 3, "the batch's chunks, stored before the deadline"
+    assert shards[1].process([last]) == []
+
+    assert uploader.bodies_for(URL) == [b"aaaabbbb"]
+    assert remote.pending() == [], "the other file, still collecting, took nothing from it"
+    assert shards[2].process(others) == []
+    assert uploader.bodies_for(other) == [b"cccc" * 3]
+    assert remote.pending() == []

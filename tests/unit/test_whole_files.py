@@ -208,7 +208,7 @@ def test_a_whole_file_the_table_knows_takes_the_per_file_path_which_judges_it(
     assert shard.process(records) == []
 
     assert uploader.bodies_for(URL) == [CONTENT] * uploads
-    assert remote.objects == {}, "a late duplicate or a finished file leaves nothing behind"
+    assert remote.pending() == [], "a late duplicate or a finished file leaves nothing behind"
     assert state.items[FILE].status.is_closed
     went_whole = [t.file_id for t in shard.batches.closed]
     assert went_whole == ([FILE] if before is _nothing else [])
@@ -333,7 +333,7 @@ def test_a_whole_file_whose_upload_fails_for_now_is_stored_complete_for_its_last
     )
     assert other.process(records[-1:]) == []
     assert_uploaded_once(uploader.bodies_for(URL), CONTENT)
-    assert remote.objects == {}
+    assert remote.pending() == []
 
 
 class RefusesFor(FakeUploader):
@@ -363,7 +363,7 @@ def test_a_whole_file_that_can_be_neither_uploaded_nor_stored_has_all_its_record
     failed = shard.process(records)
 
     assert failed == sequences(records[1:]), "the file's first record and all after it"
-    assert (remote.objects, FILE in state.items) == ({}, False)
+    assert (remote.pending(), FILE in state.items) == ([], False)
     remote.failing_operations.clear()
     assert shard.process(records[1:]) == []
     assert_uploaded_once(uploader.bodies_for(URL), CONTENT)
@@ -499,10 +499,10 @@ def test_whole_files_the_lookup_cannot_answer_for_take_the_per_file_path(
     assert shard.process(records) == []
 
     assert_uploaded_once(uploader.bodies_for(URL), CONTENT)
-    assert remote.operations["put"] == len(records), "each chunk stored, as per file"
+    assert remote.operations["put"] == 1, "the chunks stored in one object, as per file"
     assert len(state.items[FILE].digests) == len(records)
     assert shard.batches.closed == []
-    assert remote.objects == {}
+    assert remote.pending() == []
 
 
 # --- the deadline: a whole file is taken all or none ----------------------------------------
@@ -549,7 +549,7 @@ def test_a_whole_file_not_begun_before_the_deadline_is_left_whole_for_redelivery
 
     assert failed == sequences(batch[1:])
     assert uploader.bodies_for(URL) == []
-    assert (remote.objects, FILE in state.items) == ({}, False)
+    assert (remote.pending(), FILE in state.items) == ([], False)
 
 
 # --- what the whole-file path gives up ------------------------------------------------------
@@ -586,7 +586,7 @@ def test_two_deliveries_of_a_whole_file_racing_before_its_tombstone_both_upload_
     assert answers == [[], []]
     assert uploader.bodies_for(URL) == [CONTENT, CONTENT], "the same bytes, twice"
     assert state.items[FILE].status is FileStatus.UPLOADED
-    assert remote.objects == {}
+    assert remote.pending() == []
 
 
 # --- which files are whole ------------------------------------------------------------------

@@ -1,0 +1,331 @@
+"""The dynamodb backend's chunk bytes: one S3 object per batch, not one per chunk.
+
+``pending/objects/<id>`` holds a batch's chunks back to back. Its item in the state table
+(key ``o#<id>``) holds what the object is: ``index`` (each chunk's file id, partition,
+offset, size and sha256, 60 bytes a chunk), ``files`` (the files that may still need it),
+``created_at`` and ``expires_at`` (TTL). The item and the object are each created only
+where none is (at once), so an id is never taken twice while its item lives; it lives longer than
+any file that could name the object (the collecting TTL plus the pending/ rule's 8 days), so
+it is left to its TTL rather than deleted (a delete would cost a write unit).
+
+A file's item names, with each admitted partition's digest, the id of the object holding its
+bytes (adapters/dynamodb_state.py); assembly reads the objects' items (one BatchGetItem a
+hundred objects) and each chunk with a ranged GET.
+
+An object is deleted when every file in its ``files`` is closed (uploaded, failed, expired),
+each one's state read after the write that changed the object's fate: a file's close, or the
+removal of files that admitted nothing from it (refused chunks, records left for
+redelivery). Of several such writers, the last one's reads see every other's write, so an
+object whose files are all closed is always deleted by someone, and never before: a file
+that admitted a chunk from it stays in ``files`` until it is closed. A file in ``files``
+whose item is missing holds nothing once the object's writer must have ended
+(WRITER_SECONDS): its tombstone is gone with its TTL, or its chunk was never counted.
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+import struct
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from adapters.dynamodb_state import KEY_ATTRIBUTE, TTL_ATTRIBUTE
+from adapters.s3_storage import PENDING, delete_keys
+from application.ports import ByteStream
+from domain import Chunk, ChunkRef, FileId, FileStatus, PartitionSet
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+
+OBJECTS = f"{PENDING}objects/"
+ITEM_PREFIX = "o#"
+ID_BYTES = 6
+"""An object id's bytes, kept beside each partition's digest: its item's conditional creation,
+not its randomness, keeps it unique (a taken id is drawn again)."""
+GRACE_SECONDS = 8 * 86_400.0
+"""An object's item outlives the collecting TTL by the pending/ lifecycle rule's 8 days."""
+WRITER_SECONDS = 960.0
+"""An object's writer has ended this long after it created the object's item (Lambda's
+900 s at most, and a margin for clocks)."""
+_RECORD = struct.Struct(">16sIII32s")
+"""An index record: file id, partition, offset, size, sha256."""
+INDEX_RECORD_BYTES = _RECORD.size
+_ID_ATTEMPTS = 4
+_BATCH_GET_KEYS = 100
+_UNPROCESSED_ATTEMPTS = 8
+_CONDITION_FAILED = ("PreconditionFailed", "ConditionalRequestConflict")
+_CLOSED = frozenset(s.value for s in FileStatus if s.is_closed)
+_REMEMBERED_FILES = 256
+"""Files whose chunks' places this container keeps between ``parts`` and ``release``."""
+
+
+def object_key(object_id: str) -> str:
+    return f"{OBJECTS}{object_id}"
+
+
+def item_key(object_id: str) -> dict[str, Any]:
+    return {KEY_ATTRIBUTE: {"S": f"{ITEM_PREFIX}{object_id}"}}
+
+
+def _file_bytes(file_id: FileId) -> bytes:
+    return bytes.fromhex(str(file_id))
+
+
+class S3ChunkObjects:
+    """The ChunkObjects port on S3 and the state table."""
+
+    def __init__(
+        self,
+        s3: S3Client,
+        bucket: str,
+        db: DynamoDBClient,
+        table: str,
+        ttl_seconds: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``ttl_seconds``: a collecting file's TTL; an object's item lives GRACE_SECONDS more."""
+        self._s3 = s3
+        self._bucket = bucket
+        self._db = db
+        self._table = table
+        self._ttl = ttl_seconds + GRACE_SECONDS
+        self._clock = clock
+        self._places: OrderedDict[FileId, dict[int, tuple[str, int]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def store(self, chunks: Sequence[Chunk]) -> str:
+        """The item and the object at once, each created only where none is: an id is ours
+        when both were. No file names the object before this returns, so one that is not
+        ours is only left behind (the pending/ lifecycle rule's), never read."""
+        index, body = _layout(chunks)
+        files = sorted({str(chunk.file_id) for chunk in chunks})
+        for _ in range(_ID_ATTEMPTS):
+            object_id = secrets.token_hex(ID_BYTES)
+            with ThreadPoolExecutor(1, thread_name_prefix="sfb-object-item") as pool:
+                reserved = pool.submit(self._reserve, object_id, index, files)
+                created = self._create(object_id, body)
+                ours = reserved.result()
+            if ours and created:
+                return object_id
+            if created:  # a stale item holds the id: this object would never be deleted
+                self._s3.delete_object(Bucket=self._bucket, Key=object_key(object_id))
+        raise RuntimeError("no free chunk object id after repeated draws")
+
+    def _create(self, object_id: str, body: bytes) -> bool:
+        try:
+            self._s3.put_object(
+                Bucket=self._bucket, Key=object_key(object_id), Body=body, IfNoneMatch="*"
+            )
+        except ClientError as error:
+            if _code(error) in _CONDITION_FAILED:
+                return False  # an object of that id is left from before
+            raise
+        return True
+
+    def _reserve(self, object_id: str, index: bytes, files: list[str]) -> bool:
+        now = self._clock()
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=item_key(object_id),
+                UpdateExpression=(
+                    "SET #index = :index, created_at = :now, #ttl = :expires ADD #files :files"
+                ),
+                ConditionExpression=f"attribute_not_exists({KEY_ATTRIBUTE})",
+                ExpressionAttributeNames={
+                    "#index": "index",
+                    "#files": "files",
+                    "#ttl": TTL_ATTRIBUTE,
+                },
+                ExpressionAttributeValues={
+                    ":index": {"B": index},
+                    ":now": {"N": f"{now:.3f}"},
+                    ":expires": {"N": str(int(now + self._ttl))},
+                    ":files": {"SS": files},
+                },
+            )
+        except self._db.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def unneeded(self, object_id: str, files: Collection[FileId]) -> None:
+        if not files:
+            return
+        try:
+            response = self._db.update_item(
+                TableName=self._table,
+                Key=item_key(object_id),
+                UpdateExpression="DELETE #files :files",
+                ConditionExpression=f"attribute_exists({KEY_ATTRIBUTE})",
+                ExpressionAttributeNames={"#files": "files"},
+                ExpressionAttributeValues={":files": {"SS": sorted(str(f) for f in files)}},
+                ReturnValues="ALL_NEW",
+            )
+        except self._db.exceptions.ConditionalCheckFailedException:
+            return  # no item: nothing is known of the object, which the lifecycle rule takes
+        self._sweep({object_id: dict(response.get("Attributes", {}))}, closed=())
+
+    def parts(
+        self, file_id: FileId, partition_count: int, stored: Mapping[int, tuple[str, str]]
+    ) -> PartitionSet | None:
+        if len(stored) != partition_count or any(not where for _, where in stored.values()):
+            return None
+        items = self._items({where for _, where in stored.values()}, "#index", {"#index": "index"})
+        indexes = {
+            object_id: _records(bytes(item["index"]["B"]))
+            for object_id, item in items.items()
+            if "index" in item
+        }
+        mine = _file_bytes(file_id)
+        refs: dict[int, ChunkRef] = {}
+        places: dict[int, tuple[str, int]] = {}
+        for partition, (prefix, object_id) in stored.items():
+            found = next(
+                (
+                    (offset, size, digest)
+                    for f, p, offset, size, digest in indexes.get(object_id, ())
+                    if f == mine and p == partition and digest.startswith(prefix)
+                ),
+                None,
+            )
+            if found is None:
+                return None
+            offset, size, digest = found
+            refs[partition] = ChunkRef(digest, size)
+            places[partition] = (object_id, offset)
+        with self._lock:
+            self._places[file_id] = places
+            self._places.move_to_end(file_id)
+            while len(self._places) > _REMEMBERED_FILES:
+                self._places.popitem(last=False)
+        return PartitionSet(partition_count, refs)
+
+    def open(
+        self, file_id: FileId, partition: int, partition_count: int, ref: ChunkRef
+    ) -> ByteStream:
+        with self._lock:
+            place = self._places.get(file_id, {}).get(partition)
+        if place is None:
+            raise LookupError(f"partition {partition} was not found in a chunk object here")
+        object_id, offset = place
+        if ref.size == 0:
+            return io.BytesIO(b"")
+        response = self._s3.get_object(
+            Bucket=self._bucket,
+            Key=object_key(object_id),
+            Range=f"bytes={offset}-{offset + ref.size - 1}",
+        )
+        return response["Body"]
+
+    def release(self, file_id: FileId, object_ids: Collection[str]) -> None:
+        with self._lock:
+            self._places.pop(file_id, None)
+        if object_ids:
+            items = self._items(set(object_ids), "#files, created_at", {"#files": "files"})
+            self._sweep(items, closed=(str(file_id),))
+
+    def _sweep(self, items: Mapping[str, dict[str, Any]], closed: Collection[str]) -> None:
+        """Delete each object whose files are all closed; ``closed``: known closed already."""
+        needed = {f for item in items.values() for f in item.get("files", {}).get("SS", [])}
+        states = self._statuses(needed - set(closed))
+        now = self._clock()
+        gone = []
+        for object_id, item in items.items():
+            if not item:
+                continue  # no item: nothing is known of the object, which stays
+            ended = float(item.get("created_at", {}).get("N", "0")) < now - WRITER_SECONDS
+            files = set(item.get("files", {}).get("SS", [])) - set(closed)
+            if all(states[f] in _CLOSED if f in states else ended for f in files):
+                gone.append(object_key(object_id))
+        if gone:
+            delete_keys(self._s3, self._bucket, gone, "chunk objects")
+
+    def _statuses(self, files: Iterable[str]) -> dict[str, str]:
+        """Each file's status; a file with no item is left out."""
+        keys = [{KEY_ATTRIBUTE: {"S": f}} for f in sorted(files)]
+        found = self._batch_get(keys, "#key, #status", {"#key": KEY_ATTRIBUTE, "#status": "status"})
+        return {
+            str(item[KEY_ATTRIBUTE]["S"]): str(item.get("status", {}).get("S", ""))
+            for item in found
+        }
+
+    def _items(
+        self, object_ids: Iterable[str], projection: str, names: dict[str, str]
+    ) -> dict[str, dict[str, Any]]:
+        """The objects' items by id; an object without one maps to {}."""
+        ids = sorted(object_ids)
+        found = self._batch_get(
+            [item_key(object_id) for object_id in ids],
+            f"#key, {projection}",
+            {"#key": KEY_ATTRIBUTE, **names},
+        )
+        by_key = {str(item[KEY_ATTRIBUTE]["S"]): item for item in found}
+        return {object_id: by_key.get(f"{ITEM_PREFIX}{object_id}", {}) for object_id in ids}
+
+    def _batch_get(
+        self, keys: list[dict[str, Any]], projection: str, names: dict[str, str]
+    ) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(keys), _BATCH_GET_KEYS):
+            request: dict[str, Any] = {
+                self._table: {
+                    "Keys": keys[start : start + _BATCH_GET_KEYS],
+                    "ConsistentRead": True,
+                    "ProjectionExpression": projection,
+                    "ExpressionAttributeNames": names,
+                }
+            }
+            for attempt in range(_UNPROCESSED_ATTEMPTS):
+                response = self._db.batch_get_item(RequestItems=request)
+                found += [dict(i) for i in response.get("Responses", {}).get(self._table, [])]
+                request = dict(response.get("UnprocessedKeys") or {})
+                if not request:
+                    break
+                time.sleep(min(0.05 * 2**attempt, 1.0))  # throttled: back off, as AWS advises
+            else:
+                raise RuntimeError("DynamoDB left items unread after repeated BatchGetItem")
+        return found
+
+
+def _layout(chunks: Sequence[Chunk]) -> tuple[bytes, bytes]:
+    """The index and the body of an object holding ``chunks``, each distinct chunk once."""
+    index: list[bytes] = []
+    body: list[bytes] = []
+    seen: set[tuple[FileId, int, str]] = set()
+    offset = 0
+    for chunk in chunks:
+        key = (chunk.file_id, chunk.partition, chunk.ref.digest)
+        if key in seen:
+            continue
+        seen.add(key)
+        index.append(
+            _RECORD.pack(
+                _file_bytes(chunk.file_id),
+                chunk.partition,
+                offset,
+                chunk.ref.size,
+                bytes.fromhex(chunk.ref.digest),
+            )
+        )
+        body.append(chunk.content)
+        offset += chunk.ref.size
+    return b"".join(index), b"".join(body)
+
+
+def _records(index: bytes) -> list[tuple[bytes, int, int, int, str]]:
+    return [
+        (file_id, partition, offset, size, digest.hex())
+        for file_id, partition, offset, size, digest in _RECORD.iter_unpack(index)
+    ]
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
