@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from io import BytesIO
 from typing import TYPE_CHECKING, Any, Protocol
 
-from adapters.redis_state import PREFIX, digests_key
+from adapters.redis_state import PREFIX, chunks_key, digests_key, meta_key
 from application.ports import ByteStream, RemoteChunkStore
 from application.views import PendingChunks
 from domain import Chunk, ChunkRef, FileId, PartitionSet
@@ -38,14 +38,6 @@ IN_S3 = "s"
 WATCH_EVERY = 1.0
 """Seconds the server's used memory and data set, as last read, are trusted (plus what this
 container added since): reading them for every chunk would double the round trips."""
-
-
-def chunks_key(file_id: FileId) -> str:
-    return f"{PREFIX}{{{file_id}}}:c"
-
-
-def meta_key(file_id: FileId) -> str:
-    return f"{PREFIX}{{{file_id}}}:m"
 
 
 def _field(partition: int, digest: str) -> str:

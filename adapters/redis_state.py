@@ -39,6 +39,16 @@ def digests_key(file_id: FileId) -> str:
     return f"{PREFIX}{{{file_id}}}:p"
 
 
+def chunks_key(file_id: FileId) -> str:
+    """The bytes of the file's chunks kept in Redis (adapters/redis_chunks.py)."""
+    return f"{PREFIX}{{{file_id}}}:c"
+
+
+def meta_key(file_id: FileId) -> str:
+    """Where each of the file's chunks is: in Redis, or spilled to S3."""
+    return f"{PREFIX}{{{file_id}}}:m"
+
+
 _REFUSED = """
 local function refused(partition)
   local st = redis.call('HMGET', KEYS[1], 'partition_count', 'received', 'bytes', 'status')
@@ -308,6 +318,10 @@ class RedisFileStateBatches:
             )
             pipe.hdel(key, "claim_owner", "claim_until")
             pipe.expire(key, self._ttl)
+            # Chunks a failed delivery stored and never got counted (Redis went down
+            # between the two): the file is finished, so they go now, not with their TTL.
+            # What such a delivery spilled to S3 is left to the pending/ lifecycle rule.
+            pipe.delete(chunks_key(tombstone.file_id), meta_key(tombstone.file_id))
         if tombstones:
             pipe.execute()
         return []

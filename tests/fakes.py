@@ -1011,8 +1011,15 @@ class FakeStateBatches:
     ``closed`` holds every tombstone written.
     """
 
-    def __init__(self, state: FakeStateStore, ttl_seconds: float = 86_400.0) -> None:
+    def __init__(
+        self,
+        state: FakeStateStore,
+        ttl_seconds: float = 86_400.0,
+        redis_chunks: FakeRedisChunks | None = None,
+    ) -> None:
         self.state = state
+        self.redis_chunks = redis_chunks
+        """On redis, the same server: a tombstone drops the file's chunks held there."""
         self.requests = 0
         self.operations: Counter[str] = Counter()
         self.failing: set[str] = set()
@@ -1056,6 +1063,9 @@ class FakeStateBatches:
                     created_at=tombstone.finished_at,
                     finished_by=tombstone.owner,
                 )
+        if self.redis_chunks is not None:
+            for tombstone in tombstones[len(left_out) :]:
+                self.redis_chunks.drop_held(tombstone.file_id)
         return left_out
 
 
@@ -1161,6 +1171,11 @@ class FakeRedisChunks:
         self._forget(file_id)
         self.spill.drop_file(file_id)
 
+    def drop_held(self, file_id: FileId) -> None:
+        """The file's chunks in Redis go; those spilled to S3 are forgotten (left to S3's
+        lifecycle rule), as the tombstones' pipeline deletes the file's chunk keys."""
+        self._forget(file_id)
+
     def _forget(self, file_id: FileId) -> dict[int, tuple[int, ChunkRef]]:
         with self._lock:
             for key in [k for k in self.held if k[0] == file_id]:
@@ -1199,7 +1214,7 @@ class SharedFakeContainer(_RealContainer):
 
     def __attrs_post_init__(self) -> None:
         settings = {"CLAIM_LEASE_SECONDS": str(self.lease_seconds)}
-        self.batches = FakeStateBatches(self.state)
+        self.batches = FakeStateBatches(self.state, redis_chunks=self.redis_chunks)
         backend: dict[str, object]
         if self.redis_chunks is None:
             settings |= {"STATE_BACKEND": "dynamodb", "STATE_TABLE": "fake-table"}

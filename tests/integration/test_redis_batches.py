@@ -4,14 +4,27 @@ knows (one pipeline), and their tombstones (one pipeline), read as closed files 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
 
-from adapters.redis_state import RedisFileStateBatches, RedisFileStateStore, state_key
+from adapters.redis_chunks import RedisChunkStore
+from adapters.redis_state import (
+    RedisFileStateBatches,
+    RedisFileStateStore,
+    chunks_key,
+    meta_key,
+    state_key,
+)
+from adapters.s3_storage import S3ChunkStore
 from application.tombstones import Tombstone
 from domain import FileId, FileState, FileStatus
+from tests.integration.builders import BUCKET, chunk
 from tests.integration.state_steps import NOW, TTL, add, offer
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 OWNER = "owner-of-the-batch"
 
@@ -72,3 +85,24 @@ def test_a_tombstone_closes_a_file_another_delivery_counted_meanwhile(
     assert state is not None
     assert state.status is FileStatus.UPLOADED
     assert not store.finish(file_id(3), "the per-file path", FileStatus.UPLOADED, NOW + 1)
+
+
+def test_a_tombstone_drops_the_chunks_a_failed_delivery_left_in_redis_and_only_that_files(
+    server: redis.Redis, s3_client: S3Client
+) -> None:
+    """A delivery stored a whole file's chunks, then Redis refused to count them: the file
+    later finishes whole, and its orphans go with its tombstone, not days later by TTL."""
+    chunks = RedisChunkStore(server, S3ChunkStore(s3_client, BUCKET), 1 << 30, ttl_seconds=TTL)
+    chunks.put(
+        [
+            chunk(endpoint(7), 0, 2, b"a"),
+            chunk(endpoint(7), 1, 2, b"b"),
+            chunk(endpoint(8), 0, 1, b"c"),
+        ]
+    )
+    batches = RedisFileStateBatches(server, ttl_seconds=TTL)
+
+    batches.close([Tombstone(file_id(7), FileStatus.UPLOADED, 2, 20, NOW, OWNER)])
+
+    assert not server.exists(chunks_key(file_id(7)), meta_key(file_id(7)))
+    assert server.exists(chunks_key(file_id(8))) == 1

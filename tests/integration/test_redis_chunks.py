@@ -9,8 +9,14 @@ from typing import TYPE_CHECKING
 import pytest
 import redis
 
-from adapters.redis_chunks import RedisChunkStore, chunks_key, meta_key
-from adapters.redis_state import RedisFileStateStore, digests_key, state_key
+from adapters.redis_chunks import RedisChunkStore
+from adapters.redis_state import (
+    RedisFileStateStore,
+    chunks_key,
+    digests_key,
+    meta_key,
+    state_key,
+)
 from adapters.s3_storage import PENDING, S3ChunkStore
 from domain import Chunk, FileId, Limits, PartitionArrival
 from tests.integration.builders import BUCKET, chunk, read_all

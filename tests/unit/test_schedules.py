@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from hypothesis import event, given
+from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 from application.ports import TransientUploadError
@@ -136,6 +136,9 @@ def uploaded_since(uploader: FakeUploader, before: int) -> Counter[str]:
     fault_rate=st.sampled_from([0.0, 0.15, 0.3]),
     redis_budget=REDIS_BUDGETS,
 )
+# Redis refused to count a file's chunks it had just stored; the file then went whole: its
+# chunks stayed in Redis until their TTL (found by `make chaos`).
+@example(seed=31146020, files=1, shard_count=1, batch_size=7, fault_rate=0.3, redis_budget=2000)
 def test_shared_backend_uploads_every_file_once_across_interleaved_shards_and_faults(
     seed: int,
     files: int,
