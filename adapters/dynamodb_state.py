@@ -182,6 +182,10 @@ _ADMITS = (
 """The rules of admission the file's item holds: the first count, collecting, room."""
 
 
+_CLAIMED_KEPT = 64
+"""Claimed items kept for their assembly (one a lane at most)."""
+
+
 class DynamoDbFileStateStore:
     def __init__(
         self,
@@ -198,6 +202,9 @@ class DynamoDbFileStateStore:
         self._ttl = ttl_seconds
         self._collecting_ttl = ttl_seconds + incomplete_ttl_seconds
         self._lock = threading.Lock()
+        self._claimed: dict[FileId, dict[str, Any]] = {}
+        """The item as this container's claim of the file left it (the claim returns it):
+        read by the assembly that follows at once instead of a GetItem."""
         self._unswept: dict[FileId, list[str]] = {}
         """Reservations this container committed and has not removed yet, by file."""
 
@@ -494,8 +501,14 @@ class DynamoDbFileStateStore:
         return {partition: digest for partition, (digest, _) in self.stored(file_id).items()}
 
     def stored(self, file_id: FileId) -> dict[int, tuple[str, str]]:
-        """``digests``, each with the id of the object holding the chunk ("" for none)."""
-        item = self._get(self._key(file_id))
+        """``digests``, each with the id of the object holding the chunk ("" for none).
+
+        Right after this container's claim, from the item the claim returned: a complete
+        file's partitions are not added to while it is claimed."""
+        with self._lock:
+            item = self._claimed.pop(file_id, None)
+        if item is None:
+            item = self._get(self._key(file_id))
         if not item:
             return {}
         held = {p: (v[:_DIGEST_BYTES], v[_DIGEST_BYTES:]) for p, v in _numbered(item, "p")}
@@ -557,8 +570,13 @@ class DynamoDbFileStateStore:
                 ":now": {"N": _number(now)},
                 ":expires": {"N": str(int(now + self._collecting_ttl))},
             },
+            ReturnValues="ALL_NEW",
         )
         if applied:
+            with self._lock:
+                self._claimed[file_id] = item
+                while len(self._claimed) > _CLAIMED_KEPT:
+                    del self._claimed[next(iter(self._claimed))]
             return Claim(won=True)
         return Claim(won=False, refused_by=_state(item) if "partition_count" in item else None)
 

@@ -93,6 +93,23 @@ def test_only_the_claim_owner_finishes_and_an_uploaded_file_is_kept_as_a_tombsto
     assert not store.finish(FILE, "owner-a", FileStatus.FAILED, NOW + 11)
 
 
+def test_the_assembly_after_a_won_claim_reads_what_the_claim_returned_and_no_item_again(
+    store: DynamoDbFileStateStore, dynamodb: DynamoDBClient
+) -> None:
+    complete(store, 3)
+    expected = store.stored(FILE)
+    reads: list[str] = []
+    dynamodb.meta.events.register(
+        "before-call.dynamodb.GetItem", lambda **_: reads.append("GetItem")
+    )
+
+    assert store.claim(FILE, "owner-a", NOW, NOW + 60).won
+    assert store.stored(FILE) == expected
+    assert reads == []
+    assert store.stored(FILE) == expected  # once only: later reads ask the table
+    assert reads == ["GetItem"]
+
+
 def test_a_file_still_collecting_expires_a_ttl_after_its_last_chunk(
     store: DynamoDbFileStateStore, dynamodb: DynamoDBClient, table: str
 ) -> None:
