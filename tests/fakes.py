@@ -153,7 +153,6 @@ class _Stored:
     partition_count: int
     ref: ChunkRef
     content: bytes
-    stored_at: float = 0.0
 
 
 def _offsets(contents: Sequence[bytes]) -> list[tuple[int, int]]:
@@ -197,13 +196,12 @@ class FakeLineage:
 class FakeRemoteStore:
     """One store shared by every fake container, like S3; counts requests as S3 would bill.
 
-    ``clock`` dates each object as S3's LastModified does (the local backend's first seen).
+    ``clock`` is the time the fake containers of a run read (FakeContainer's clock).
     """
 
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
         self.clock = clock or (lambda: 0.0)
         self.objects: dict[tuple[FileId, int, str], _Stored] = {}
-        self.endpoints: dict[FileId, str] = {}
         self.requests = 0
         self._counting = threading.Lock()
         self.failing = False
@@ -244,7 +242,7 @@ class FakeRemoteStore:
             key = (chunk.file_id, chunk.partition, chunk.ref.digest)
             self.objects.setdefault(
                 key,
-                _Stored(self._order, chunk.partition_count, chunk.ref, chunk.content, self.clock()),
+                _Stored(self._order, chunk.partition_count, chunk.ref, chunk.content),
             )
 
     def get(self, file_id: FileId) -> PartitionSet | None:
@@ -283,31 +281,10 @@ class FakeRemoteStore:
         self._request("delete")
         for partition, ref in partitions.parts.items():
             self.objects.pop((file_id, partition, ref.digest), None)
-        self.endpoints.pop(file_id, None)
 
     def discard(self, chunk: Chunk) -> None:
         self._request("delete")
         self.objects.pop((chunk.file_id, chunk.partition, chunk.ref.digest), None)
-
-    def endpoint(self, file_id: FileId) -> str | None:
-        self._request("get")
-        return self.endpoints.get(file_id)
-
-    def files(self) -> list[FileSummary]:
-        by_file: dict[FileId, list[_Stored]] = {}
-        for (file_id, _, _), stored in self.objects.items():
-            by_file.setdefault(file_id, []).append(stored)
-        return [
-            FileSummary(
-                file_id,
-                "collecting",
-                len(stored),
-                stored[0].partition_count,
-                sum(s.ref.size for s in stored),
-                0.0,
-            )
-            for file_id, stored in by_file.items()
-        ]
 
     def read_snapshot(self, shard: str) -> ShardLedger | None:
         """ShardLog: the conditional GET of a shard's snapshot (operation "read_snapshot")."""
@@ -377,10 +354,9 @@ class FakeRemoteStore:
         return state
 
     def pending(self) -> list[str]:
-        """Every object under pending/: chunk objects, endpoint notes, log entries."""
+        """Every object under pending/: chunk objects, log entries, batches' chunk objects."""
         return sorted(
             [f"pending/{f}/{p}" for f, p, _ in self.objects]
-            + [f"pending/{f}/endpoint.json" for f in self.endpoints]
             + [f"pending/log/{shard}/{seq}" for shard, seq in self.log]
             + [f"pending/objects/{object_id}" for object_id in self.batch_objects]
         )
@@ -409,32 +385,10 @@ class FakeRemoteStore:
                     changed[placed.offset] ^= 0xFF
             self.batch_objects[object_id] = bytes(changed)
 
-    def incomplete(self) -> list[IncompleteFile]:
-        self._request("list")
-        found = [
-            self._incomplete(file_id) for file_id in dict.fromkeys(f for f, _, _ in self.objects)
-        ]
-        return [file for file in found if file is not None]
-
-    def give_up(self, file: IncompleteFile, cutoff: float, now: float) -> bool:
-        self._request("list")
-        current = self._incomplete(file.file_id)
-        return current is not None and current.first_seen < cutoff
-
     def drop_file(self, file_id: FileId) -> None:
         self._request("delete")
         for key in [k for k in self.objects if k[0] == file_id]:
             del self.objects[key]
-        self.endpoints.pop(file_id, None)
-
-    def _incomplete(self, file_id: FileId) -> IncompleteFile | None:
-        listing = self._listing(file_id)
-        if listing is None or listing.is_complete:
-            return None
-        first_seen = min(s.stored_at for (f, _, _), s in self.objects.items() if f == file_id)
-        return IncompleteFile(
-            file_id, listing.partition_count, len(listing.parts), listing.size, first_seen
-        )
 
 
 @define(frozen=True)

@@ -122,7 +122,7 @@ def test_an_incomplete_file_past_the_ttl_is_given_up_and_its_chunks_deleted(
     assert [f.file_id for f in run.expired] == [FILE]
     assert (run.incomplete, run.failed) == (1, ())
     assert backend.remote.pending() == []
-    assert backend.remote.endpoints == {}
+    assert all(not state.files for state in backend.remote.snapshots.values())
     assert FILE in backend.archive.expired
     [error] = logged.errors()
     assert error.getMessage() == "incomplete file given up"

@@ -103,18 +103,15 @@ def test_the_operators_views_fit_both_backends_adapters_and_the_fakes() -> None:
         records: ExpiryRecords = s3_archive
 
     remote, state, archive = FakeRemoteStore(), FakeStateStore(), FakeArchive()
-    fake_stored: StoredFiles = remote
     fake_shared: SharedFiles = state
     fake_failed: FailedFiles = archive
-    fake_local_files: IncompleteFiles = remote
     fake_shared_files: IncompleteFiles = state
     fake_chunks: PendingChunks = remote
     fake_records: ExpiryRecords = archive
     checks: list[object] = [shared, failed, shared_files, chunks, records]
-    checks += [fake_stored, fake_shared, fake_failed, fake_local_files, fake_shared_files]
-    checks += [fake_chunks, fake_records]
+    checks += [fake_shared, fake_failed, fake_shared_files, fake_chunks, fake_records]
 
-    assert len(checks) == 12
+    assert len(checks) == 10
 
 
 def test_the_local_backends_log_fits_its_ports_and_the_operators_views() -> None:

@@ -81,7 +81,7 @@ def test_a_late_duplicate_reaching_another_container_after_the_upload_leaves_not
 
     assert uploader.bodies_for(URL) == [X + Z]
     assert remote.pending() == []
-    assert remote.endpoints == {}  # no object but the failed/ copy may hold the endpoint
+    assert remote.log_state().files == {}  # only the failed/ copy may hold the endpoint
     assert container.recycled().report() == []
 
 
@@ -96,7 +96,7 @@ def test_a_file_finished_inside_one_batch_is_never_started_again_by_another_cont
 
     assert uploader.bodies_for(URL) == [X + Z]
     assert remote.pending() == []
-    assert remote.endpoints == {}
+    assert remote.log_state().files == {}
 
 
 def test_the_log_costs_a_snapshot_read_and_a_probe_per_batch_and_a_write_only_when_it_changes(
