@@ -16,10 +16,12 @@ from types import CodeType
 from typing import Any
 
 from attrs import frozen
+from dependency_injector import providers
 
 from adapters.settings import BackendName
 from application.body import READ_AHEAD_THREADS
 from application.lifecycle import FileLifecycle
+from application.metrics import NoMetrics
 from application.shared_ingest import SharedIngestChunk
 from bench.throughput import run_handler
 from bench.workload import KIB, FileSpec, batches, records
@@ -136,6 +138,7 @@ def measure(
 def count_one_file(world: World, backend: BackendName, layout: str, chunks: int) -> RequestCounter:
     """One file through a fresh warm container, every request of it counted."""
     container = world.container(backend)
+    container.metrics.override(providers.Object(NoMetrics()))  # no EMF lines in the table
     counter = RequestCounter()
     counter.attach(container.s3_client(), "s3")
     counter.attach(container.dynamodb_client(), "dynamodb")
