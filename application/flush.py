@@ -22,6 +22,11 @@ log = logging.getLogger("sfb")
 RETAIN_BATCHES = 100
 """Batches an untouched entry (and its local bytes, already durable) is kept for reuse."""
 
+SWEEP_EVERY = 10
+"""Batches between two walks of every entry, tombstones included, to forget those untouched
+for RETAIN_BATCHES; the other batches walk the collecting entries only (a stream of small
+files keeps about 100 tombstones a batch: 10,000 of them took 11 to 17 ms a batch to walk)."""
+
 WRITE_ATTEMPTS = 3
 """Writes of a batch's entry, each after reading what an overlapping invocation wrote."""
 
@@ -109,7 +114,8 @@ class FlushPending:
     def _judge(self, batch: BatchState, again: bool) -> list[PendingFile]:
         """Every open file with chunks only this container holds, judged against the log."""
         held: list[PendingFile] = []
-        for file_id in self._cache.all_keys():
+        sweep = batch.number % SWEEP_EVERY == 0
+        for file_id in self._cache.all_keys() if sweep else self._cache.open_keys():
             entry = self._cache.get(file_id)
             if entry is None:
                 continue
@@ -198,7 +204,8 @@ class SettleLocal:
 
     def __call__(self) -> None:
         self._local.tidy()
-        entries = [e for f in self._cache.all_keys() if (e := self._cache.get(f)) is not None]
+        # Only a collecting entry holds chunks (a tombstone keeps digests, no locations).
+        entries = [e for f in self._cache.open_keys() if (e := self._cache.get(f)) is not None]
         held: list[tuple[PendingFile, int]] = []
         for entry in sorted(entries, key=lambda e: e.touched_in):
             for partition in sorted(entry.local):

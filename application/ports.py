@@ -53,6 +53,10 @@ class PartitionCache(Protocol):
     def all_keys(self) -> list[FileId]:
         """Every file id with an entry, in insertion order."""
 
+    def open_keys(self) -> list[FileId]:
+        """The file ids whose entry is still collecting (not a tombstone), in insertion order:
+        what a batch's end looks at, however many tombstones are kept."""
+
 
 class LocalChunkStore(Protocol):
     """Chunk bytes kept by this container between invocations (the seed's /tmp): in memory

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from adapters.memory_cache import InMemoryPartitionCache
 from application.pending import PendingFile
-from domain import FileId
+from domain import FileId, FileStatus
 from tests.integration.builders import ref_of, signed
 
 ENDPOINTS = [signed(f"https://uploads.example.com/{name}") for name in ("a", "b", "c")]
@@ -71,3 +71,18 @@ def test_two_caches_share_nothing() -> None:
     container_a.push(pending(ENDPOINTS[0]))
 
     assert container_b.get(FileId.for_endpoint(ENDPOINTS[0])) is None
+
+
+def test_open_keys_are_the_collecting_entries_only_as_they_close_reopen_and_go() -> None:
+    cache = InMemoryPartitionCache()
+    a, b, c = (pending(endpoint) for endpoint in ENDPOINTS)
+    for entry in (a, b, c):
+        cache.push(entry)
+
+    cache.push(b.closed(FileStatus.UPLOADED, batch=2))
+    assert cache.open_keys() == [a.file_id, c.file_id]
+    cache.delete(c.file_id)
+    assert cache.open_keys() == [a.file_id]
+    cache.push(b)  # started again (a late chunk after its tombstone was forgotten)
+    assert cache.open_keys() == [a.file_id, b.file_id]
+    assert cache.all_keys() == [a.file_id, b.file_id]

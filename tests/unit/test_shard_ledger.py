@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from adapters.memory_cache import InMemoryPartitionCache
+from application.flush import RETAIN_BATCHES, SWEEP_EVERY
+from application.pending import PendingFile
 from domain import FileId, LogEntry, ShardLedger
 from tests.factories import payload, raw_record, record
 from tests.fakes import FakeArchive, FakeContainer, FakeRemoteStore, FakeUploader
@@ -167,3 +170,36 @@ def test_the_ledger_keeps_only_the_latest_finished_files_so_its_size_stays_bound
     kept = ledger.pruned(before=0.0, keep_at_most=4)
 
     assert [kept.knows(f) for f in files] == [False, False, True, True, True, True]
+
+
+class CountingCache(InMemoryPartitionCache):
+    """Counts the entries a batch's end reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def get(self, file_id: FileId) -> PendingFile | None:
+        self.reads += 1
+        return super().get(file_id)
+
+
+def test_a_batch_end_walks_the_collecting_files_and_the_tombstones_only_every_few_batches(
+    remote: FakeRemoteStore, uploader: FakeUploader, archive: FakeArchive
+) -> None:
+    """A stream of small files leaves a tombstone a file: a batch's end must not walk them
+    all every batch, yet tombstones untouched for RETAIN_BATCHES still go."""
+    cache = CountingCache()
+    container = FakeContainer(remote, uploader, archive, cache=cache)
+    reads = []
+    for n in range(RETAIN_BATCHES + SWEEP_EVERY):
+        files = [f"https://bucket.example.com/{n}-{i}.bin?X-Amz-Signature=SECRET" for i in range(5)]
+        before = cache.reads
+        assert container.process([record(payload(url, 0, 1, b"x")) for url in files]) == []
+        reads.append(cache.reads - before)
+
+    walks = [count for number, count in enumerate(reads, start=1) if number % SWEEP_EVERY]
+    assert max(walks) < 5 * 10  # the batch's own files, not the hundreds of tombstones
+    assert len(cache.all_keys()) <= 5 * (RETAIN_BATCHES + SWEEP_EVERY)
+    first = FileId.for_endpoint("https://bucket.example.com/0-0.bin?X-Amz-Signature=SECRET")
+    assert first not in cache.all_keys()
