@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from adapters.dynamodb_state import KEY_ATTRIBUTE, TTL_ATTRIBUTE
+from adapters.dynamodb_state import KEY_ATTRIBUTE, TTL_ATTRIBUTE, read_items
 from adapters.s3_storage import PENDING, delete_keys
 from application.ports import ByteStream
 from domain import Chunk, ChunkRef, FileId, FileStatus, PartitionSet
@@ -59,8 +59,6 @@ _RECORD = struct.Struct(">16sIII32s")
 """An index record: file id, partition, offset, size, sha256."""
 INDEX_RECORD_BYTES = _RECORD.size
 _ID_ATTEMPTS = 4
-_BATCH_GET_KEYS = 100
-_UNPROCESSED_ATTEMPTS = 8
 _CONDITION_FAILED = ("PreconditionFailed", "ConditionalRequestConflict")
 _CLOSED = frozenset(s.value for s in FileStatus if s.is_closed)
 _REMEMBERED_FILES = 256
@@ -273,26 +271,13 @@ class S3ChunkObjects:
     def _batch_get(
         self, keys: list[dict[str, Any]], projection: str, names: dict[str, str]
     ) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        for start in range(0, len(keys), _BATCH_GET_KEYS):
-            request: dict[str, Any] = {
-                self._table: {
-                    "Keys": keys[start : start + _BATCH_GET_KEYS],
-                    "ConsistentRead": True,
-                    "ProjectionExpression": projection,
-                    "ExpressionAttributeNames": names,
-                }
-            }
-            for attempt in range(_UNPROCESSED_ATTEMPTS):
-                response = self._db.batch_get_item(RequestItems=request)
-                found += [dict(i) for i in response.get("Responses", {}).get(self._table, [])]
-                request = dict(response.get("UnprocessedKeys") or {})
-                if not request:
-                    break
-                time.sleep(min(0.05 * 2**attempt, 1.0))  # throttled: back off, as AWS advises
-            else:
-                raise RuntimeError("DynamoDB left items unread after repeated BatchGetItem")
-        return found
+        return read_items(
+            self._db,
+            self._table,
+            keys,
+            ProjectionExpression=projection,
+            ExpressionAttributeNames=names,
+        )
 
 
 def _layout(chunks: Sequence[Chunk]) -> tuple[bytes, bytes]:

@@ -49,7 +49,7 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
@@ -90,6 +90,28 @@ _DIGEST_BYTES = DIGEST_PREFIX // 2
 _TOKEN_BYTES = 8
 _SIZE_BYTES = 8
 _UNPROCESSED_ATTEMPTS = 8
+
+
+def read_items(
+    db: DynamoDBClient, table: str, keys: Sequence[dict[str, Any]], **read: Any
+) -> list[dict[str, Any]]:
+    """The items of ``keys`` that exist, read consistently with BatchGetItem (100 keys a
+    request; ``read``: a projection and its names); keys DynamoDB leaves unprocessed (when
+    throttled) are asked again after a growing pause, as AWS advises."""
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(keys), BATCH_GET_KEYS):
+        wanted = {"Keys": list(keys[start : start + BATCH_GET_KEYS]), "ConsistentRead": True}
+        request: dict[str, Any] = {table: {**wanted, **read}}
+        for attempt in range(_UNPROCESSED_ATTEMPTS):
+            response = db.batch_get_item(RequestItems=request)
+            found += [dict(item) for item in response.get("Responses", {}).get(table, [])]
+            request = dict(response.get("UnprocessedKeys") or {})
+            if not request:
+                break
+            time.sleep(min(0.05 * 2**attempt, 1.0))
+        else:
+            raise RuntimeError("DynamoDB left items unread after repeated BatchGetItem")
+    return found
 
 
 @frozen
@@ -530,22 +552,10 @@ class DynamoDbFileStateStore:
         count = math.ceil(partition_count / SEGMENT_PARTITIONS)
         keys = [self._segment_key(file_id, gen, s * SEGMENT_PARTITIONS) for s in range(count)]
         held: dict[int, bytes] = {}
-        for start in range(0, len(keys), BATCH_GET_KEYS):
-            request: dict[str, Any] = {
-                self._table: {"Keys": keys[start : start + BATCH_GET_KEYS], "ConsistentRead": True}
-            }
-            for attempt in range(_UNPROCESSED_ATTEMPTS):
-                response = self._db.batch_get_item(RequestItems=request)
-                for segment in response.get("Responses", {}).get(self._table, []):
-                    first = int(segment[KEY_ATTRIBUTE]["S"].rsplit("#", 1)[1]) * SEGMENT_PARTITIONS
-                    for slot, value in _numbered(dict(segment), "p"):
-                        held[first + slot] = value
-                request = dict(response.get("UnprocessedKeys") or {})
-                if not request:
-                    break
-                time.sleep(min(0.05 * 2**attempt, 1.0))  # throttled: back off, as AWS advises
-            else:
-                raise RuntimeError("DynamoDB left segments unread after repeated BatchGetItem")
+        for segment in read_items(self._db, self._table, keys):
+            first = int(segment[KEY_ATTRIBUTE]["S"].rsplit("#", 1)[1]) * SEGMENT_PARTITIONS
+            for slot, value in _numbered(segment, "p"):
+                held[first + slot] = value
         return held
 
     def claim(self, file_id: FileId, owner: str, now: float, until: float) -> Claim:
