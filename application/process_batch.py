@@ -126,7 +126,8 @@ class ProcessBatch:
         record is always processed, so a shard always moves). The batch hands it to the
         backend, for what must not outlast the invocation (a claim's lease).
 
-        Records are validated in batch order (no writes), the backend sees the valid chunks
+        The backend may start a read meanwhile (``begin``: the local backend's log). Records
+        are validated in batch order (no writes), the backend sees the valid chunks
         (``prepare``), then they are admitted file by file: each file's records in order,
         different files at once (FileLanes). The time left is asked once a record, before
         its work: with lanes, a valid record's in its lane, where the uploads take the time,
