@@ -262,13 +262,14 @@ class ShardBook:
         """``state`` with what its parents' logs still hold, after a reshard.
 
         A file sent across a split or merge has its first chunks in a parent's log and the
-        rest in a child's: Lambda finishes a parent before it starts its children, and the
-        partition key keeps a file's chunks on one child. The child reads its parents' logs
-        for each batch while one holds an open file, judges and assembles such a file
-        against both, and tells the parent once it finished it (``_tell_parents``), so the
-        parent's entries can go. Once no parent holds an open file the lineage is settled:
-        the parents' finished files become the child's and the parents are not read again.
-        The lineage is looked up (ListShards) while the shard's log does not tell it.
+        rest in a child's (the partition key keeps a file's chunks on one child). Settling
+        relies on a parent's records being processed before its children's. The child reads
+        its parents' logs for each batch while one holds an open file, judges and assembles
+        such a file against both, and tells the parent once it finished it
+        (``_tell_parents``), so the parent's entries can go. Once no parent holds an open
+        file the lineage is settled: the parents' finished files become the child's and the
+        parents are not read again. The lineage is looked up (ListShards) while the shard's
+        log does not tell it.
         """
         self._ancestors.pop(batch.shard, None)
         lineage = state.lineage
