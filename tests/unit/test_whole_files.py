@@ -508,23 +508,34 @@ def test_whole_files_the_lookup_cannot_answer_for_take_the_per_file_path(
 # --- the deadline: a whole file is taken all or none ----------------------------------------
 
 SINGLE = "https://images.example.com/single.jpg?sig=S"
+PAST_THE_MARGIN = 1.0
+"""Seconds left, from the batch's start: fewer than the deadline's margin."""
 
 
-@pytest.mark.parametrize("concurrency", ["1", "8"], ids=["one-by-one", "lanes"])
-def test_a_whole_file_begun_before_the_deadline_is_taken_whole_and_the_first_record_kept(
+@pytest.fixture(params=["1", "8"], ids=["one-by-one", "lanes"])
+def late(
+    request: pytest.FixtureRequest,
     remote: FakeRemoteStore,
     state: FakeStateStore,
     uploader: FakeUploader,
     archive: FakeArchive,
     clock: FakeClock,
-    concurrency: str,
-) -> None:
-    shard = container_of(remote, state, uploader, archive, clock, UPLOAD_CONCURRENCY=concurrency)
-    first, second = file_records(URL, CONTENT, len(CONTENT) // 2 + 1)
-    single = record(payload(SINGLE, 0, 1, b"single"))
-    batch = [first, single, second]
+) -> SharedFakeContainer:
+    """A shared backend's container, taking records one after another or in lanes."""
+    return container_of(remote, state, uploader, archive, clock, UPLOAD_CONCURRENCY=request.param)
 
-    failed = shard.process(batch, lambda: 1.0)  # past the margin from the start
+
+def single() -> StreamRecord:
+    return record(payload(SINGLE, 0, 1, b"single"))
+
+
+def test_a_whole_file_begun_before_the_deadline_is_taken_whole_and_the_first_record_kept(
+    late: SharedFakeContainer, uploader: FakeUploader
+) -> None:
+    first, second = file_records(URL, CONTENT, len(CONTENT) // 2 + 1)
+    batch = [first, single(), second]
+
+    failed = late.process(batch, lambda: PAST_THE_MARGIN)
 
     assert first.sequence_number not in failed, "the first record always goes"
     assert failed == sequences(batch[1:])
@@ -532,20 +543,15 @@ def test_a_whole_file_begun_before_the_deadline_is_taken_whole_and_the_first_rec
     assert uploader.bodies_for(SINGLE) == []
 
 
-@pytest.mark.parametrize("concurrency", ["1", "8"], ids=["one-by-one", "lanes"])
 def test_a_whole_file_not_begun_before_the_deadline_is_left_whole_for_redelivery(
+    late: SharedFakeContainer,
+    uploader: FakeUploader,
     remote: FakeRemoteStore,
     state: FakeStateStore,
-    uploader: FakeUploader,
-    archive: FakeArchive,
-    clock: FakeClock,
-    concurrency: str,
 ) -> None:
-    shard = container_of(remote, state, uploader, archive, clock, UPLOAD_CONCURRENCY=concurrency)
-    single = record(payload(SINGLE, 0, 1, b"single"))
-    batch = [single, *file_records(URL, CONTENT, 1000)]
+    batch = [single(), *file_records(URL, CONTENT, 1000)]
 
-    failed = shard.process(batch, lambda: 1.0)
+    failed = late.process(batch, lambda: PAST_THE_MARGIN)
 
     assert failed == sequences(batch[1:])
     assert uploader.bodies_for(URL) == []
