@@ -11,7 +11,8 @@ partitionCount, which its first chunk fixes:
 
 - Up to INLINE_PARTITIONS, as ``p<n>`` in the file's item (the digest, then the 6-byte id
   of the object holding the chunk's bytes: adapters/chunk_objects.py), written by the one
-  conditional update that counts the partition. DynamoDB bills a write by the whole item,
+  conditional update that counts the partition, or that counts all of a batch's new
+  partitions of the file at once. DynamoDB bills a write by the whole item,
   which grows about 28 bytes a partition: a small file's chunks cost about one write unit
   each, less than the two a chunk below costs.
 - Beyond, in segment items in the same table, keyed ``<file_id>#<gen>#<segment>``:
@@ -173,6 +174,19 @@ def _numbered(item: dict[str, Any], prefix: str) -> Iterator[tuple[int, bytes]]:
             yield int(name[1:]), bytes(value["B"])
 
 
+def _one_file(arrivals: Sequence[PartitionArrival]) -> bool:
+    """Two or more distinct partitions of one file, all of one partition count."""
+    first = arrivals[0]
+    return (
+        len(arrivals) > 1
+        and len({arrival.partition for arrival in arrivals}) == len(arrivals)
+        and all(
+            arrival.file_id == first.file_id and arrival.partition_count == first.partition_count
+            for arrival in arrivals
+        )
+    )
+
+
 def _known(item: dict[str, Any]) -> None:
     """A refusal found the file's item: only a missing one could not refuse a first chunk."""
     if "partition_count" not in item:
@@ -289,6 +303,48 @@ class DynamoDbFileStateStore:
     def add_stored(self, arrival: PartitionArrival, object_id: str) -> int | FileState:
         """The object id goes beside the digest: 6 bytes a partition in the item or segment."""
         return self._add(arrival, bytes.fromhex(object_id))
+
+    def add_stored_together(
+        self, arrivals: Sequence[PartitionArrival], object_id: str
+    ) -> int | None:
+        """One conditional update for all of them, when the file keeps its digests in its
+        own item; None (nothing counted, no second request) when its condition fails or
+        the file's digests live in segments: each is then added alone."""
+        first = arrivals[0]
+        if first.partition_count > INLINE_PARTITIONS or not _one_file(arrivals):
+            return None
+        where = bytes.fromhex(object_id)
+        size = sum(arrival.ref.size for arrival in arrivals)
+        names = {f"#p{i}": _inline_name(a.partition) for i, a in enumerate(arrivals)}
+        digests = {
+            f":d{i}": {"B": bytes.fromhex(a.ref.digest_prefix) + where}
+            for i, a in enumerate(arrivals)
+        }
+        values = self._arrival_values(first)
+        del values[":one"]
+        response = self._conditional(
+            Key=self._key(first.file_id),
+            UpdateExpression=(
+                f"SET {', '.join(f'#p{i} = :d{i}' for i in range(len(arrivals)))}, "
+                f"{_FIRST_SEEN} ADD received_count :many, byte_count :size"
+            ),
+            ConditionExpression=(
+                " AND ".join(f"attribute_not_exists(#p{i})" for i in range(len(arrivals)))
+                + f" AND {_ADMITS}"
+            ),
+            ExpressionAttributeNames={**names, "#status": "status", "#ttl": TTL_ATTRIBUTE},
+            ExpressionAttributeValues={
+                **values,
+                **digests,
+                ":many": {"N": str(len(arrivals))},
+                ":size": {"N": str(size)},
+                ":room": {"N": str(first.max_file_bytes - size)},
+            },
+            ReturnValues="UPDATED_NEW",
+        )
+        if response is None:
+            return None
+        return int(response["Attributes"]["received_count"]["N"])
 
     def _add(self, arrival: PartitionArrival, where: bytes) -> int | FileState:
         if arrival.partition_count <= INLINE_PARTITIONS:

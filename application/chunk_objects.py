@@ -47,6 +47,9 @@ class StoredChunks:
     def add(self, arrival: PartitionArrival, object_id: str) -> int | FileState:
         return self._state.add_stored(arrival, object_id)
 
+    def add_together(self, arrivals: Sequence[PartitionArrival], object_id: str) -> int | None:
+        return self._state.add_stored_together(arrivals, object_id)
+
     def unneeded(self, object_id: str, files: Collection[FileId]) -> None:
         self._objects.unneeded(object_id, files)
 

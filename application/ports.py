@@ -188,6 +188,13 @@ class StoredChunkState(Protocol):
         that finds this very chunk of this very object (a retried request whose answer was
         lost) answers as the add did."""
 
+    def add_stored_together(
+        self, arrivals: Sequence[PartitionArrival], object_id: str
+    ) -> int | None:
+        """Count distinct partitions of one file, all in one object, in one request when
+        the store can: the received count after, or None, counting nothing, when any of them
+        would not be admitted alone (or the store cannot): each is then added alone."""
+
     def stored(self, file_id: FileId) -> dict[int, tuple[str, str]]:
         """Every held partition's digest prefix and object id ("" when it has none)."""
 

@@ -56,6 +56,35 @@ class _Staged:
     never came may have. Each file's entries are written by its own lane only."""
     admitted: set[ChunkKey] = Factory(set)
     """Chunks admitted in this batch: the same record again in it is a duplicate."""
+    files: dict[FileId, list[Chunk]] = Factory(dict)
+    """The stored chunks by file, in the batch's order: what one request may count at once."""
+    place: dict[ChunkKey, int] = Factory(dict)
+    """Each stored chunk's place in its file's list."""
+    counted: set[ChunkKey] = Factory(set)
+    """Chunks counted along with an earlier chunk of their file, not yet admitted."""
+
+    def companions(self, chunk: Chunk, object_id: str) -> list[Chunk]:
+        """The file's next new chunks in the batch, to count with ``chunk`` in one request:
+        up to the first that would be judged on its own (another partition count, a partition
+        met again, another object), so that what comes first still stands first."""
+        at = self.place.get(chunk_key(chunk))
+        if at is None:
+            return []
+        run: list[Chunk] = []
+        seen = {chunk.partition}
+        for other in self.files[chunk.file_id][at + 1 :]:
+            key = chunk_key(other)
+            if (
+                key in self.admitted
+                or key in self.counted
+                or self.where.get(key) != object_id
+                or other.partition_count != chunk.partition_count
+                or other.partition in seen
+            ):
+                break
+            seen.add(other.partition)
+            run.append(other)
+        return run
 
 
 class SharedIngestChunk:
@@ -109,6 +138,11 @@ class SharedIngestChunk:
                 staged.where = self._objects.store(wanted)
             except Exception as error:
                 staged.error = error
+            else:
+                for key, chunk in {chunk_key(chunk): chunk for chunk in wanted}.items():
+                    in_file = staged.files.setdefault(chunk.file_id, [])
+                    staged.place[key] = len(in_file)
+                    in_file.append(chunk)
         with self._lock:
             self._staged[batch.number] = staged
 
@@ -147,7 +181,11 @@ class SharedIngestChunk:
             key = chunk_key(chunk)
             if key in staged.admitted:
                 return Admission.DUPLICATE  # an earlier record of this batch admitted it
-            added = self._add_stored(self._objects, staged, key, arrival)
+            if key in staged.counted:
+                staged.counted.discard(key)
+                staged.admitted.add(key)
+                return Admission.NEW  # counted with an earlier chunk of its file
+            added = self._add_stored(self._objects, staged, chunk, arrival)
         if isinstance(added, FileState):
             return self._refused(chunk, added, batch)
         if added == chunk.partition_count:
@@ -169,16 +207,26 @@ class SharedIngestChunk:
             staged.where.update(where)
         return staged
 
-    @staticmethod
     def _add_stored(
-        objects: StoredChunks, staged: _Staged, key: ChunkKey, arrival: PartitionArrival
+        self, objects: StoredChunks, staged: _Staged, chunk: Chunk, arrival: PartitionArrival
     ) -> int | FileState:
-        """Count the chunk with its object; the file holds the object from before the
-        request (its answer may be lost) until a refusal says it took nothing from it."""
+        """Count the chunk with its object, together with the file's other new chunks of the
+        batch when the state takes them all (one request a file a batch, not one a chunk);
+        alone otherwise. The file holds the object from before the request (its answer may
+        be lost) until a refusal says it took nothing from it."""
+        key = chunk_key(chunk)
         object_id = staged.where[key]
-        holds = (object_id, key[0])
+        holds = (object_id, chunk.file_id)
         before = staged.holds.get(holds, False)
         staged.holds[holds] = True
+        companions = staged.companions(chunk, object_id)
+        if companions:
+            arrivals = [PartitionArrival.of(c, self._limits, arrival.now) for c in companions]
+            counted = objects.add_together([arrival, *arrivals], object_id)
+            if counted is not None:
+                staged.admitted.add(key)
+                staged.counted.update(chunk_key(c) for c in companions)
+                return counted
         added = objects.add(arrival, object_id)
         if isinstance(added, FileState):
             staged.holds[holds] = before

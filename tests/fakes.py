@@ -794,6 +794,36 @@ class FakeStateStore:
     def add_stored(self, arrival: PartitionArrival, object_id: str) -> int | FileState:
         return self.add_chunk(arrival, object_id)
 
+    def add_stored_together(
+        self, arrivals: Sequence[PartitionArrival], object_id: str
+    ) -> int | None:
+        """All or none, in one request, as DynamoDB's single conditional update."""
+        with self._lock:
+            self._request()
+            first = arrivals[0]
+            item = self.items.get(first.file_id) or _FileItem(first.partition_count)
+            partitions = {arrival.partition for arrival in arrivals}
+            size = sum(arrival.ref.size for arrival in arrivals)
+            if (
+                len(partitions) != len(arrivals)
+                or any(a.partition_count != first.partition_count for a in arrivals)
+                or any(a.file_id != first.file_id for a in arrivals)
+                or partitions & item.digests.keys()
+                or item.partition_count != first.partition_count
+                or item.status is not FileStatus.COLLECTING
+                or item.size > first.max_file_bytes - size
+            ):
+                return None
+            for arrival in arrivals:
+                item.digests[arrival.partition] = arrival.ref.digest[:DIGEST_PREFIX]
+                item.where[arrival.partition] = object_id
+            item.put_endpoint = item.put_endpoint or first.put_endpoint
+            item.created_at = item.created_at or first.now
+            item.size += size
+            item.expires_at = first.now + self._ttl
+            self.items[first.file_id] = item
+            return len(item.digests)
+
     def stored(self, file_id: FileId) -> dict[int, tuple[str, str]]:
         with self._lock:
             self._request()

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from attrs import evolve
 
 from adapters import dynamodb_state
 from adapters.dynamodb_state import DynamoDbFileStateStore
@@ -293,3 +294,54 @@ def test_the_same_chunk_stored_in_another_object_is_a_duplicate_and_the_first_ob
     assert refused.held_digest == ref_of(content(0)).digest_prefix
     assert store.stored(FILE)[0][1] == "aaaaaaaaaaaa"
     assert store.digests(FILE) == {0: ref_of(content(0)).digest_prefix}
+
+
+def test_a_files_partitions_are_counted_together_in_one_request_or_not_at_all(
+    store: DynamoDbFileStateStore, dynamodb: DynamoDBClient, table: str, layout: str
+) -> None:
+    counted = store.add_stored_together([_arrival(0, 4), _arrival(2, 4)], "aaaaaaaaaaaa")
+    if layout == "segmented":
+        assert counted is None, "segments are counted one partition at a time"
+        assert store.stored(FILE) == {}
+        return
+    assert counted == 2
+    assert item(dynamodb, table)["byte_count"] == {"N": str(len(content(0)) + len(content(2)))}
+    refused = {
+        "one of them held already": [_arrival(1, 4), _arrival(2, 4)],
+        "another partition count": [_arrival(1, 4), _arrival(3, 5)],
+        "one partition twice": [_arrival(1, 4), _arrival(1, 4)],
+        "room for one of them only": [
+            evolve(_arrival(p, 4), max_file_bytes=3 * len(content(p)) + 1) for p in (1, 3)
+        ],
+    }
+    for why, arrivals in refused.items():
+        assert store.add_stored_together(arrivals, "bbbbbbbbbbbb") is None, why
+        assert sorted(store.stored(FILE)) == [0, 2], why
+
+    assert store.add_stored_together([_arrival(1, 4), _arrival(3, 4)], "cccccccccccc") == 4
+    assert {p: where for p, (_, where) in store.stored(FILE).items()} == {
+        0: "aaaaaaaaaaaa",
+        1: "cccccccccccc",
+        2: "aaaaaaaaaaaa",
+        3: "cccccccccccc",
+    }
+
+
+def test_partitions_counted_together_whose_answer_was_lost_are_counted_once(
+    store: DynamoDbFileStateStore, dynamodb: DynamoDBClient, layout: str
+) -> None:
+    """The retried request meets its own partitions and counts nothing; each chunk's own add
+    then finds itself held beside its object and answers as added."""
+    with LoseFirstAnswer(dynamodb) as network:
+        counted = store.add_stored_together([_arrival(0, 3), _arrival(1, 3)], "0123456789ab")
+
+    assert counted is None
+    if layout == "segmented":
+        assert network.lost == 0, "no request was sent"
+        return
+    assert network.lost == 1
+    assert store.add_stored(_arrival(0, 3), "0123456789ab") == 2
+    assert store.add_stored(_arrival(1, 3), "0123456789ab") == 2
+    state = store.read(FILE, 0)
+    assert state is not None
+    assert state.received == 2
