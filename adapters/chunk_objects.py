@@ -10,7 +10,8 @@ it is left to its TTL rather than deleted (a delete would cost a write unit).
 
 A file's item names, with each admitted partition's digest, the id of the object holding its
 bytes (adapters/dynamodb_state.py); assembly reads the objects' items (one BatchGetItem a
-hundred objects) and each chunk with a ranged GET.
+hundred objects, eventually consistent: an index never changes) and each chunk with a ranged
+GET.
 
 An object is deleted when every file in its ``files`` is closed (uploaded, failed, expired),
 each one's state read after the write that changed the object's fate: a file's close, or the
@@ -176,7 +177,7 @@ class S3ChunkObjects:
     ) -> PartitionSet | None:
         if len(stored) != partition_count or any(not where for _, where in stored.values()):
             return None
-        items = self._items({where for _, where in stored.values()}, "#index", {"#index": "index"})
+        items = self._indexes({where for _, where in stored.values()})
         indexes = {
             object_id: _records(bytes(item["index"]["B"]))
             for object_id, item in items.items()
@@ -249,35 +250,48 @@ class S3ChunkObjects:
     def _statuses(self, files: Iterable[str]) -> dict[str, str]:
         """Each file's status; a file with no item is left out."""
         keys = [{KEY_ATTRIBUTE: {"S": f}} for f in sorted(files)]
-        found = self._batch_get(keys, "#key, #status", {"#key": KEY_ATTRIBUTE, "#status": "status"})
+        found = read_items(
+            self._db,
+            self._table,
+            keys,
+            ProjectionExpression="#key, #status",
+            ExpressionAttributeNames={"#key": KEY_ATTRIBUTE, "#status": "status"},
+        )
         return {
             str(item[KEY_ATTRIBUTE]["S"]): str(item.get("status", {}).get("S", ""))
             for item in found
         }
 
+    def _indexes(self, object_ids: Collection[str]) -> dict[str, dict[str, Any]]:
+        """The objects' indexes, read eventually consistently (half the read units): an
+        index never changes once its item is created, so a read can only miss it, not find
+        it stale; the few it misses are read again consistently."""
+        names = {"#index": "index"}
+        items = self._items(object_ids, "#index", names, consistent=False)
+        missed = {object_id for object_id, item in items.items() if "index" not in item}
+        if missed:
+            items.update(self._items(missed, "#index", names))
+        return items
+
     def _items(
-        self, object_ids: Iterable[str], projection: str, names: dict[str, str]
+        self,
+        object_ids: Iterable[str],
+        projection: str,
+        names: dict[str, str],
+        consistent: bool = True,
     ) -> dict[str, dict[str, Any]]:
         """The objects' items by id; an object without one maps to {}."""
         ids = sorted(object_ids)
-        found = self._batch_get(
+        found = read_items(
+            self._db,
+            self._table,
             [item_key(object_id) for object_id in ids],
-            f"#key, {projection}",
-            {"#key": KEY_ATTRIBUTE, **names},
+            consistent,
+            ProjectionExpression=f"#key, {projection}",
+            ExpressionAttributeNames={"#key": KEY_ATTRIBUTE, **names},
         )
         by_key = {str(item[KEY_ATTRIBUTE]["S"]): item for item in found}
         return {object_id: by_key.get(f"{ITEM_PREFIX}{object_id}", {}) for object_id in ids}
-
-    def _batch_get(
-        self, keys: list[dict[str, Any]], projection: str, names: dict[str, str]
-    ) -> list[dict[str, Any]]:
-        return read_items(
-            self._db,
-            self._table,
-            keys,
-            ProjectionExpression=projection,
-            ExpressionAttributeNames=names,
-        )
 
 
 def _layout(chunks: Sequence[Chunk]) -> tuple[bytes, bytes]:

@@ -94,14 +94,19 @@ _UNPROCESSED_ATTEMPTS = 8
 
 
 def read_items(
-    db: DynamoDBClient, table: str, keys: Sequence[dict[str, Any]], **read: Any
+    db: DynamoDBClient,
+    table: str,
+    keys: Sequence[dict[str, Any]],
+    consistent: bool = True,
+    **read: Any,
 ) -> list[dict[str, Any]]:
-    """The items of ``keys`` that exist, read consistently with BatchGetItem (100 keys a
-    request; ``read``: a projection and its names); keys DynamoDB leaves unprocessed (when
-    throttled) are asked again after a growing pause, as AWS advises."""
+    """The items of ``keys`` that exist, read with BatchGetItem (100 keys a request;
+    ``read``: a projection and its names), consistently unless told (half the read units,
+    for what never changes once written); keys DynamoDB leaves unprocessed (when throttled)
+    are asked again after a growing pause, as AWS advises."""
     found: list[dict[str, Any]] = []
     for start in range(0, len(keys), BATCH_GET_KEYS):
-        wanted = {"Keys": list(keys[start : start + BATCH_GET_KEYS]), "ConsistentRead": True}
+        wanted = {"Keys": list(keys[start : start + BATCH_GET_KEYS]), "ConsistentRead": consistent}
         request: dict[str, Any] = {table: {**wanted, **read}}
         for attempt in range(_UNPROCESSED_ATTEMPTS):
             response = db.batch_get_item(RequestItems=request)

@@ -3,7 +3,7 @@ and deleted only once every file that may need it is closed."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -80,6 +80,37 @@ def test_a_batchs_chunks_are_one_object_and_each_part_reads_back_exactly(
     assert dict(parts.parts) == {c.partition: c.ref for c in a}
     for c in a:
         assert read_all(objects.open(FILE_A, c.partition, 2, c.ref)) == c.content
+
+
+class StaleReads:
+    """DynamoDB's eventually consistent reads as they may answer right after a write: the
+    items not there yet. Records each BatchGetItem's ConsistentRead."""
+
+    def __init__(self, dynamodb: DynamoDBClient) -> None:
+        self.consistent: list[bool] = []
+        dynamodb.meta.events.register("before-parameter-build.dynamodb.BatchGetItem", self._before)
+        dynamodb.meta.events.register("after-call.dynamodb.BatchGetItem", self._after)
+
+    def _before(self, params: dict[str, Any], **_: Any) -> None:
+        self.consistent += [bool(r.get("ConsistentRead")) for r in params["RequestItems"].values()]
+
+    def _after(self, parsed: dict[str, Any], **_: Any) -> None:
+        if not self.consistent[-1]:
+            parsed["Responses"] = {table: [] for table in parsed.get("Responses", {})}
+
+
+def test_indexes_are_read_eventually_consistently_and_again_consistently_when_missed(
+    objects: S3ChunkObjects, dynamodb: DynamoDBClient
+) -> None:
+    a = [chunk(A, p, 2, f"a{p}".encode() * 100) for p in range(2)]
+    object_id = objects.store(a)
+    reads = StaleReads(dynamodb)
+
+    parts = objects.parts(FILE_A, 2, stored_as(a, object_id))
+
+    assert reads.consistent == [False, True], "half the units first, then the missed ones"
+    assert parts is not None
+    assert dict(parts.parts) == {c.partition: c.ref for c in a}
 
 
 def test_no_object_or_item_holds_an_endpoint(
