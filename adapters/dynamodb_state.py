@@ -179,6 +179,11 @@ def _numbered(item: dict[str, Any], prefix: str) -> Iterator[tuple[int, bytes]]:
             yield int(name[1:]), bytes(value["B"])
 
 
+def _inline_value(arrival: PartitionArrival, where: bytes) -> bytes:
+    """A partition in the file's own item: its digest, then the object holding its bytes."""
+    return bytes.fromhex(arrival.ref.digest_prefix) + where
+
+
 def _one_file(arrivals: Sequence[PartitionArrival]) -> bool:
     """Two or more distinct partitions of one file, all of one partition count."""
     first = arrivals[0]
@@ -321,10 +326,7 @@ class DynamoDbFileStateStore:
         where = bytes.fromhex(object_id)
         size = sum(arrival.ref.size for arrival in arrivals)
         names = {f"#p{i}": _inline_name(a.partition) for i, a in enumerate(arrivals)}
-        digests = {
-            f":d{i}": {"B": bytes.fromhex(a.ref.digest_prefix) + where}
-            for i, a in enumerate(arrivals)
-        }
+        digests = {f":d{i}": {"B": _inline_value(a, where)} for i, a in enumerate(arrivals)}
         values = self._arrival_values(first)
         del values[":one"]
         response = self._conditional(
@@ -358,7 +360,7 @@ class DynamoDbFileStateStore:
 
     def _add_inline(self, arrival: PartitionArrival, where: bytes) -> int | FileState:
         name = _inline_name(arrival.partition)
-        value = bytes.fromhex(arrival.ref.digest_prefix) + where
+        value = _inline_value(arrival, where)
         applied, item = self._update(
             self._key(arrival.file_id),
             UpdateExpression=(
