@@ -474,8 +474,10 @@ def shared_spread(world: World, shape: Shape, backend: BackendName) -> LayoutRow
     for container in containers:
         accounting.attach(container)
     order = interleaved(specs)
+    # zip binds each shard's own container now: a generator expression would look the
+    # shard up only when it runs, and every shard would get the last one's.
     per_shard = [
-        ((containers[shard], inv) for inv in invocations(specs, order[shard::SHARDS], shard))
+        zip(itertools.repeat(containers[shard]), invocations(specs, order[shard::SHARDS], shard))
         for shard in range(SHARDS)
     ]
     schedule = (
