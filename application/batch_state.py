@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future
 
 from attrs import Factory, define, frozen
 
@@ -39,3 +40,5 @@ class BatchState:
     writes moved it (local backend), else None."""
     ledger_error: Exception | None = None
     """Why the log could not be read: every later chunk of the batch fails the same way."""
+    reading: Future[None] | None = None
+    """The log's read begun while the records are validated: the batch ends after it."""

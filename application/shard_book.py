@@ -107,7 +107,14 @@ class ShardBook:
         the batch, as ``current`` keeps it, and raised to every chunk that asks."""
         if self._prefetcher is None:
             self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sfb-log")
-        self._prefetcher.submit(self._read_for, batch)
+        batch.reading = self._prefetcher.submit(self._read_for, batch)
+
+    def read_done(self, batch: BatchState) -> None:
+        """Wait for ``batch``'s read begun by ``prefetch``: no request of an invocation goes
+        on after it ends (a batch with no valid chunk never asks for the state), and what
+        the batch end writes does not depend on whether the read came first."""
+        if batch.reading is not None:
+            batch.reading.result()
 
     def _read_for(self, batch: BatchState) -> None:
         with contextlib.suppress(Exception):  # kept in batch.ledger_error by current()

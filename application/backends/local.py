@@ -43,6 +43,7 @@ class LocalBackend:
     def end_batch(self, batch: BatchState) -> BatchEnd:
         """Flush: one entry in the shard's log holds what the batch leaves unfinished and
         the files it finished; files it could not hold are not durable."""
+        self._book.read_done(batch)
         self._flush(batch)
         return BatchEnd(
             not_durable=frozenset(batch.not_durable),
