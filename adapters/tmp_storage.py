@@ -51,10 +51,13 @@ class TmpChunkStore:
         root: Path,
         budget: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        name: str = "sfb-chunks",
     ) -> None:
         """``budget``: the most bytes on disk; by default a share of what is free once the
-        earlier containers' chunks are swept (bounded by SWEEP_SECONDS)."""
-        base = root / "sfb-chunks"
+        earlier containers' chunks are swept (bounded by SWEEP_SECONDS). ``name``: the
+        directory under ``root`` whose other children are earlier containers' leftovers, so
+        two stores of one container each need their own."""
+        base = root / name
         self._root = base / uuid.uuid4().hex
         self._held: dict[tuple[FileId, int], bytes] = {}
         self._on_disk: dict[tuple[FileId, int], int] = {}
@@ -163,11 +166,15 @@ class TmpChunkStore:
             if error.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
                 log.warning(
                     "a chunk could not be deleted from TMP_DIR",
-                    extra={"file_id": str(file_id), "partition": partition, "reason": _why(error)},
+                    extra={
+                        "file_id": str(file_id),
+                        "partition": partition,
+                        "reason": os_reason(error),
+                    },
                 )
 
 
-def _why(error: OSError) -> str:
+def os_reason(error: OSError) -> str:
     """The error without its path: errno's name and text."""
     name = errno.errorcode.get(error.errno or 0, "OSError")
     return f"{name}: {error.strerror or error}"
@@ -207,6 +214,6 @@ def _free_share(root: Path) -> int:
     except OSError as error:
         log.warning(
             "TMP_DIR cannot be used; chunks stay in memory until they are durable in S3",
-            extra={"reason": _why(error)},
+            extra={"reason": os_reason(error)},
         )
         return 0

@@ -173,7 +173,8 @@ class ChunkObjects(Protocol):
     def open(
         self, file_id: FileId, partition: int, partition_count: int, ref: ChunkRef
     ) -> ByteStream:
-        """Read one chunk of a file ``parts`` found (one ranged GET)."""
+        """Read one chunk of a file ``parts`` found: one ranged GET, or none when this
+        container still has a copy of a chunk it stored (adapters/chunk_copies.py)."""
 
     def release(self, file_id: FileId, object_ids: Collection[str]) -> None:
         """The file is closed: delete each of these objects that no file needs any more."""

@@ -10,6 +10,7 @@ import boto3
 from botocore.config import Config
 from dependency_injector import containers, providers
 
+from adapters.chunk_copies import CopiedChunkObjects
 from adapters.chunk_objects import S3ChunkObjects
 from adapters.dynamodb_batch import DynamoDbFileStateBatches
 from adapters.dynamodb_state import DynamoDbFileStateStore
@@ -161,7 +162,15 @@ class Container(containers.DeclarativeContainer):
         ),
         clock=clock,
     )
-    stored_chunks = providers.Singleton(StoredChunks, objects=chunk_objects, state=state_store)
+    # Copies of the chunks this container stored, read back at assembly instead of S3.
+    copies_store = providers.Singleton(
+        TmpChunkStore,
+        root=settings.provided.tmp_dir,
+        budget=settings.provided.local_disk_budget_bytes,
+        name="sfb-copies",
+    )
+    chunk_copies = providers.Singleton(CopiedChunkObjects, objects=chunk_objects, disk=copies_store)
+    stored_chunks = providers.Singleton(StoredChunks, objects=chunk_copies, state=state_store)
     # The redis backend's: one connection pool per container, made only when it is chosen.
     redis = providers.Singleton(
         redis_client,
@@ -202,7 +211,7 @@ class Container(containers.DeclarativeContainer):
     # Where assembly reads chunks: the shards' logs (local), S3 objects (dynamodb), Redis with
     # what it spilled to S3 (redis).
     chunk_store = providers.Selector(
-        backend_name, local=shard_book, dynamodb=chunk_objects, redis=redis_chunks
+        backend_name, local=shard_book, dynamodb=chunk_copies, redis=redis_chunks
     )
     archive = providers.Singleton(
         S3RecordArchive, client=s3_client, bucket=settings.provided.s3_bucket

@@ -1173,7 +1173,8 @@ class FakeRedisChunks:
 @define
 class SharedFakeContainer(_RealContainer):
     """A container of a shared backend (dynamodb, or redis with ``redis_budget``): the real
-    container with fakes for its adapters; nothing of its own but an owner id."""
+    container with fakes for its adapters; nothing of its own but an owner id and, on
+    dynamodb, the disk copies of the chunks it stored."""
 
     remote: FakeRemoteStore
     state: FakeStateStore
@@ -1195,6 +1196,8 @@ class SharedFakeContainer(_RealContainer):
     """The batch requests on ``state``: whole files' lookups and tombstones."""
     chunk_objects: FakeChunkObjects | None = field(init=False, default=None)
     """The dynamodb backend's chunk objects (None on redis)."""
+    copies: FakeLocalStore = field(factory=FakeLocalStore)
+    """The dynamodb backend's disk copies of the chunks this container stored."""
 
     def __attrs_post_init__(self) -> None:
         settings = {"CLAIM_LEASE_SECONDS": str(self.lease_seconds)}
@@ -1207,6 +1210,7 @@ class SharedFakeContainer(_RealContainer):
                 "state_store": self.state,
                 "state_batches": self.batches,
                 "chunk_objects": self.chunk_objects,
+                "copies_store": self.copies,
             }
         else:
             settings |= {"STATE_BACKEND": "redis", "REDIS_URL": "redis://fake-redis:6379"}

@@ -508,20 +508,24 @@ class RequestCosts:
 
 
 def measure_request_costs(
-    shared: SharedStack, name: str, chunks: int, batch_size: int = 4
+    shared: SharedStack, name: str, chunks: int, batch_size: int = 4, completer: bool = True
 ) -> RequestCosts:
-    """Send one file's chunks to one container over several batches, counting requests."""
+    """Send one file's chunks to one container over several batches, counting requests;
+    ``completer``: its last chunk goes to another container (on another shard), which has
+    none of the others on its disk."""
     stack = shared.stack
     source = stack.file(name, size=chunks * 1_000, chunk_size=1_000)
     assert source.partition_count == chunks
     container = shared.container(f"{name}-counted")
     counted = AwsRequests(container)
+    last_container = shared.container(f"{name}-completing") if completer else container
+    last_counted = AwsRequests(last_container) if completer else counted
     records = stack.seq.records(source.payloads)
     first, last = records[:-1], records[-1:]
     batches = [first[i : i + batch_size] for i in range(0, len(first), batch_size)]
 
-    def deliver(batch: list[Record]) -> None:
-        assert failures(stack.invoke(container, batch)) == []
+    def deliver(batch: list[Record], to: Container = container) -> None:
+        assert failures(stack.invoke(to, batch)) == []
 
     def deliver_all() -> None:
         for batch in batches:
@@ -529,7 +533,7 @@ def measure_request_costs(
 
     ingest = counted.during(deliver_all)
     redelivered = counted.during(lambda: deliver(batches[0]))
-    completing = counted.during(lambda: deliver(last))
+    completing = last_counted.during(lambda: deliver(last, last_container))
     late_duplicate = counted.during(lambda: deliver(stack.seq.records([source.payload(0)])))
     assert_uploaded_once(stack.uploads_of(source), source.data)
     return RequestCosts(chunks, ingest, redelivered, len(batches[0]), completing, late_duplicate)
@@ -550,12 +554,21 @@ def test_ingest_costs_at_most_two_requests_per_chunk_and_assembly_reads_each_chu
         assert sum(costs.ingest.values()) <= 2 * (costs.chunks - 1) + per_file_constant
         batches = math.ceil((costs.chunks - 1) / 4)
         assert costs.ingest["s3:PutObject"] == batches, "one chunk object a batch"
-        assert costs.completing["s3:GetObject"] == costs.chunks
+        assert costs.completing["s3:GetObject"] == costs.chunks - 1, "its own from its disk"
         assert costs.completing["s3:PutObject"] <= 1
         assert costs.assembly - costs.chunks <= 8
     growth = sum(large.ingest.values()) - sum(small.ingest.values())
     assert growth <= 2 * (large.chunks - small.chunks)
     assert large.assembly - small.assembly == large.chunks - small.chunks
+
+
+def test_a_container_that_stored_every_chunk_reads_none_back_from_s3(
+    shared: SharedStack,
+) -> None:
+    costs = measure_request_costs(shared, "cost-own.bin", chunks=9, completer=False)
+
+    assert costs.completing["s3:GetObject"] == 0
+    assert costs.completing["s3:PutObject"] <= 1
 
 
 def _archive(shared: SharedStack, key: str, container: Container) -> None:

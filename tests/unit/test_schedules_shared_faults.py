@@ -1,5 +1,6 @@
 """Random schedules of the dynamodb backend with faults after the claim: S3 reads failing
-mid-upload, stored chunks changed, finish answers lost, invocations killed mid-upload.
+mid-upload, stored chunks changed, disk copies gone bad, finish answers lost, invocations
+killed mid-upload.
 
 Each file must be uploaded exactly once with its own bytes (once more for each invocation
 killed after uploading it whole, before its tombstone), and no claim may outlive the failure
@@ -87,6 +88,7 @@ def test_every_file_is_uploaded_once_and_no_claim_outlives_a_failure_after_it(
             "an S3 read broke mid-upload",
             "a finish answer was lost",
             "an invocation was killed mid-upload",
+            "a disk copy went bad",
         ),
         False,
     )
@@ -116,6 +118,14 @@ def test_every_file_is_uploaded_once_and_no_claim_outlives_a_failure_after_it(
         batch_objects = dict(remote.batch_objects)
         if batch_objects and rng.random() < fault_rate / 3:
             remote.corrupt_batch_objects()
+        copies = containers[shard].copies  # dynamodb: its disk copies of what it stored
+        if copies.files and rng.random() < fault_rate / 3:  # one goes bad for good
+            key = rng.choice(list(copies.files))
+            if rng.random() < 0.5:
+                copies.files[key] = b"not the chunk"
+            else:
+                copies.unreadable.add(key)
+            seen["a disk copy went bad"] = True
         lost = rng.random() < fault_rate
         state.lost_finish_answers = int(lost)
         uploader.armed = rng.random() < fault_rate / 2
