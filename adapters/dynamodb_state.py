@@ -39,9 +39,16 @@ partitionCount, which its first chunk fixes:
   container's next reservation of the same file, so the file's item holds about one per
   container that sent it chunks, whatever the file's size.
 
+  A batch's new chunks of one file are reserved by one update (all or none, as one chunk's),
+  then committed by one update a segment they fall in. A commit that finds one of them
+  counted before (its reservation swept since) commits the others alone and takes that one
+  back; each chunk is then added alone, and one whose reservation, same digest and same
+  object, stands committed answers as added: it was counted by the batch's own request.
+
 Write units a chunk: ~1 for a file of up to INLINE_PARTITIONS partitions (its item), 2 beyond
-(a file item without digests, and a segment under 1 KB), whatever the file's size: linear in
-the chunks, with no cap of the backend's own on the partition count.
+(a file item without digests, and a segment under 1 KB) for a chunk counted alone, about
+(1 + segments) / chunks for a batch's chunks of a file counted together, whatever the file's
+size: linear in the chunks, with no cap of the backend's own on the partition count.
 """
 
 from __future__ import annotations
@@ -50,11 +57,12 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
 
+from application.chunk_objects import COUNTED_TOGETHER_MOST
 from application.views import FileSummary
 from domain import (
     DIGEST_PREFIX,
@@ -153,6 +161,10 @@ class _Reservation:
     def made(self, committed: bytes) -> bool:
         """Whether ``committed`` (a segment's value) was committed from this reservation."""
         return committed[_DIGEST_BYTES : _DIGEST_BYTES + _TOKEN_BYTES] == self.token
+
+    def same_chunk(self, other: _Reservation) -> bool:
+        """The same bytes in the same chunk object: reserved by this very batch."""
+        return bool(self.where) and (self.digest, self.where) == (other.digest, other.where)
 
 
 def _split_committed(value: bytes) -> tuple[bytes, bytes]:
@@ -317,13 +329,17 @@ class DynamoDbFileStateStore:
     def add_stored_together(
         self, arrivals: Sequence[PartitionArrival], object_id: str
     ) -> int | None:
-        """One conditional update for all of them, when the file keeps its digests in its
-        own item; None (nothing counted, no second request) when its condition fails or
-        the file's digests live in segments: each is then added alone."""
+        """One conditional update for all of them when the file keeps its digests in its
+        own item; beyond, one reservation of them all, then one commit a segment. None when
+        the condition fails (nothing counted, no second request) or a commit finds a
+        partition counted before: each is then added alone, and one counted here answers as
+        added (``_add_segmented``)."""
         first = arrivals[0]
-        if first.partition_count > INLINE_PARTITIONS or not _one_file(arrivals):
+        if not _one_file(arrivals) or len(arrivals) > COUNTED_TOGETHER_MOST:
             return None
         where = bytes.fromhex(object_id)
+        if first.partition_count > INLINE_PARTITIONS:
+            return self._add_segmented_together(arrivals, where)
         size = sum(arrival.ref.size for arrival in arrivals)
         names = {f"#p{i}": _inline_name(a.partition) for i, a in enumerate(arrivals)}
         digests = {f":d{i}": {"B": _inline_value(a, where)} for i, a in enumerate(arrivals)}
@@ -352,6 +368,120 @@ class DynamoDbFileStateStore:
         if response is None:
             return None
         return int(response["Attributes"]["received_count"]["N"])
+
+    def _add_segmented_together(
+        self, arrivals: Sequence[PartitionArrival], where: bytes
+    ) -> int | None:
+        """Reserve all in the file's item at once, then commit them a segment at a time."""
+        first = arrivals[0]
+        file_id = first.file_id
+        mine = [
+            _Reservation(
+                bytes.fromhex(a.ref.digest_prefix),
+                secrets.token_bytes(_TOKEN_BYTES),
+                a.ref.size,
+                where,
+            )
+            for a in arrivals
+        ]
+        names = {f"#r{i}": _reservation_name(a.partition) for i, a in enumerate(arrivals)}
+        swept = self._take_sweep(file_id, besides=names.values())
+        sweep = {f"#s{i}": swept_name for i, swept_name in enumerate(swept)}
+        size = sum(a.ref.size for a in arrivals)
+        values = self._arrival_values(first)
+        del values[":one"]
+        applied, item = self._update(
+            self._key(file_id),
+            UpdateExpression=(
+                f"SET {', '.join(f'{n} = :r{n[2:]}' for n in names)}, "
+                f"#gen = if_not_exists(#gen, :gen), {_FIRST_SEEN} "
+                "ADD received_count :many, byte_count :size"
+                + (f" REMOVE {', '.join(sweep)}" if sweep else "")
+            ),
+            ConditionExpression=(
+                " AND ".join(f"attribute_not_exists({n})" for n in names) + f" AND {_ADMITS}"
+            ),
+            ExpressionAttributeNames={
+                **names,
+                "#gen": "gen",
+                "#status": "status",
+                "#ttl": TTL_ATTRIBUTE,
+                **sweep,
+            },
+            ExpressionAttributeValues={
+                **values,
+                **{f":r{i}": {"B": reservation.value} for i, reservation in enumerate(mine)},
+                ":gen": {"S": secrets.token_hex(4)},
+                ":many": {"N": str(len(arrivals))},
+                ":size": {"N": str(size)},
+                ":room": {"N": str(first.max_file_bytes - size)},
+            },
+            ReturnValues="ALL_NEW",
+        )
+        ours = all(
+            name in item and bytes(item[name]["B"]) == reservation.value
+            for name, reservation in zip(names.values(), mine, strict=True)
+        )
+        if not applied and not ours:  # ours: an earlier send of this request reserved them
+            status = item.get("status", {}).get("S")
+            if status is None or not FileStatus(status).is_closed:
+                self._give_back(file_id, swept)
+            return None
+        stands = self._commit_together(file_id, item["gen"]["S"], arrivals, mine)
+        taken_back = False
+        for arrival, reservation in zip(arrivals, mine, strict=True):
+            if not reservation.made(stands[arrival.partition]):
+                # Counted before, its reservation swept since: a duplicate, taken back.
+                self._take_back(file_id, arrival.partition, reservation)
+                taken_back = True
+        if taken_back:
+            return None  # each alone now: those committed here answer as added
+        for name in names.values():
+            self._remember_sweep(file_id, name)
+        received = int(item["received_count"]["N"])
+        if received > first.partition_count:
+            received = self._settle(file_id, item, first.now)
+        return received
+
+    def _commit_together(
+        self,
+        file_id: FileId,
+        gen: str,
+        arrivals: Sequence[PartitionArrival],
+        reservations: Sequence[_Reservation],
+    ) -> dict[int, bytes]:
+        """Commit each reservation, one request a segment (each partition alone in a segment
+        that holds one of them already); what each partition's segment holds then."""
+        now = arrivals[0].now
+        segments: dict[int, list[tuple[int, _Reservation]]] = {}
+        for arrival, reservation in zip(arrivals, reservations, strict=True):
+            segment = arrival.partition // SEGMENT_PARTITIONS
+            segments.setdefault(segment, []).append((arrival.partition, reservation))
+        stands: dict[int, bytes] = {}
+        for members in segments.values():
+            if len(members) > 1 and self._conditional(
+                Key=self._segment_key(file_id, gen, members[0][0]),
+                UpdateExpression=(
+                    f"SET {', '.join(f'#p{i} = :p{i}' for i in range(len(members)))}, "
+                    "#ttl = :expires"
+                ),
+                ConditionExpression=" AND ".join(
+                    f"attribute_not_exists(#p{i})" for i in range(len(members))
+                ),
+                ExpressionAttributeNames={
+                    **{f"#p{i}": _slot_name(p) for i, (p, _) in enumerate(members)},
+                    "#ttl": TTL_ATTRIBUTE,
+                },
+                ExpressionAttributeValues={
+                    **{f":p{i}": {"B": r.committed} for i, (_, r) in enumerate(members)},
+                    ":expires": {"N": self._segment_expiry(now)},
+                },
+            ):
+                stands.update((p, r.committed) for p, r in members)
+                continue
+            for partition, reservation in members:
+                stands[partition] = self._commit(file_id, gen, partition, reservation, now)
+        return stands
 
     def _add(self, arrival: PartitionArrival, where: bytes) -> int | FileState:
         if arrival.partition_count <= INLINE_PARTITIONS:
@@ -426,9 +556,15 @@ class DynamoDbFileStateStore:
             if not state.status.is_closed:
                 self._give_back(file_id, swept)
             if held is not None:
-                return self._against(
-                    file_id, item, partition, _Reservation.of(held["B"]), arrival.now
-                )
+                theirs = _Reservation.of(held["B"])
+                if theirs.same_chunk(mine):
+                    # Reserved with the batch's other chunks of the file, then left for each
+                    # to be added alone (add_stored_together): counted, once committed.
+                    gen = item["gen"]["S"]
+                    if theirs.made(self._commit(file_id, gen, partition, theirs, arrival.now)):
+                        self._remember_sweep(file_id, name)
+                        return int(item["received_count"]["N"])
+                return self._against(file_id, item, partition, theirs, arrival.now)
             if (
                 state.status is not FileStatus.COLLECTING
                 or state.partition_count != arrival.partition_count
@@ -464,7 +600,7 @@ class DynamoDbFileStateStore:
             ExpressionAttributeNames={"#slot": slot, "#ttl": TTL_ATTRIBUTE},
             ExpressionAttributeValues={
                 ":held": {"B": reservation.committed},
-                ":expires": {"N": str(int(now + self._collecting_ttl + SEGMENT_GRACE_SECONDS))},
+                ":expires": {"N": self._segment_expiry(now)},
             },
         )
         if applied:
@@ -473,6 +609,9 @@ class DynamoDbFileStateStore:
         if held is None:
             raise RuntimeError("a segment refused a partition it does not hold")
         return bytes(held["B"])
+
+    def _segment_expiry(self, now: float) -> str:
+        return str(int(now + self._collecting_ttl + SEGMENT_GRACE_SECONDS))
 
     def _take_back(
         self, file_id: FileId, partition: int, reservation: _Reservation
@@ -538,15 +677,15 @@ class DynamoDbFileStateStore:
         held = (segment or {}).get(_slot_name(partition))
         return bytes(held["B"]) if held is not None else None
 
-    def _take_sweep(self, file_id: FileId, besides: str) -> list[str]:
-        """Committed reservations of the file to remove along with the next one (never the
-        one being made: an attribute is not set and removed in one request)."""
+    def _take_sweep(self, file_id: FileId, besides: str | Iterable[str]) -> list[str]:
+        """Committed reservations of the file to remove along with the next ones (never those
+        being made: an attribute is not set and removed in one request)."""
+        made = {besides} if isinstance(besides, str) else set(besides)
         with self._lock:
             names = self._unswept.pop(file_id, [])
-            others = [name for name in names if name != besides]
+            others = [name for name in names if name not in made]
             taken, kept = others[:SWEEP_PER_REQUEST], others[SWEEP_PER_REQUEST:]
-            if besides in names:
-                kept.append(besides)
+            kept += [name for name in names if name in made]
             if kept:
                 self._unswept[file_id] = kept
         return taken

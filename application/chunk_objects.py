@@ -20,6 +20,10 @@ CHUNKS_PER_OBJECT = 2_000
 """The most chunks an object holds: its index (60 bytes a chunk) must fit a DynamoDB item
 (400 KB); a batch of more tiny chunks makes several objects."""
 
+COUNTED_TOGETHER_MOST = 50
+"""The most chunks of a file one request counts: a DynamoDB expression is at most 4 KB, and
+the condition names each partition (about 30 bytes); a longer run is counted in several."""
+
 ChunkKey = tuple[FileId, int, str]
 """A chunk's file, partition and sha256."""
 

@@ -192,9 +192,10 @@ class StoredChunkState(Protocol):
     def add_stored_together(
         self, arrivals: Sequence[PartitionArrival], object_id: str
     ) -> int | None:
-        """Count distinct partitions of one file, all in one object, in one request when
-        the store can: the received count after, or None, counting nothing, when any of them
-        would not be admitted alone (or the store cannot): each is then added alone."""
+        """Count distinct partitions of one file (at most COUNTED_TOGETHER_MOST), all in one
+        object, together when the store can: the received count after, or None when any of
+        them would not be admitted alone (or the store cannot): each is then added alone, and
+        one this call counted answers as added."""
 
     def stored(self, file_id: FileId) -> dict[int, tuple[str, str]]:
         """Every held partition's digest prefix and object id ("" when it has none)."""

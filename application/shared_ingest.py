@@ -18,7 +18,7 @@ from attrs import Factory, define
 
 from application.assemble import AssembleAndUpload
 from application.batch_state import BatchState
-from application.chunk_objects import ChunkKey, StoredChunks, chunk_key
+from application.chunk_objects import COUNTED_TOGETHER_MOST, ChunkKey, StoredChunks, chunk_key
 from application.outcomes import FileOutcome
 from application.plan import AssemblyPlan
 from application.ports import FileStateStore, RemoteChunkStore
@@ -80,6 +80,7 @@ class _Staged:
                 or self.where.get(key) != object_id
                 or other.partition_count != chunk.partition_count
                 or other.partition in seen
+                or len(run) + 1 == COUNTED_TOGETHER_MOST
             ):
                 break
             seen.add(other.partition)

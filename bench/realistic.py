@@ -44,7 +44,7 @@ from attrs import define, field, frozen
 
 from adapters.settings import BackendName
 from bench.baselines import plain_session, put_file
-from bench.workload import KIB, MIB, Event, FileSpec, Record, Sequencer
+from bench.workload import KIB, MIB, Event, FileSpec, Record, Sequencer, size_label
 from bench.world import BUCKET, BenchError, World
 from entrypoints.container import Container
 from entrypoints.events import encode_payload, kinesis_record
@@ -85,6 +85,10 @@ DYNAMODB_SPREAD = f"dynamodb: chunks over {SHARDS} shards"
 REDIS_SPREAD = f"redis: chunks over {SHARDS} shards"
 """Its dollars leave out what the redis backend costs most: the node's hours."""
 """The same files, chunk n of the interleaved stream on shard n mod 4, a container per shard."""
+GOAL_LAYOUTS = (LOCAL_INTERLEAVED, DYNAMODB_SPREAD)
+"""The layouts issue 12's goals are set for; the others are reported."""
+LARGE_FILE_SIZE = 100 * MIB
+"""Over 100 partitions of 700 KiB: the dynamodb backend keeps its digests in segments."""
 
 
 # --- DynamoDB capacity, as DynamoDB counts it ------------------------------------------
@@ -415,6 +419,9 @@ class Shape:
 
     file_size: int = 20 * MIB
     chunk_size: int = CHUNK_SIZE
+    large_file_size: int | None = LARGE_FILE_SIZE
+    """One file spread over the shards on the dynamodb backend, reported beside the issue's
+    layouts (None: no such row)."""
     small_files: int = SMALL_FILES_PER_INVOCATION
     small_invocations: int = 5
     small_seconds: float = 10.0
@@ -430,6 +437,7 @@ def run(world: World, shape: Shape) -> RealisticResults:
             local_interleaved(world, shape),
             shared_spread(world, shape, BackendName.DYNAMODB),
             shared_spread(world, shape, BackendName.REDIS),
+            *([] if shape.large_file_size is None else [large_spread(world, shape)]),
         ),
         small_files=tuple(small_files(world, backend, shape) for backend in BackendName),
     )
@@ -466,9 +474,35 @@ def local_interleaved(world: World, shape: Shape) -> LayoutRow:
     )
 
 
-def shared_spread(world: World, shape: Shape, backend: BackendName) -> LayoutRow:
-    """A shared backend: the three files' chunks spread over the shards."""
-    specs = _files(world, backend.value, shape)
+def large_spread(world: World, shape: Shape) -> LayoutRow:
+    """The dynamodb backend: one large file's chunks spread over the shards."""
+    assert shape.large_file_size is not None
+    spec = FileSpec(
+        world.endpoint("realistic", "large", receiver=world.aws.receiver),
+        shape.large_file_size,
+        shape.chunk_size,
+        3,
+    )
+    return shared_spread(
+        world,
+        shape,
+        BackendName.DYNAMODB,
+        [spec],
+        f"dynamodb: one {size_label(spec.size)} file ({spec.partition_count} partitions), "
+        f"{SHARDS} shards",
+    )
+
+
+def shared_spread(
+    world: World,
+    shape: Shape,
+    backend: BackendName,
+    specs: Sequence[FileSpec] | None = None,
+    layout: str | None = None,
+) -> LayoutRow:
+    """A shared backend: the files' chunks (by default the three of the issue's layouts)
+    spread over the shards."""
+    specs = specs or _files(world, backend.value, shape)
     accounting = _accounting(world)
     containers = [world.delayed_container(backend) for _ in range(SHARDS)]
     for container in containers:
@@ -483,7 +517,7 @@ def shared_spread(world: World, shape: Shape, backend: BackendName) -> LayoutRow
     schedule = (
         step for turn in itertools.zip_longest(*per_shard) for step in turn if step is not None
     )
-    layout = REDIS_SPREAD if backend is BackendName.REDIS else DYNAMODB_SPREAD
+    layout = layout or (REDIS_SPREAD if backend is BackendName.REDIS else DYNAMODB_SPREAD)
     return _run_layout(world, layout, backend, SHARDS, SHARDS, specs, schedule, accounting)
 
 

@@ -43,7 +43,9 @@ class Plan:
 FULL = Plan("full", write_unit_chunks=(300, 600))
 QUICK = Plan(
     "quick",
-    realistic=realistic.Shape(file_size=3 * MIB, small_files=20, small_invocations=1),
+    realistic=realistic.Shape(
+        file_size=3 * MIB, large_file_size=None, small_files=20, small_invocations=1
+    ),
     throughput_bytes=24 * MIB,
     repeats=1,
     cost_chunks=(3, 6),

@@ -20,6 +20,7 @@ from attrs import define, evolve, field
 from dependency_injector import providers
 
 from adapters.memory_cache import InMemoryPartitionCache
+from application.chunk_objects import COUNTED_TOGETHER_MOST
 from application.metrics import Metric
 from application.operations import Redrive
 from application.ports import (
@@ -806,6 +807,7 @@ class FakeStateStore:
             size = sum(arrival.ref.size for arrival in arrivals)
             if (
                 len(partitions) != len(arrivals)
+                or len(arrivals) > COUNTED_TOGETHER_MOST
                 or any(a.partition_count != first.partition_count for a in arrivals)
                 or any(a.file_id != first.file_id for a in arrivals)
                 or partitions & item.digests.keys()

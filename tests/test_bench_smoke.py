@@ -32,7 +32,13 @@ from tests.tools.receiver import LocalReceiver
 
 TINY = Plan(
     "tiny",
-    realistic=Shape(file_size=48 * KIB, chunk_size=16 * KIB, small_files=3, small_invocations=2),
+    realistic=Shape(
+        file_size=48 * KIB,
+        chunk_size=16 * KIB,
+        large_file_size=104 * 16 * KIB,  # over 100 partitions: segments
+        small_files=3,
+        small_invocations=2,
+    ),
     throughput_bytes=96 * KIB,
     chunk_sizes=(16 * KIB,),
     batch_size=2,
@@ -75,14 +81,20 @@ def test_every_section_of_the_benchmark_produces_sane_figures(tmp_path: Path) ->
 
     realistic = results.realistic
     assert realistic is not None
-    assert [row.backend for row in realistic.layouts] == ["local", "dynamodb", "redis"]
-    for layout in realistic.layouts:
+    assert [row.backend for row in realistic.layouts] == ["local", "dynamodb", "redis", "dynamodb"]
+    *issues_layouts, large = realistic.layouts
+    for layout in issues_layouts:
         assert layout.chunks == 9
+        assert len(layout.completing_seconds) == len(layout.floor_seconds) == 3
+    for layout in realistic.layouts:
         assert layout.requests_per_chunk > 0 or layout.backend == "redis"
         assert _positive(layout.dollars_per_gib)
-        assert len(layout.completing_seconds) == len(layout.floor_seconds) == 3
         assert _positive(layout.over_floor)
-    local, dynamodb, redis = realistic.layouts
+    local, dynamodb, redis = issues_layouts
+    assert (large.files, large.chunks, len(large.completing_seconds)) == (1, 104, 1)
+    # In segments, the file's chunks of each invocation are counted by one reservation and
+    # one commit a segment: fewer write units than the two a chunk each alone would take.
+    assert large.write_units < large.chunks
     assert local.write_units == 0
     assert dynamodb.write_units >= dynamodb.requests["dynamodb.UpdateItem"]
     assert redis.write_units == 0

@@ -15,9 +15,20 @@ import pytest
 
 from adapters import dynamodb_state
 from adapters.dynamodb_state import SEGMENT_PARTITIONS, DynamoDbFileStateStore
+from application.chunk_objects import COUNTED_TOGETHER_MOST
 from domain import FileId, FileState, FileStatus, PartitionArrival
 from tests.integration.builders import ref_of
-from tests.integration.state_steps import ENDPOINT, FILE, NOW, TTL, add, content, offer, prefix
+from tests.integration.state_steps import (
+    ENDPOINT,
+    FILE,
+    NOW,
+    ROOM,
+    TTL,
+    add,
+    content,
+    offer,
+    prefix,
+)
 from tests.integration.test_dynamodb_state import LONG_ENDPOINT, item, item_size, scan
 
 if TYPE_CHECKING:
@@ -362,3 +373,138 @@ def test_a_full_segment_with_each_partitions_chunk_object_stays_one_write_unit(
     assert len([name for name in segment if name.startswith("p")]) == SEGMENT_PARTITIONS
     assert item_size(segment) <= 1024
     assert store.stored(FILE)[SEGMENT_PARTITIONS - 1][1] == f"{SEGMENT_PARTITIONS - 1:012x}"
+
+
+# --- a batch's chunks of a file counted together -------------------------------------------
+
+COUNT = 60
+"""Partitions of a file whose runs cross from one segment to the next."""
+OBJECT, OTHER_OBJECT = "0123456789ab", "ba9876543210"
+
+
+def arrival(partition: int, data: bytes | None = None) -> PartitionArrival:
+    chunk = content(partition) if data is None else data
+    return PartitionArrival(ENDPOINT, partition, COUNT, ref_of(chunk), ROOM, NOW)
+
+
+def together(store: DynamoDbFileStateStore, partitions: list[int]) -> int | None:
+    return store.add_stored_together([arrival(p) for p in partitions], OBJECT)
+
+
+def reserve_together(params: dict[str, Any]) -> bool:
+    return "#r0 = :r0" in params["UpdateExpression"]
+
+
+def where(store: DynamoDbFileStateStore) -> dict[int, str]:
+    return {p: object_id for p, (_, object_id) in store.stored(FILE).items()}
+
+
+@pytest.mark.parametrize(
+    ("partitions", "requests"),
+    [([3, 4, 5, 6], 2), ([26, 27, 28, 29], 3), ([0, 59], 3)],
+    ids=["one segment", "two segments", "far apart"],
+)
+def test_a_batchs_chunks_of_a_file_take_one_reservation_and_one_commit_a_segment(
+    store: DynamoDbFileStateStore, dynamodb: DynamoDBClient, partitions: list[int], requests: int
+) -> None:
+    sent: list[str] = []
+    dynamodb.meta.events.register(
+        "before-call.dynamodb.UpdateItem", lambda **_: sent.append("UpdateItem")
+    )
+
+    assert together(store, partitions) == len(partitions)
+
+    assert len(sent) == requests, "alone, each chunk would take two"
+    assert held(store) == (len(partitions), sizes(COUNT, partitions))
+    assert store.digests(FILE) == {p: prefix(ref_of(content(p))) for p in partitions}
+    assert where(store) == dict.fromkeys(partitions, OBJECT)
+
+
+def _lose_reservation(network: Network) -> None:
+    network.lose_answer_of(reserve_together)
+
+
+def _lose_a_commit(network: Network) -> None:
+    network.lose_answer_of(commit)
+
+
+def _crash_before_the_commits(network: Network) -> None:
+    network.crash_at(commit)
+
+
+def _crash_between_the_commits(network: Network) -> None:
+    network.crash_at(lambda params: commit(params) and params["Key"]["file_id"]["S"][-1] == "1")
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [_lose_reservation, _lose_a_commit, _crash_before_the_commits, _crash_between_the_commits],
+    ids=lambda f: f.__name__.strip("_").replace("_", " "),
+)
+def test_a_run_hit_by_a_lost_answer_or_a_crash_counts_each_partition_once(
+    store: DynamoDbFileStateStore,
+    network: Network,
+    dynamodb: DynamoDBClient,
+    table: str,
+    fault: Callable[[Network], None],
+) -> None:
+    """A crash leaves the run's records to be delivered again, into another object: each is
+    then a duplicate of what the crashed batch counted, whose object stands."""
+    run = [26, 27, 28, 29]
+    fault(network)
+    try:
+        counted = together(store, run)
+    except Crash:
+        again = fresh(dynamodb, table)
+        for partition in run:
+            refused = again.add_stored(arrival(partition), OTHER_OBJECT)
+            assert isinstance(refused, FileState), "a duplicate"
+            assert refused.held_digest == prefix(ref_of(content(partition)))
+    else:
+        assert network.lost == 1
+        assert counted == len(run)
+
+    assert held(store) == (len(run), sizes(COUNT, run))
+    assert store.digests(FILE) == {p: prefix(ref_of(content(p))) for p in run}
+    assert where(store) == dict.fromkeys(run, OBJECT)
+    assert add(store, 0, COUNT) == len(run) + 1, "the next chunk counts on top"
+
+
+@pytest.mark.parametrize("same", [True, False], ids=["same bytes", "other bytes"])
+def test_a_run_with_a_partition_counted_before_leaves_each_chunk_to_be_added_alone(
+    store: DynamoDbFileStateStore, same: bool
+) -> None:
+    """Partition 0's reservation was swept after its commit, so the run reserves it again;
+    its commit finds 0 committed: 0 is taken back, the others stay counted and answer as
+    added when they are added alone, 0 as a duplicate or a conflict."""
+    assert store.add_stored(arrival(0), OTHER_OBJECT) == 1
+    assert store.add_stored(arrival(1), OTHER_OBJECT) == 2  # sweeps partition 0's reservation
+    zero = content(0) if same else content(0, " other bytes")
+    run = [arrival(0, zero), arrival(2), arrival(3)]
+
+    assert store.add_stored_together(run, OBJECT) is None
+
+    refused = store.add_stored(run[0], OBJECT)
+    assert isinstance(refused, FileState)
+    assert refused.held_digest == prefix(ref_of(content(0))), "the first bytes stand"
+    assert store.add_stored(run[1], OBJECT) == 4
+    assert store.add_stored(run[2], OBJECT) == 4
+    assert held(store) == (4, sizes(COUNT, [0, 1, 2, 3]))
+    assert where(store) == {0: OTHER_OBJECT, 1: OTHER_OBJECT, 2: OBJECT, 3: OBJECT}
+
+
+def test_a_run_is_counted_together_up_to_the_most_one_expression_holds(
+    store: DynamoDbFileStateStore, dynamodb: DynamoDBClient
+) -> None:
+    """DynamoDB's expressions are at most 4 KB: the application cuts longer runs, and the
+    store sends none it is given."""
+    sent: list[str] = []
+    dynamodb.meta.events.register(
+        "before-call.dynamodb.UpdateItem", lambda **_: sent.append("UpdateItem")
+    )
+    too_many = [arrival(p) for p in range(COUNTED_TOGETHER_MOST + 1)]
+
+    assert store.add_stored_together(too_many, OBJECT) is None
+    assert sent == []
+    assert store.add_stored_together(too_many[:-1], OBJECT) == COUNTED_TOGETHER_MOST
+    assert held(store)[0] == COUNTED_TOGETHER_MOST

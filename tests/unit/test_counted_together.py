@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
+from application.chunk_objects import COUNTED_TOGETHER_MOST
 from application.metrics import Metric
 from application.records import StreamRecord
 from domain import FileId, Limits, PartitionArrival, RejectionReason
@@ -120,3 +121,13 @@ def test_a_files_new_chunks_of_a_batch_cost_one_request_together() -> None:
 
     assert alone.requests == 1 + (PARTS - 1), "an object, then one add a chunk"
     assert state.requests == 2, "an object, then one add for the file's chunks"
+
+
+def test_a_run_longer_than_one_request_takes_is_counted_in_several() -> None:
+    records = file_records(URL, bytes(range(256)) * (COUNTED_TOGETHER_MOST + 20), 256)
+    batches = [records[:-1]]
+    state = FakeStateStore()
+
+    assert _run(state, batches, Limits()) == _run(OneByOne(), batches, Limits())
+    runs = -(-(len(records) - 1) // COUNTED_TOGETHER_MOST)
+    assert state.requests == 1 + runs, "an object, then one add a run of at most the most"
