@@ -46,9 +46,20 @@ class CopiedChunkObjects:
         self._objects.unneeded(object_id, files)
 
     def parts(
-        self, file_id: FileId, partition_count: int, stored: Mapping[int, tuple[str, str]]
+        self,
+        file_id: FileId,
+        partition_count: int,
+        stored: Mapping[int, tuple[str, str]],
+        held: Collection[int] = (),
     ) -> PartitionSet | None:
-        return self._objects.parts(file_id, partition_count, stored)
+        """Its copies are read from the disk: no read from S3 takes them along."""
+        with self._lock:
+            copied = {
+                partition
+                for partition, (prefix, _) in stored.items()
+                if self._copies.get((file_id, partition), "").startswith(prefix)
+            }
+        return self._objects.parts(file_id, partition_count, stored, {*held, *copied})
 
     def open(
         self, file_id: FileId, partition: int, partition_count: int, ref: ChunkRef

@@ -10,8 +10,9 @@ it is left to its TTL rather than deleted (a delete would cost a write unit).
 
 A file's item names, with each admitted partition's digest, the id of the object holding its
 bytes (adapters/dynamodb_state.py); assembly reads the objects' items (one BatchGetItem a
-hundred objects, eventually consistent: an index never changes) and each chunk with a ranged
-GET.
+hundred objects, eventually consistent: an index never changes) and the chunks with ranged
+GETs: an object keeps each file's chunks together, in partition order, so a file's chunks
+that follow each other in it within the read-ahead window are one read.
 
 An object is deleted when every file in its ``files`` is closed (uploaded, failed, expired),
 each one's state read after the write that changed the object's fate: a file's close, or the
@@ -21,6 +22,11 @@ object whose files are all closed is always deleted by someone, and never before
 that admitted a chunk from it stays in ``files`` until it is closed. A file in ``files``
 whose item is missing holds nothing once the object's writer must have ended
 (WRITER_SECONDS): its tombstone is gone with its TTL, or its chunk was never counted.
+
+A closer that read the indexes knows the other files in each object (``files`` is among
+them) and reads their items first: all closed, the object goes; an open one naming the
+object beside a digest keeps it (that file's close decides); only what is left undecided
+costs a read of the object's item.
 """
 
 from __future__ import annotations
@@ -32,15 +38,16 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from attrs import Factory, define, frozen
 from botocore.exceptions import ClientError
 
 from adapters.dynamodb_state import KEY_ATTRIBUTE, TTL_ATTRIBUTE, read_items
 from adapters.s3_storage import PENDING, delete_keys
 from application.ports import ByteStream
-from domain import Chunk, ChunkRef, FileId, FileStatus, PartitionSet
+from domain import DIGEST_PREFIX, Chunk, ChunkRef, FileId, FileStatus, PartitionSet
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -89,15 +96,19 @@ class S3ChunkObjects:
         table: str,
         ttl_seconds: float,
         clock: Callable[[], float] = time.time,
+        read_ahead: int = 1,
     ) -> None:
-        """``ttl_seconds``: a collecting file's TTL; an object's item lives GRACE_SECONDS more."""
+        """``ttl_seconds``: a collecting file's TTL; an object's item lives GRACE_SECONDS more.
+        ``read_ahead``: chunks an assembly holds at once (ASSEMBLY_READ_AHEAD), so the most
+        one read takes together: it adds no memory to what the reader's window holds."""
+        self._span = read_ahead
         self._s3 = s3
         self._bucket = bucket
         self._db = db
         self._table = table
         self._ttl = ttl_seconds + GRACE_SECONDS
         self._clock = clock
-        self._places: OrderedDict[FileId, dict[int, tuple[str, int]]] = OrderedDict()
+        self._places: OrderedDict[FileId, _Found] = OrderedDict()
         self._lock = threading.Lock()
 
     def store(self, chunks: Sequence[Chunk]) -> str:
@@ -173,7 +184,11 @@ class S3ChunkObjects:
         self._sweep({object_id: dict(response.get("Attributes", {}))}, closed=())
 
     def parts(
-        self, file_id: FileId, partition_count: int, stored: Mapping[int, tuple[str, str]]
+        self,
+        file_id: FileId,
+        partition_count: int,
+        stored: Mapping[int, tuple[str, str]],
+        held: Collection[int] = (),
     ) -> PartitionSet | None:
         if len(stored) != partition_count or any(not where for _, where in stored.values()):
             return None
@@ -185,7 +200,11 @@ class S3ChunkObjects:
         }
         mine = _file_bytes(file_id)
         refs: dict[int, ChunkRef] = {}
-        places: dict[int, tuple[str, int]] = {}
+        places: dict[int, _Place] = {}
+        neighbours = {
+            object_id: frozenset(f.hex() for f, *_ in records if f != mine)
+            for object_id, records in indexes.items()
+        }
         for partition, (prefix, object_id) in stored.items():
             found = next(
                 (
@@ -199,9 +218,10 @@ class S3ChunkObjects:
                 return None
             offset, size, digest = found
             refs[partition] = ChunkRef(digest, size)
-            places[partition] = (object_id, offset)
+            places[partition] = _Place(object_id, offset, size)
         with self._lock:
-            self._places[file_id] = places
+            runs = _runs({p: w for p, w in places.items() if p not in held}, self._span)
+            self._places[file_id] = _Found(places, neighbours, runs)
             self._places.move_to_end(file_id)
             while len(self._places) > _REMEMBERED_FILES:
                 self._places.popitem(last=False)
@@ -210,26 +230,85 @@ class S3ChunkObjects:
     def open(
         self, file_id: FileId, partition: int, partition_count: int, ref: ChunkRef
     ) -> ByteStream:
+        """One ranged GET; a chunk in a run (``_runs``) shares one with the others."""
         with self._lock:
-            place = self._places.get(file_id, {}).get(partition)
-        if place is None:
-            raise LookupError(f"partition {partition} was not found in a chunk object here")
-        object_id, offset = place
+            found = self._places.get(file_id)
+            place = found.places.get(partition) if found is not None else None
+            if found is None or place is None:
+                raise LookupError(f"partition {partition} was not found in a chunk object here")
+            run = found.runs.get(partition)
+            if run is not None:
+                future, fetch = run.ask(partition)
         if ref.size == 0:
             return io.BytesIO(b"")
-        response = self._s3.get_object(
-            Bucket=self._bucket,
-            Key=object_key(object_id),
-            Range=f"bytes={offset}-{offset + ref.size - 1}",
-        )
-        return response["Body"]
+        if run is None:
+            response = self._s3.get_object(
+                Bucket=self._bucket,
+                Key=object_key(place.object_id),
+                Range=f"bytes={place.offset}-{place.end - 1}",
+            )
+            return response["Body"]
+        if fetch:
+            try:
+                data = self._s3.get_object(
+                    Bucket=self._bucket,
+                    Key=object_key(place.object_id),
+                    Range=f"bytes={run.start}-{run.end - 1}",
+                )["Body"].read()
+            except BaseException as error:
+                with self._lock:
+                    run.forget(future)
+                future.set_exception(error)
+                raise
+            future.set_result(data)
+        at = place.offset - run.start
+        return io.BytesIO(future.result()[at : at + place.size])
 
     def release(self, file_id: FileId, object_ids: Collection[str]) -> None:
+        """Known from the indexes its assembly read, the other files in each object decide
+        most objects from their own items alone: an object whose files are all closed goes,
+        one that an open file names in its item stays (that file's close decides it). Only
+        the others' items are read (``_sweep``)."""
         with self._lock:
-            self._places.pop(file_id, None)
-        if object_ids:
-            items = self._items(set(object_ids), "#files, created_at", {"#files": "files"})
+            found = self._places.pop(file_id, None)
+        if not object_ids:
+            return
+        undecided = set(object_ids)
+        if found is not None and undecided <= found.neighbours.keys():
+            undecided = self._decide(found.neighbours, undecided)
+        if undecided:
+            items = self._items(undecided, "#files, created_at", {"#files": "files"})
             self._sweep(items, closed=(str(file_id),))
+
+    def _decide(self, neighbours: Mapping[str, frozenset[str]], objects: set[str]) -> set[str]:
+        """Delete the objects whose other files are all closed; keep those an open file
+        names (inline, beside a partition's digest); return the rest, undecided.
+
+        Each file's item is read after this file's close: of two closers, the later one
+        sees the other closed. A file's objects ``files`` names are among its index's, so
+        every file there closed leaves no one to need it; a file whose item is missing, or
+        keeps its digests in segments, is left to ``_sweep``'s rules."""
+        others = set().union(*(neighbours[object_id] for object_id in objects))
+        items = self._file_items(others)
+        gone, undecided = [], set()
+        for object_id in sorted(objects):
+            files = [items.get(f) for f in neighbours[object_id]]
+            if all(item is not None and _closed(item) for item in files):
+                gone.append(object_key(object_id))
+            elif not any(
+                item is not None and not _closed(item) and _names(item, object_id) for item in files
+            ):
+                undecided.add(object_id)
+        if gone:
+            delete_keys(self._s3, self._bucket, gone, "chunk objects")
+        return undecided
+
+    def _file_items(self, files: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The files' items that exist, read consistently (a read unit costs the same
+        whatever the projection)."""
+        keys = [{KEY_ATTRIBUTE: {"S": f}} for f in sorted(files)]
+        found = read_items(self._db, self._table, keys)
+        return {str(item[KEY_ATTRIBUTE]["S"]): item for item in found}
 
     def _sweep(self, items: Mapping[str, dict[str, Any]], closed: Collection[str]) -> None:
         """Delete each object whose files are all closed; ``closed``: known closed already."""
@@ -294,13 +373,106 @@ class S3ChunkObjects:
         return {object_id: by_key.get(f"{ITEM_PREFIX}{object_id}", {}) for object_id in ids}
 
 
+@frozen
+class _Place:
+    object_id: str
+    offset: int
+    size: int
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.size
+
+
+@define
+class _Run:
+    """A file's chunks that follow each other in one object, read by one ranged GET:
+    whichever is asked for first reads them all; the read is dropped once each was asked
+    for (a retried upload reads again), or at once if it failed."""
+
+    members: frozenset[int]
+    start: int
+    end: int
+    reading: Future[bytes] | None = None
+    unasked: set[int] = Factory(set)
+
+    def ask(self, partition: int) -> tuple[Future[bytes], bool]:
+        """The read that holds ``partition``, and whether the caller is to make it (called
+        with the lock held)."""
+        fetch = self.reading is None
+        if self.reading is None:
+            self.reading = Future()
+            self.unasked = set(self.members)
+        reading = self.reading
+        self.unasked.discard(partition)
+        if not self.unasked:
+            self.reading = None
+        return reading, fetch
+
+    def forget(self, reading: Future[bytes]) -> None:
+        if self.reading is reading:
+            self.reading = None
+
+
+@frozen
+class _Found:
+    """Where a file's chunks are, the other files in each of its objects, and its runs."""
+
+    places: dict[int, _Place]
+    neighbours: dict[str, frozenset[str]]
+    runs: dict[int, _Run]
+
+
+def _runs(places: Mapping[int, _Place], span: int) -> dict[int, _Run]:
+    """Group a file's chunks that follow each other in an object (the object keeps a file's
+    chunks together, in order), each group within ``span`` partitions (the read-ahead window:
+    every chunk of a group is asked for while the first is still held)."""
+    runs: dict[int, _Run] = {}
+    group: list[int] = []
+
+    def close() -> None:
+        if len(group) > 1:
+            first, last = places[group[0]], places[group[-1]]
+            run = _Run(frozenset(group), first.offset, last.end)
+            runs.update(dict.fromkeys(group, run))
+
+    for partition in sorted(places, key=lambda p: (places[p].object_id, places[p].offset)):
+        place = places[partition]
+        if group:
+            before = places[group[-1]]
+            follows = before.object_id == place.object_id and before.end == place.offset
+            # (a chunk left out, ``held``, leaves a gap: the next one does not follow)
+            if follows and partition - group[0] < span and place.size:
+                group.append(partition)
+                continue
+            close()
+        group = [partition] if place.size else []
+    close()
+    return runs
+
+
+def _closed(item: Mapping[str, Any]) -> bool:
+    return item.get("status", {}).get("S") in _CLOSED
+
+
+def _names(item: Mapping[str, Any], object_id: str) -> bool:
+    """Whether a file's own item names the object beside one of its partitions' digests."""
+    where = bytes.fromhex(object_id)
+    return any(
+        name[:1] == "p"
+        and name[1:].isdigit()
+        and bytes(value.get("B", b""))[DIGEST_PREFIX // 2 :] == where
+        for name, value in item.items()
+    )
+
+
 def _layout(chunks: Sequence[Chunk]) -> tuple[bytes, bytes]:
     """The index and the body of an object holding ``chunks``, each distinct chunk once."""
     index: list[bytes] = []
     body: list[bytes] = []
     seen: set[tuple[FileId, int, str]] = set()
     offset = 0
-    for chunk in chunks:
+    for chunk in sorted(chunks, key=lambda c: (str(c.file_id), c.partition)):
         key = (chunk.file_id, chunk.partition, chunk.ref.digest)
         if key in seen:
             continue

@@ -165,10 +165,15 @@ class ChunkObjects(Protocol):
         deleted when no file does."""
 
     def parts(
-        self, file_id: FileId, partition_count: int, stored: Mapping[int, tuple[str, str]]
+        self,
+        file_id: FileId,
+        partition_count: int,
+        stored: Mapping[int, tuple[str, str]],
+        held: Collection[int] = (),
     ) -> PartitionSet | None:
         """The file's chunks as ``stored`` (partition: digest prefix, object id) names them,
-        found in the objects' indexes; None when one is not found there."""
+        found in the objects' indexes; None when one is not found there. ``held``: chunks
+        this container reads from elsewhere (its disk): no read of others takes them along."""
 
     def open(
         self, file_id: FileId, partition: int, partition_count: int, ref: ChunkRef

@@ -161,6 +161,7 @@ class Container(containers.DeclarativeContainer):
             settings.provided.incomplete_file_ttl_seconds,
         ),
         clock=clock,
+        read_ahead=settings.provided.assembly_read_ahead,
     )
     # Copies of the chunks this container stored, read back at assembly instead of S3.
     copies_store = providers.Singleton(

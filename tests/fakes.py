@@ -460,7 +460,11 @@ class FakeChunkObjects:
         self._sweep([object_id], closed=frozenset())
 
     def parts(
-        self, file_id: FileId, partition_count: int, stored: Mapping[int, tuple[str, str]]
+        self,
+        file_id: FileId,
+        partition_count: int,
+        stored: Mapping[int, tuple[str, str]],
+        held: Collection[int] = (),
     ) -> PartitionSet | None:
         if "object items" in self.state.failing_operations:
             raise StorageUnavailable("state store refuses to read chunk objects' items")

@@ -7,6 +7,7 @@ import errno
 import logging
 import os
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ import pytest
 from adapters.chunk_copies import CopiedChunkObjects
 from adapters.chunk_objects import S3ChunkObjects
 from adapters.tmp_storage import TmpChunkStore
+from application.body import AssembledBody, Part
 from application.ports import ChunkObjects, LocalChunkStore
 from domain import Chunk, FileId
 from tests.fakes import FakeChunkObjects, FakeClock, FakeLocalStore, FakeRemoteStore, FakeStateStore
@@ -260,3 +262,31 @@ def test_the_wrapper_fits_the_chunk_objects_port(tmp_path: Path) -> None:
     disk: LocalChunkStore = TmpChunkStore(tmp_path, name="sfb-copies")
 
     assert [port, disk]
+
+
+def test_a_chunk_read_from_the_disk_is_left_out_of_the_reads_that_take_several(
+    s3_client: S3Client, dynamodb: DynamoDBClient, table: str, tmp_path: Path
+) -> None:
+    """Another container stored all four; this one stored partition 1 again (a duplicate,
+    refused): it reads 1 from its disk, 0 alone and 2 and 3 together, and nothing of a read
+    is kept once the body was read, so a retried upload reads the same again."""
+    gets: list[str] = []
+    s3_client.meta.events.register("before-call.s3.GetObject", lambda **_: gets.append("GET"))
+    objects = S3ChunkObjects(s3_client, BUCKET, dynamodb, table, 86_400.0, read_ahead=8)
+    mine = CopiedChunkObjects(objects, TmpChunkStore(tmp_path, name="sfb-copies"))
+    a = chunks_of(A, 4)
+    theirs = objects.store(a)
+    mine.store([a[1]])
+    stored = {c.partition: (c.ref.digest_prefix, theirs) for c in a}
+    parts = mine.parts(FILE_A, 4, stored)
+    assert parts is not None
+    body = AssembledBody(
+        tuple(
+            Part(parts.parts[p], partial(mine.open, FILE_A, p, 4, parts.parts[p])) for p in range(4)
+        ),
+        read_ahead=8,
+    )
+
+    for attempt in (1, 2):
+        assert read_all(body.open()) == b"".join(c.content for c in a)
+        assert len(gets) == 2 * attempt

@@ -109,7 +109,7 @@ def nth(n: int) -> Any:
 
 
 @settings(
-    max_examples=max(8, settings.default.max_examples // 4),  # ~1 s each on moto
+    max_examples=max(8, settings().max_examples // 4),  # ~1 s each on moto
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(seed=st.integers(0, 2**32 - 1))

@@ -3,12 +3,16 @@ and deleted only once every file that may need it is closed."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from botocore.exceptions import ReadTimeoutError
 
 from adapters.chunk_objects import OBJECTS, WRITER_SECONDS, S3ChunkObjects, item_key, object_key
 from adapters.dynamodb_state import DynamoDbFileStateStore
+from application.body import AssembledBody, ChunkUnavailable, Part
 from application.chunk_objects import StoredChunks
 from application.ports import ChunkObjects, StoredChunkState
 from application.views import PendingChunks
@@ -233,3 +237,199 @@ def test_the_adapters_and_fakes_fit_the_chunk_objects_ports(
     checks: list[object] = [port, fake, state, fake_state, expiry]
 
     assert len(checks) == 5
+
+
+# --- a closer that read the objects' indexes decides from the other files' items ----------
+
+C = "https://uploads.example.com/c.bin?X-Amz-Signature=SECRET-C"
+FILE_C = FileId.for_endpoint(C)
+
+
+def put_file(
+    dynamodb: DynamoDBClient, table: str, file_id: FileId, status: FileStatus, **more: Any
+) -> None:
+    item = {"file_id": {"S": str(file_id)}, "status": {"S": status.value}, **more}
+    dynamodb.put_item(TableName=table, Item=item)
+
+
+def naming(object_id: str) -> dict[str, Any]:
+    """A partition in a file's own item, held in ``object_id``."""
+    return {"p0": {"B": b"\x01" * 16 + bytes.fromhex(object_id)}}
+
+
+def object_items_read(dynamodb: DynamoDBClient) -> list[str]:
+    """The chunk objects' items each BatchGetItem of the client asks for."""
+    read: list[str] = []
+
+    def count(params: dict[str, Any], **_: Any) -> None:
+        for request in params["RequestItems"].values():
+            read.extend(k["file_id"]["S"] for k in request["Keys"] if k["file_id"]["S"][:2] == "o#")
+
+    dynamodb.meta.events.register("before-parameter-build.dynamodb.BatchGetItem", count)
+    return read
+
+
+OTHERS: dict[str, tuple[dict[str, Any], bool, bool]] = {
+    # case: (B's item, whether the object is kept, whether the object's item is read)
+    "B closed": ({"status": FileStatus.UPLOADED}, False, False),
+    "B open, naming the object": ({"status": FileStatus.COLLECTING, "names": True}, True, False),
+    "B open, let go of it (took nothing)": (
+        {"status": FileStatus.COLLECTING, "unneeded": True},
+        False,
+        True,
+    ),
+    "B open, may still take from it": ({"status": FileStatus.COLLECTING}, True, True),
+    "B open, in segments": ({"status": FileStatus.COLLECTING, "segments": True}, True, True),
+    "B without an item, its writer alive": ({}, True, True),
+}
+
+
+@pytest.mark.parametrize(("b", "kept", "item_read"), OTHERS.values(), ids=OTHERS.keys())
+def test_a_closer_that_found_its_parts_decides_from_the_other_files_items(
+    objects: S3ChunkObjects,
+    s3_client: S3Client,
+    dynamodb: DynamoDBClient,
+    table: str,
+    b: dict[str, Any],
+    kept: bool,
+    item_read: bool,
+) -> None:
+    a = chunk(A, 0, 1, b"a")
+    object_id = objects.store([a, chunk(B, 0, 1, b"b"), chunk(C, 0, 1, b"c")])
+    assert objects.parts(FILE_A, 1, stored_as([a], object_id)) is not None
+    if "status" in b:
+        more = naming(object_id) if b.get("names") else {}
+        if b.get("segments"):
+            more = {"gen": {"S": "g1"}, "r3": {"B": b"\x02" * 38}}
+        put_file(dynamodb, table, FILE_B, b["status"], **more)
+    if b.get("unneeded"):  # while A and C collect (no item yet): their writer may count them
+        objects.unneeded(object_id, {FILE_B})
+        assert keys(s3_client) == [object_key(object_id)]
+    put_file(dynamodb, table, FILE_A, FileStatus.UPLOADED)
+    put_file(dynamodb, table, FILE_C, FileStatus.FAILED)
+    read = object_items_read(dynamodb)
+
+    objects.release(FILE_A, {object_id})
+
+    assert (keys(s3_client) == [object_key(object_id)]) is kept
+    assert bool(read) is item_read
+
+
+# --- a file's chunks that follow each other in an object: one ranged read -----------------
+
+
+def gets_of(s3: S3Client) -> list[str]:
+    ranges: list[str] = []
+    s3.meta.events.register(
+        "before-parameter-build.s3.GetObject",
+        lambda params, **_: ranges.append(str(params.get("Range", ""))),
+    )
+    return ranges
+
+
+def body_of_file(
+    objects: S3ChunkObjects, chunks: list[Chunk], where: dict[int, str], read_ahead: int
+) -> AssembledBody:
+    count = len(chunks)
+    parts = objects.parts(
+        chunks[0].file_id, count, {p: (c.ref.digest_prefix, where[p]) for p, c in enumerate(chunks)}
+    )
+    assert parts is not None
+    return AssembledBody(
+        tuple(
+            Part(parts.parts[p], partial(objects.open, chunks[0].file_id, p, count, parts.parts[p]))
+            for p in range(count)
+        ),
+        read_ahead=read_ahead,
+    )
+
+
+def a_file(count: int) -> list[Chunk]:
+    return [chunk(A, p, count, f"a{p:03d}".encode() * 250) for p in range(count)]
+
+
+def one_object(objects: S3ChunkObjects, a: list[Chunk]) -> dict[int, str]:
+    object_id = objects.store([*a, chunk(B, 0, 1, b"b" * 999)])
+    return dict.fromkeys(range(len(a)), object_id)
+
+
+def interleaved(objects: S3ChunkObjects, a: list[Chunk]) -> dict[int, str]:
+    """B's chunks between A's in the batch: the object still keeps A's together."""
+    mixed = [c for p, mine in enumerate(a) for c in (mine, chunk(B, p, len(a), b"b" * 77))]
+    return dict.fromkeys(range(len(a)), objects.store(mixed))
+
+
+def two_objects(objects: S3ChunkObjects, a: list[Chunk]) -> dict[int, str]:
+    half = len(a) // 2
+    first, second = objects.store(a[:half]), objects.store(a[half:])
+    return {p: first if p < half else second for p in range(len(a))}
+
+
+def every_other(objects: S3ChunkObjects, a: list[Chunk]) -> dict[int, str]:
+    """Even partitions in one object, odd in another (chunks spread over two shards)."""
+    even, odd = objects.store(a[0::2]), objects.store(a[1::2])
+    return {p: even if p % 2 == 0 else odd for p in range(len(a))}
+
+
+RUNS: dict[str, tuple[int, Callable[[S3ChunkObjects, list[Chunk]], dict[int, str]], int]] = {
+    # case: (partitions, how the batches stored them, ranged reads with a window of 8)
+    "one object": (4, one_object, 1),
+    "another file's chunks between them": (4, interleaved, 1),
+    "two objects": (6, two_objects, 2),
+    "every other partition apart": (6, every_other, 2),
+    "more than the window": (12, one_object, 2),
+}
+
+
+@pytest.mark.parametrize("read_ahead", [8, 1], ids=["read ahead", "one after another"])
+@pytest.mark.parametrize(("count", "stored", "reads"), RUNS.values(), ids=RUNS.keys())
+def test_a_files_chunks_that_follow_each_other_in_an_object_are_read_together(
+    s3_client: S3Client,
+    dynamodb: DynamoDBClient,
+    table: str,
+    count: int,
+    stored: Callable[[S3ChunkObjects, list[Chunk]], dict[int, str]],
+    reads: int,
+    read_ahead: int,
+) -> None:
+    objects = S3ChunkObjects(s3_client, BUCKET, dynamodb, table, 86_400.0, read_ahead=8)
+    a = a_file(count)
+    body = body_of_file(objects, a, stored(objects, a), read_ahead)
+    gets = gets_of(s3_client)
+
+    assert read_all(body.open()) == b"".join(c.content for c in a)
+    assert len(gets) == reads
+    assert read_all(body.open()) == b"".join(c.content for c in a), "a retried upload"
+    assert len(gets) == 2 * reads, "reads them again: nothing is kept once each was served"
+
+
+def test_a_run_whose_read_failed_is_read_again_by_the_next_attempt(
+    s3_client: S3Client, dynamodb: DynamoDBClient, table: str
+) -> None:
+    objects = S3ChunkObjects(s3_client, BUCKET, dynamodb, table, 86_400.0, read_ahead=8)
+    a = a_file(4)
+    body = body_of_file(objects, a, one_object(objects, a), 8)
+    failures = [ReadTimeoutError(endpoint_url="s3")]
+
+    def fail_once(**_: Any) -> None:
+        if failures:
+            raise failures.pop()
+
+    s3_client.meta.events.register("before-call.s3.GetObject", fail_once)
+
+    with pytest.raises(ChunkUnavailable):
+        read_all(body.open())
+    assert read_all(body.open()) == b"".join(c.content for c in a)
+
+
+def test_without_read_ahead_each_chunk_is_read_alone(
+    s3_client: S3Client, dynamodb: DynamoDBClient, table: str
+) -> None:
+    """ASSEMBLY_READ_AHEAD=1 holds one chunk at a time: no read takes more."""
+    objects = S3ChunkObjects(s3_client, BUCKET, dynamodb, table, 86_400.0, read_ahead=1)
+    a = a_file(4)
+    body = body_of_file(objects, a, one_object(objects, a), 1)
+    gets = gets_of(s3_client)
+
+    assert read_all(body.open()) == b"".join(c.content for c in a)
+    assert len(gets) == 4
