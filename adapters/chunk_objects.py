@@ -99,8 +99,9 @@ class S3ChunkObjects:
         read_ahead: int = 1,
     ) -> None:
         """``ttl_seconds``: a collecting file's TTL; an object's item lives GRACE_SECONDS more.
-        ``read_ahead``: chunks an assembly holds at once (ASSEMBLY_READ_AHEAD), so the most
-        one read takes together: it adds no memory to what the reader's window holds."""
+        ``read_ahead``: chunks an assembly reads ahead (ASSEMBLY_READ_AHEAD), and the most
+        partitions one read spans: what such a read brings before the window reaches it
+        holds at most as many chunks again."""
         self._span = read_ahead
         self._s3 = s3
         self._bucket = bucket
