@@ -69,6 +69,8 @@ INDEX_RECORD_BYTES = _RECORD.size
 _ID_ATTEMPTS = 4
 _CONDITION_FAILED = ("PreconditionFailed", "ConditionalRequestConflict")
 _CLOSED = frozenset(s.value for s in FileStatus if s.is_closed)
+_REMEMBERED_INDEXES = 4_096
+"""Objects whose index a container keeps (about 240 bytes each for four chunks)."""
 _REMEMBERED_FILES = 256
 """Files whose chunks' places this container keeps between ``parts`` and ``release``."""
 
@@ -110,6 +112,8 @@ class S3ChunkObjects:
         self._ttl = ttl_seconds + GRACE_SECONDS
         self._clock = clock
         self._places: OrderedDict[FileId, _Found] = OrderedDict()
+        self._known: OrderedDict[str, bytes] = OrderedDict()
+        """Objects' indexes this container stored or read: an index never changes."""
         self._lock = threading.Lock()
 
     def store(self, chunks: Sequence[Chunk]) -> str:
@@ -125,6 +129,7 @@ class S3ChunkObjects:
                 created = self._create(object_id, body)
                 ours = reserved.result()
             if ours and created:
+                self._remember_indexes({object_id: index})
                 return object_id
             if created:  # a stale item holds the id: this object would never be deleted
                 self._s3.delete_object(Bucket=self._bucket, Key=object_key(object_id))
@@ -193,11 +198,9 @@ class S3ChunkObjects:
     ) -> PartitionSet | None:
         if len(stored) != partition_count or any(not where for _, where in stored.values()):
             return None
-        items = self._indexes({where for _, where in stored.values()})
         indexes = {
-            object_id: _records(bytes(item["index"]["B"]))
-            for object_id, item in items.items()
-            if "index" in item
+            object_id: _records(index)
+            for object_id, index in self._indexes({where for _, where in stored.values()}).items()
         }
         mine = _file_bytes(file_id)
         refs: dict[int, ChunkRef] = {}
@@ -342,16 +345,32 @@ class S3ChunkObjects:
             for item in found
         }
 
-    def _indexes(self, object_ids: Collection[str]) -> dict[str, dict[str, Any]]:
-        """The objects' indexes, read eventually consistently (half the read units): an
-        index never changes once its item is created, so a read can only miss it, not find
-        it stale; the few it misses are read again consistently."""
-        names = {"#index": "index"}
-        items = self._items(object_ids, "#index", names, consistent=False)
-        missed = {object_id for object_id, item in items.items() if "index" not in item}
-        if missed:
-            items.update(self._items(missed, "#index", names))
-        return items
+    def _indexes(self, object_ids: Collection[str]) -> dict[str, bytes]:
+        """The objects' indexes: those this container stored or read before, then the
+        others, read eventually consistently (half the read units). An index never changes
+        once its item is created, so a read can only miss it, not find it stale; the few it
+        misses are read again consistently."""
+        with self._lock:
+            known = {o: self._known[o] for o in object_ids if o in self._known}
+        wanted = set(object_ids) - known.keys()
+        if wanted:
+            names = {"#index": "index"}
+            items = self._items(wanted, "#index", names, consistent=False)
+            missed = {object_id for object_id, item in items.items() if "index" not in item}
+            if missed:
+                items.update(self._items(missed, "#index", names))
+            read = {o: bytes(item["index"]["B"]) for o, item in items.items() if "index" in item}
+            self._remember_indexes(read)
+            known.update(read)
+        return known
+
+    def _remember_indexes(self, indexes: Mapping[str, bytes]) -> None:
+        with self._lock:
+            for object_id, index in indexes.items():
+                self._known[object_id] = index
+                self._known.move_to_end(object_id)
+            while len(self._known) > _REMEMBERED_INDEXES:
+                self._known.popitem(last=False)
 
     def _items(
         self,
