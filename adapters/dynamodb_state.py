@@ -438,10 +438,7 @@ class DynamoDbFileStateStore:
             return None  # each alone now: those committed here answer as added
         for name in names.values():
             self._remember_sweep(file_id, name)
-        received = int(item["received_count"]["N"])
-        if received > first.partition_count:
-            received = self._settle(file_id, item, first.now)
-        return received
+        return self._received(file_id, item, first)
 
     def _commit_together(
         self,
@@ -582,6 +579,11 @@ class DynamoDbFileStateStore:
             after = self._take_back(file_id, partition, mine) or self._get(self._key(file_id))
             return _state(after or item, stands)
         self._remember_sweep(file_id, name)
+        return self._received(file_id, item, arrival)
+
+    def _received(self, file_id: FileId, item: dict[str, Any], arrival: PartitionArrival) -> int:
+        """The count a reservation left: past the file's partitionCount, a duplicate's
+        reservation left by a crash is counted in it, and is settled first."""
         received = int(item["received_count"]["N"])
         if received > arrival.partition_count:
             received = self._settle(file_id, item, arrival.now)
