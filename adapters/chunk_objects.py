@@ -4,9 +4,11 @@
 (key ``o#<id>``) holds what the object is: ``index`` (each chunk's file id, partition,
 offset, size and sha256, 60 bytes a chunk), ``files`` (the files that may still need it),
 ``created_at`` and ``expires_at`` (TTL). The item and the object are each created only
-where none is (at once), so an id is never taken twice while its item lives; it lives longer than
-any file that could name the object (the collecting TTL plus the pending/ rule's 8 days), so
-it is left to its TTL rather than deleted (a delete would cost a write unit).
+where none is (at once), so an id is never taken twice while either lives. The item is
+deleted right after its object: every file that could read the object is closed by then,
+and an item left would be read by every run of the expiry's Scan until its TTL (the
+collecting TTL plus the pending/ rule's 8 days, for what a crash leaves), which costs far
+more than its delete's write unit.
 
 A file's item names, with each admitted partition's digest, the id of the object holding its
 bytes (adapters/dynamodb_state.py); assembly reads the objects' items (one BatchGetItem a
@@ -32,6 +34,7 @@ costs a read of the object's item.
 from __future__ import annotations
 
 import io
+import logging
 import secrets
 import struct
 import threading
@@ -53,6 +56,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
 
+log = logging.getLogger("sfb")
+
 OBJECTS = f"{PENDING}objects/"
 ITEM_PREFIX = "o#"
 ID_BYTES = 6
@@ -69,6 +74,9 @@ INDEX_RECORD_BYTES = _RECORD.size
 _ID_ATTEMPTS = 4
 _CONDITION_FAILED = ("PreconditionFailed", "ConditionalRequestConflict")
 _CLOSED = frozenset(s.value for s in FileStatus if s.is_closed)
+_DELETES_PER_REQUEST = 25
+"""BatchWriteItem's most items a request."""
+_UNPROCESSED_ATTEMPTS = 4
 _REMEMBERED_INDEXES = 4_096
 """Objects whose index a container keeps (about 240 bytes each for four chunks)."""
 _REMEMBERED_FILES = 256
@@ -114,6 +122,8 @@ class S3ChunkObjects:
         self._places: OrderedDict[FileId, _Found] = OrderedDict()
         self._known: OrderedDict[str, bytes] = OrderedDict()
         """Objects' indexes this container stored or read: an index never changes."""
+        self._deleted: OrderedDict[str, None] = OrderedDict()
+        """Objects this container deleted lately (a delete of an item costs a write unit)."""
         self._lock = threading.Lock()
 
     def store(self, chunks: Sequence[Chunk]) -> str:
@@ -298,13 +308,12 @@ class S3ChunkObjects:
         for object_id in sorted(objects):
             files = [items.get(f) for f in neighbours[object_id]]
             if all(item is not None and _closed(item) for item in files):
-                gone.append(object_key(object_id))
+                gone.append(object_id)
             elif not any(
                 item is not None and not _closed(item) and _names(item, object_id) for item in files
             ):
                 undecided.add(object_id)
-        if gone:
-            delete_keys(self._s3, self._bucket, gone, "chunk objects")
+        self._delete(gone)
         return undecided
 
     def _file_items(self, files: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -326,9 +335,43 @@ class S3ChunkObjects:
             ended = float(item.get("created_at", {}).get("N", "0")) < now - WRITER_SECONDS
             files = set(item.get("files", {}).get("SS", [])) - set(closed)
             if all(states[f] in _CLOSED if f in states else ended for f in files):
-                gone.append(object_key(object_id))
-        if gone:
-            delete_keys(self._s3, self._bucket, gone, "chunk objects")
+                gone.append(object_id)
+        self._delete(gone)
+
+    def _delete(self, object_ids: Sequence[str]) -> None:
+        """Delete the objects, then their items: an item left would be read by every run of
+        the expiry's Scan until its TTL, ten days on, which costs more than its delete."""
+        with self._lock:  # two files' lanes closing at once: each object deleted once
+            mine = [o for o in object_ids if o not in self._deleted]
+            for object_id in mine:
+                self._deleted[object_id] = None
+                self._known.pop(object_id, None)
+            while len(self._deleted) > _REMEMBERED_INDEXES:
+                self._deleted.popitem(last=False)
+        if not mine:
+            return
+        try:
+            delete_keys(self._s3, self._bucket, [object_key(o) for o in mine], "chunk objects")
+        except BaseException:
+            with self._lock:  # not deleted: the next closer or sweep tries again
+                for object_id in mine:
+                    self._deleted.pop(object_id, None)
+            raise
+        requests = [{"DeleteRequest": {"Key": item_key(o)}} for o in mine]
+        for start in range(0, len(requests), _DELETES_PER_REQUEST):
+            group: list[Any] = requests[start : start + _DELETES_PER_REQUEST]
+            for attempt in range(_UNPROCESSED_ATTEMPTS):
+                if attempt:
+                    time.sleep(0.05 * 2 ** (attempt - 1))
+                response = self._db.batch_write_item(RequestItems={self._table: group})
+                group = list(response.get("UnprocessedItems", {}).get(self._table, []))
+                if not group:
+                    break
+            else:
+                log.warning(
+                    "chunk objects' items could not be deleted; they go with their TTL",
+                    extra={"items": len(group)},
+                )
 
     def _statuses(self, files: Iterable[str]) -> dict[str, str]:
         """Each file's status; a file with no item is left out."""

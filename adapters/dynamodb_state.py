@@ -53,6 +53,7 @@ size: linear in the chunks, with no cap of the backend's own on the partition co
 
 from __future__ import annotations
 
+import logging
 import math
 import secrets
 import threading
@@ -77,6 +78,8 @@ from domain import (
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+log = logging.getLogger("sfb")
+
 TTL_ATTRIBUTE = "expires_at"
 KEY_ATTRIBUTE = "file_id"
 INLINE_PARTITIONS = 100
@@ -99,6 +102,8 @@ _DIGEST_BYTES = DIGEST_PREFIX // 2
 _TOKEN_BYTES = 8
 _SIZE_BYTES = 8
 _UNPROCESSED_ATTEMPTS = 8
+_DELETES_PER_REQUEST = 25
+"""BatchWriteItem's most items a request."""
 
 
 def read_items(
@@ -552,7 +557,7 @@ class DynamoDbFileStateStore:
             state = _state(item)
             if not state.status.is_closed:
                 self._give_back(file_id, swept)
-            if held is not None:
+            if held is not None and not state.status.is_closed:
                 theirs = _Reservation.of(held["B"])
                 if theirs.same_chunk(mine):
                     # Reserved with the batch's other chunks of the file, then left for each
@@ -797,27 +802,60 @@ class DynamoDbFileStateStore:
     def finish(self, file_id: FileId, owner: str, status: FileStatus, now: float) -> bool:
         """The tombstone keeps its closer in ``finished_by``, so the same request retried by
         botocore after a lost answer finds its own work done and succeeds: the caller then
-        deletes the chunks instead of taking the claim for lost."""
-        return (
-            self._conditional(
-                Key=self._key(file_id),
-                UpdateExpression=(
-                    "SET #status = :status, finished_at = :now, finished_by = :owner, "
-                    "#ttl = :expires REMOVE claim_owner, claim_until"
-                ),
-                ConditionExpression=(
-                    "claim_owner = :owner OR (finished_by = :owner AND #status = :status)"
-                ),
-                ExpressionAttributeNames={"#status": "status", "#ttl": TTL_ATTRIBUTE},
-                ExpressionAttributeValues={
-                    ":status": {"S": status.value},
-                    ":owner": {"S": owner},
-                    ":now": {"N": _number(now)},
-                    ":expires": {"N": str(int(now + self._ttl))},
-                },
-            )
-            is not None
+        deletes the chunks instead of taking the claim for lost. A closed file's segments go
+        with it (``_drop_segments``)."""
+        response = self._conditional(
+            Key=self._key(file_id),
+            UpdateExpression=(
+                "SET #status = :status, finished_at = :now, finished_by = :owner, "
+                "#ttl = :expires REMOVE claim_owner, claim_until"
+            ),
+            ConditionExpression=(
+                "claim_owner = :owner OR (finished_by = :owner AND #status = :status)"
+            ),
+            ExpressionAttributeNames={"#status": "status", "#ttl": TTL_ATTRIBUTE},
+            ExpressionAttributeValues={
+                ":status": {"S": status.value},
+                ":owner": {"S": owner},
+                ":now": {"N": _number(now)},
+                ":expires": {"N": str(int(now + self._ttl))},
+            },
+            ReturnValues="ALL_NEW",
         )
+        if response is None:
+            return False
+        self._drop_segments(file_id, dict(response.get("Attributes", {})))
+        return True
+
+    def _drop_segments(self, file_id: FileId, item: dict[str, Any]) -> None:
+        """Delete a closed file's segments: nothing judges a late chunk of a closed file by
+        its digests, and every run of the expiry's Scan would read them until their TTL
+        (the collecting TTL plus 8 days), about $0.0024 a GiB moved at the default schedule,
+        against a write unit a 28 partitions for the deletes. Never raises: what is left goes
+        with its TTL."""
+        gen = item.get("gen")
+        if gen is None or "partition_count" not in item:
+            return
+        count = math.ceil(int(item["partition_count"]["N"]) / SEGMENT_PARTITIONS)
+        keys = [self._segment_key(file_id, gen["S"], s * SEGMENT_PARTITIONS) for s in range(count)]
+        try:
+            for start in range(0, len(keys), _DELETES_PER_REQUEST):
+                group: list[Any] = [
+                    {"DeleteRequest": {"Key": key}}
+                    for key in keys[start : start + _DELETES_PER_REQUEST]
+                ]
+                for attempt in range(_UNPROCESSED_ATTEMPTS):
+                    if attempt:
+                        time.sleep(min(0.05 * 2**attempt, 1.0))
+                    response = self._db.batch_write_item(RequestItems={self._table: group})
+                    group = list(response.get("UnprocessedItems", {}).get(self._table, []))
+                    if not group:
+                        break
+        except Exception as error:
+            log.warning(
+                "a closed file's segments could not be deleted; they go with their TTL",
+                extra={"file_id": str(file_id), "reason": f"{type(error).__name__}: {error}"},
+            )
 
     def release(self, file_id: FileId, owner: str, now: float) -> None:
         self._conditional(

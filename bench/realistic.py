@@ -45,7 +45,7 @@ from attrs import define, field, frozen
 from adapters.settings import BackendName
 from bench.baselines import plain_session, put_file
 from bench.workload import KIB, MIB, Event, FileSpec, Record, Sequencer, size_label
-from bench.world import BUCKET, BenchError, World
+from bench.world import BUCKET, TABLE, BenchError, World
 from entrypoints.container import Container
 from entrypoints.events import encode_payload, kinesis_record
 from entrypoints.lambda_handler import handle
@@ -62,6 +62,8 @@ LAMBDA_GB_SECOND = 0.0000166667
 LAMBDA_REQUEST = 0.20 / 1_000_000
 LAMBDA_MEMORY_MB = 512
 """The template's default MemorySize."""
+EXPIRY_SECONDS = 300.0
+"""The template's default ExpireSchedule (rate(5 minutes)): each run Scans the state table."""
 
 S3_FREE = frozenset({"DeleteObject", "DeleteObjects"})
 S3_GET_CLASS = frozenset({"GetObject", "HeadObject", "HeadBucket", "GetObjectTagging"})
@@ -191,17 +193,47 @@ class Accounting:
     def _remember(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         if "Key" in params:
             context["bench_item"] = (params["TableName"], params["Key"])
+        if "RequestItems" in params and any(
+            "PutRequest" in r or "DeleteRequest" in r
+            for requests in params["RequestItems"].values()
+            for r in requests
+        ):
+            context["bench_writes"] = [
+                (table, r) for table, requests in params["RequestItems"].items() for r in requests
+            ]
         consistent = params.get("ConsistentRead")
-        if "RequestItems" in params:
+        if "RequestItems" in params and all(
+            isinstance(read, dict) for read in params["RequestItems"].values()
+        ):
             consistent = all(k.get("ConsistentRead") for k in params["RequestItems"].values())
         context["bench_consistent"] = bool(consistent)
 
     def _before(self, model: Any, context: dict[str, Any], **_: Any) -> None:
         if model.name in _WRITES and "bench_item" in context:
             context["bench_before"] = self._size(*context["bench_item"])
+        if model.name == "BatchWriteItem" and "bench_writes" in context:
+            # Each item is billed on its own, by the larger of before and after.
+            context["bench_batch_units"] = sum(
+                max(
+                    1,
+                    math.ceil(
+                        max(
+                            item_size(r["PutRequest"]["Item"]) if "PutRequest" in r else 0,
+                            self._size(table, r["DeleteRequest"]["Key"])
+                            if "DeleteRequest" in r
+                            else 0,
+                        )
+                        / 1024
+                    ),
+                )
+                for table, r in context["bench_writes"]
+            )
 
     def _after(self, model: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         factor = 1.0 if context.get("bench_consistent") else 0.5
+        if "bench_batch_units" in context:
+            with self._lock:
+                self.write_units += context["bench_batch_units"]
         if model.name in _WRITES and "bench_item" in context:
             after = self._size(*context["bench_item"])
             largest = max(context.get("bench_before", 0), after)
@@ -344,6 +376,8 @@ class LayoutRow:
     """Per file: start of the invocation holding its last chunk -> receiver has the body."""
     floor_seconds: tuple[float, ...]
     """Per file: 8-way ranged GETs of a stored copy through the proxy, then one PUT."""
+    expiry_read_units: float = 0.0
+    """What the items the layout left cost the expiry's Scans until their TTL."""
 
     @property
     def requests_per_chunk(self) -> float:
@@ -363,6 +397,7 @@ class LayoutRow:
             + self.read_units * DYNAMODB_READ_UNIT,
             "lambda": self.handler_seconds * LAMBDA_MEMORY_MB / 1024 * LAMBDA_GB_SECOND
             + self.invocations * LAMBDA_REQUEST,
+            "expiry": self.expiry_read_units * DYNAMODB_READ_UNIT,
         }
 
     @property
@@ -531,6 +566,7 @@ def _run_layout(
     schedule: Iterable[tuple[Container, Invocation]],
     accounting: Accounting,
 ) -> LayoutRow:
+    before = _table_keys(world) if backend is BackendName.DYNAMODB else None
     arrived = [0] * len(specs)
     completing_start: dict[int, float] = {}
     handler_seconds = 0.0
@@ -574,7 +610,30 @@ def _run_layout(
         read_units=accounting.read_units,
         completing_seconds=tuple(completing),
         floor_seconds=tuple(floor(world, spec) for spec in specs),
+        expiry_read_units=0.0 if before is None else expiry_read_units(world, before),
     )
+
+
+def _table_keys(world: World) -> set[str]:
+    scan = world.apart_dynamodb().get_paginator("scan")
+    pages = scan.paginate(TableName=TABLE, ProjectionExpression="file_id")
+    return {item["file_id"]["S"] for page in pages for item in page["Items"]}
+
+
+def expiry_read_units(world: World, before: set[str]) -> float:
+    """What the items a layout left in the state table cost the expiry until their TTL: each
+    run's Scan reads every item (eventually consistent: half a unit a 4 KB), every
+    EXPIRY_SECONDS. DynamoDB deletes an expired item within days, not at once, so this is
+    the least they cost."""
+    now = time.time()
+    units = 0.0
+    for page in world.apart_dynamodb().get_paginator("scan").paginate(TableName=TABLE):
+        for item in page["Items"]:
+            if item["file_id"]["S"] in before:
+                continue
+            lifetime = max(0.0, float(item["expires_at"]["N"]) - now)
+            units += item_size(item) / 4096 * 0.5 * lifetime / EXPIRY_SECONDS
+    return units
 
 
 def _nothing_pending(world: World) -> None:

@@ -20,6 +20,7 @@ from bench.hotspots import Hotspots
 from bench.latency import LatencyResult
 from bench.memory import MemoryRow
 from bench.realistic import (
+    EXPIRY_SECONDS,
     FLOOR_PARALLEL_GETS,
     GOAL_LAYOUTS,
     INVOCATION_PAYLOAD_LIMIT,
@@ -300,7 +301,9 @@ def _layouts(realistic: RealisticResults) -> str:
         "moto in a process of their own, so the handler's time holds none of theirs). "
         f"$ at us-east-1 list prices of {PRICES_AS_OF}: S3 requests, DynamoDB on-demand units "
         f"from item sizes, Lambda at {LAMBDA_MEMORY_MB} MB for the handler's time and per "
-        "request; left out: Kinesis, S3 storage, CloudWatch, transfer. Completing = start of the "
+        "request; expiry: what the items a layout leaves in the state table cost the expiry's "
+        f"Scan, every {EXPIRY_SECONDS / 60:g} minutes, until their TTL; left out: Kinesis, S3 "
+        "storage, CloudWatch, transfer. Completing = start of the "
         "invocation holding a file's last chunk to the upload's last byte, median of the files; "
         f"floor = the file's chunk-sized pieces read back from S3, {FLOOR_PARALLEL_GETS} at a "
         "time through the same proxy, then one PUT. Local: three producers' files interleaved "
@@ -317,7 +320,7 @@ def _layouts(realistic: RealisticResults) -> str:
             "req/chunk",
             "WCU/chunk",
             "$/GiB",
-            "S3+DDB+Lambda",
+            "S3+DDB+Lambda+expiry",
             "MB/s",
             "completing",
             "floor",

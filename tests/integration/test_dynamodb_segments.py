@@ -7,6 +7,7 @@ tens of thousands would.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -508,3 +509,50 @@ def test_a_run_is_counted_together_up_to_the_most_one_expression_holds(
     assert sent == []
     assert store.add_stored_together(too_many[:-1], OBJECT) == COUNTED_TOGETHER_MOST
     assert held(store)[0] == COUNTED_TOGETHER_MOST
+
+
+def segments_of(dynamodb: DynamoDBClient, table: str) -> list[dict[str, Any]]:
+    return [i for i in scan(dynamodb, table) if "#" in i["file_id"]["S"]]
+
+
+@pytest.mark.parametrize("status", [FileStatus.UPLOADED, FileStatus.FAILED])
+def test_a_closed_files_segments_go_with_its_close_and_a_late_chunk_brings_none_back(
+    store: DynamoDbFileStateStore, dynamodb: DynamoDBClient, table: str, status: FileStatus
+) -> None:
+    """Every run of the expiry's Scan would read them until their TTL; nothing judges a
+    late chunk of a closed file by its digests."""
+    count = 2 * SEGMENT_PARTITIONS + 1
+    for partition in range(count):
+        add(store, partition, count)
+    assert len(segments_of(dynamodb, table)) == 3
+    assert store.claim(FILE, "owner-a", NOW, NOW + 60).won
+
+    assert store.finish(FILE, "owner-a", status, NOW + 1)
+
+    assert segments_of(dynamodb, table) == []
+    late = offer(fresh(dynamodb, table), count - 1, count)  # its reservation is still there
+    assert isinstance(late, FileState)
+    assert late.status is status
+    assert segments_of(dynamodb, table) == [], "a late chunk settles nothing of a closed file"
+
+
+def test_segments_that_cannot_be_deleted_leave_the_close_standing(
+    store: DynamoDbFileStateStore,
+    dynamodb: DynamoDBClient,
+    table: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    count = SEGMENT_PARTITIONS + 1
+    for partition in range(count):
+        add(store, partition, count)
+    assert store.claim(FILE, "owner-a", NOW, NOW + 60).won
+
+    def refuse(**_: Any) -> None:
+        raise RuntimeError("throttled")
+
+    dynamodb.meta.events.register("before-call.dynamodb.BatchWriteItem", refuse)
+    with caplog.at_level(logging.WARNING, logger="sfb"):
+        assert store.finish(FILE, "owner-a", FileStatus.UPLOADED, NOW + 1)
+
+    assert len(segments_of(dynamodb, table)) == 2, "left to their TTL"
+    assert "segments could not be deleted" in caplog.text
