@@ -851,6 +851,8 @@ class DynamoDbFileStateStore:
                     group = list(response.get("UnprocessedItems", {}).get(self._table, []))
                     if not group:
                         break
+                else:
+                    raise RuntimeError(f"DynamoDB left {len(group)} deletes unprocessed")
         except Exception as error:
             log.warning(
                 "a closed file's segments could not be deleted; they go with their TTL",
