@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 from attrs import Factory, define, frozen
 from botocore.exceptions import ClientError
 
-from adapters.dynamodb_state import KEY_ATTRIBUTE, TTL_ATTRIBUTE, read_items
+from adapters.dynamodb_state import KEY_ATTRIBUTE, TTL_ATTRIBUTE, delete_items, read_items
 from adapters.s3_storage import PENDING, delete_keys
 from application.ports import ByteStream
 from domain import DIGEST_PREFIX, Chunk, ChunkRef, FileId, FileStatus, PartitionSet
@@ -74,9 +74,6 @@ INDEX_RECORD_BYTES = _RECORD.size
 _ID_ATTEMPTS = 4
 _CONDITION_FAILED = ("PreconditionFailed", "ConditionalRequestConflict")
 _CLOSED = frozenset(s.value for s in FileStatus if s.is_closed)
-_DELETES_PER_REQUEST = 25
-"""BatchWriteItem's most items a request."""
-_UNPROCESSED_ATTEMPTS = 4
 _REMEMBERED_INDEXES = 4_096
 """Objects whose index a container keeps (about 240 bytes each for four chunks)."""
 _REMEMBERED_FILES = 256
@@ -357,21 +354,13 @@ class S3ChunkObjects:
                 for object_id in mine:
                     self._deleted.pop(object_id, None)
             raise
-        requests = [{"DeleteRequest": {"Key": item_key(o)}} for o in mine]
-        for start in range(0, len(requests), _DELETES_PER_REQUEST):
-            group: list[Any] = requests[start : start + _DELETES_PER_REQUEST]
-            for attempt in range(_UNPROCESSED_ATTEMPTS):
-                if attempt:
-                    time.sleep(0.05 * 2 ** (attempt - 1))
-                response = self._db.batch_write_item(RequestItems={self._table: group})
-                group = list(response.get("UnprocessedItems", {}).get(self._table, []))
-                if not group:
-                    break
-            else:
-                log.warning(
-                    "chunk objects' items could not be deleted; they go with their TTL",
-                    extra={"items": len(group)},
-                )
+        try:
+            delete_items(self._db, self._table, [item_key(o) for o in mine])
+        except Exception as error:
+            log.warning(
+                "chunk objects' items could not be deleted; they go with their TTL",
+                extra={"items": len(mine), "reason": f"{type(error).__name__}: {error}"},
+            )
 
     def _statuses(self, files: Iterable[str]) -> dict[str, str]:
         """Each file's status; a file with no item is left out."""

@@ -106,6 +106,24 @@ _DELETES_PER_REQUEST = 25
 """BatchWriteItem's most items a request."""
 
 
+def delete_items(db: DynamoDBClient, table: str, keys: Sequence[dict[str, Any]]) -> None:
+    """Delete the items of ``keys`` with BatchWriteItem (25 a request), asking again for
+    those DynamoDB leaves unprocessed after a growing pause; raises when some are still left."""
+    for start in range(0, len(keys), _DELETES_PER_REQUEST):
+        group: list[Any] = [
+            {"DeleteRequest": {"Key": key}} for key in keys[start : start + _DELETES_PER_REQUEST]
+        ]
+        for attempt in range(_UNPROCESSED_ATTEMPTS):
+            if attempt:
+                time.sleep(min(0.05 * 2**attempt, 1.0))
+            response = db.batch_write_item(RequestItems={table: group})
+            group = list(response.get("UnprocessedItems", {}).get(table, []))
+            if not group:
+                break
+        else:
+            raise RuntimeError(f"DynamoDB left {len(group)} deletes unprocessed")
+
+
 def read_items(
     db: DynamoDBClient,
     table: str,
@@ -839,20 +857,7 @@ class DynamoDbFileStateStore:
         count = math.ceil(int(item["partition_count"]["N"]) / SEGMENT_PARTITIONS)
         keys = [self._segment_key(file_id, gen["S"], s * SEGMENT_PARTITIONS) for s in range(count)]
         try:
-            for start in range(0, len(keys), _DELETES_PER_REQUEST):
-                group: list[Any] = [
-                    {"DeleteRequest": {"Key": key}}
-                    for key in keys[start : start + _DELETES_PER_REQUEST]
-                ]
-                for attempt in range(_UNPROCESSED_ATTEMPTS):
-                    if attempt:
-                        time.sleep(min(0.05 * 2**attempt, 1.0))
-                    response = self._db.batch_write_item(RequestItems={self._table: group})
-                    group = list(response.get("UnprocessedItems", {}).get(self._table, []))
-                    if not group:
-                        break
-                else:
-                    raise RuntimeError(f"DynamoDB left {len(group)} deletes unprocessed")
+            delete_items(self._db, self._table, keys)
         except Exception as error:
             log.warning(
                 "a closed file's segments could not be deleted; they go with their TTL",
