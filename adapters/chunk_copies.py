@@ -71,9 +71,8 @@ class CopiedChunkObjects:
 
     def release(self, file_id: FileId, object_ids: Collection[str]) -> None:
         with self._lock:
-            for partition in self._by_file.pop(file_id, set()):
-                self._copies.pop((file_id, partition), None)
-                self._disk.delete(file_id, partition)
+            for partition in list(self._by_file.get(file_id, ())):
+                self._forget((file_id, partition))
         self._objects.release(file_id, object_ids)
 
     def _keep(self, chunks: Sequence[Chunk]) -> None:

@@ -342,6 +342,20 @@ class DynamoDbFileStateStore:
             ":endpoint": {"S": arrival.put_endpoint},
         }
 
+    def _together_values(self, arrivals: Sequence[PartitionArrival]) -> dict[str, Any]:
+        """What one chunk's add sets, counted for all of them at once: their number, their
+        bytes, and room for them all under MAX_FILE_BYTES."""
+        first = arrivals[0]
+        size = sum(arrival.ref.size for arrival in arrivals)
+        values = self._arrival_values(first)
+        del values[":one"]
+        return {
+            **values,
+            ":many": {"N": str(len(arrivals))},
+            ":size": {"N": str(size)},
+            ":room": {"N": str(first.max_file_bytes - size)},
+        }
+
     def add_chunk(self, arrival: PartitionArrival) -> int | FileState:
         return self._add(arrival, b"")
 
@@ -363,11 +377,8 @@ class DynamoDbFileStateStore:
         where = bytes.fromhex(object_id)
         if first.partition_count > INLINE_PARTITIONS:
             return self._add_segmented_together(arrivals, where)
-        size = sum(arrival.ref.size for arrival in arrivals)
         names = {f"#p{i}": _inline_name(a.partition) for i, a in enumerate(arrivals)}
         digests = {f":d{i}": {"B": _inline_value(a, where)} for i, a in enumerate(arrivals)}
-        values = self._arrival_values(first)
-        del values[":one"]
         response = self._conditional(
             Key=self._key(first.file_id),
             UpdateExpression=(
@@ -379,13 +390,7 @@ class DynamoDbFileStateStore:
                 + f" AND {_ADMITS}"
             ),
             ExpressionAttributeNames={**names, "#status": "status", "#ttl": TTL_ATTRIBUTE},
-            ExpressionAttributeValues={
-                **values,
-                **digests,
-                ":many": {"N": str(len(arrivals))},
-                ":size": {"N": str(size)},
-                ":room": {"N": str(first.max_file_bytes - size)},
-            },
+            ExpressionAttributeValues={**self._together_values(arrivals), **digests},
             ReturnValues="UPDATED_NEW",
         )
         if response is None:
@@ -410,9 +415,6 @@ class DynamoDbFileStateStore:
         names = {f"#r{i}": _reservation_name(a.partition) for i, a in enumerate(arrivals)}
         swept = self._take_sweep(file_id, besides=names.values())
         sweep = {f"#s{i}": swept_name for i, swept_name in enumerate(swept)}
-        size = sum(a.ref.size for a in arrivals)
-        values = self._arrival_values(first)
-        del values[":one"]
         applied, item = self._update(
             self._key(file_id),
             UpdateExpression=(
@@ -432,12 +434,9 @@ class DynamoDbFileStateStore:
                 **sweep,
             },
             ExpressionAttributeValues={
-                **values,
+                **self._together_values(arrivals),
                 **{f":r{i}": {"B": reservation.value} for i, reservation in enumerate(mine)},
                 ":gen": {"S": secrets.token_hex(4)},
-                ":many": {"N": str(len(arrivals))},
-                ":size": {"N": str(size)},
-                ":room": {"N": str(first.max_file_bytes - size)},
             },
             ReturnValues="ALL_NEW",
         )
