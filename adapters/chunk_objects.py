@@ -4,11 +4,10 @@
 (key ``o#<id>``) holds what the object is: ``index`` (each chunk's file id, partition,
 offset, size and sha256, 60 bytes a chunk), ``files`` (the files that may still need it),
 ``created_at`` and ``expires_at`` (TTL). The item and the object are each created only
-where none is (at once), so an id is never taken twice while either lives. The item is
-deleted right after its object: every file that could read the object is closed by then,
-and an item left would be read by every run of the expiry's Scan until its TTL (the
-collecting TTL plus the pending/ rule's 8 days, for what a crash leaves), which costs far
-more than its delete's write unit.
+where none is (at once), so an id is never taken twice while either lives. The item
+outlives its object until its TTL (the collecting TTL plus the pending/ rule's 8 days): a
+delete would cost a write unit an object, and nothing reads it once its files are closed
+(the expiry reads the index of open files, not the table).
 
 A file's item names, with each admitted partition's digest, the id of the object holding its
 bytes (adapters/dynamodb_state.py); assembly reads the objects' items (one BatchGetItem a
@@ -47,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from attrs import Factory, define, frozen
 from botocore.exceptions import ClientError
 
-from adapters.dynamodb_state import KEY_ATTRIBUTE, TTL_ATTRIBUTE, delete_items, read_items
+from adapters.dynamodb_state import KEY_ATTRIBUTE, TTL_ATTRIBUTE, read_items
 from adapters.s3_storage import PENDING, delete_keys
 from application.ports import ByteStream
 from domain import DIGEST_PREFIX, Chunk, ChunkRef, FileId, FileStatus, PartitionSet
@@ -120,7 +119,7 @@ class S3ChunkObjects:
         self._known: OrderedDict[str, bytes] = OrderedDict()
         """Objects' indexes this container stored or read: an index never changes."""
         self._deleted: OrderedDict[str, None] = OrderedDict()
-        """Objects this container deleted lately (a delete of an item costs a write unit)."""
+        """Objects this container deleted lately: two lanes closing at once delete once."""
         self._lock = threading.Lock()
 
     def store(self, chunks: Sequence[Chunk]) -> str:
@@ -336,8 +335,7 @@ class S3ChunkObjects:
         self._delete(gone)
 
     def _delete(self, object_ids: Sequence[str]) -> None:
-        """Delete the objects, then their items: an item left would be read by every run of
-        the expiry's Scan until its TTL, ten days on, which costs more than its delete."""
+        """Delete the objects (their items go with their TTL)."""
         with self._lock:  # two files' lanes closing at once: each object deleted once
             mine = [o for o in object_ids if o not in self._deleted]
             for object_id in mine:
@@ -354,13 +352,6 @@ class S3ChunkObjects:
                 for object_id in mine:
                     self._deleted.pop(object_id, None)
             raise
-        try:
-            delete_items(self._db, self._table, [item_key(o) for o in mine])
-        except Exception as error:
-            log.warning(
-                "chunk objects' items could not be deleted; they go with their TTL",
-                extra={"items": len(mine), "reason": f"{type(error).__name__}: {error}"},
-            )
 
     def _statuses(self, files: Iterable[str]) -> dict[str, str]:
         """Each file's status; a file with no item is left out."""

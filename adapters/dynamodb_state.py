@@ -62,6 +62,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
+from botocore.exceptions import ClientError
 
 from application.chunk_objects import COUNTED_TOGETHER_MOST
 from application.views import FileSummary
@@ -82,6 +83,32 @@ log = logging.getLogger("sfb")
 
 TTL_ATTRIBUTE = "expires_at"
 KEY_ATTRIBUTE = "file_id"
+OPEN_ATTRIBUTE = "opened"
+"""Set on a file's item while it is collecting or assembling, removed when it closes: the
+key of OPEN_INDEX, so only open files are in that index. Its value is the file id's first
+OPEN_KEY_CHARS characters: it spreads the index's writes over 65,536 keys, and it is short
+because every byte of it is billed in every write of the item."""
+OPEN_KEY_CHARS = 4
+OPEN_INDEX = "open-files"
+"""A sparse index of the open files (keys only): the expiry reads it instead of scanning
+the whole table, whose tombstones and chunk objects' items outnumber the open files by far.
+Its key is set once and removed once, so only a file's creation and its close write it."""
+TABLE_DEFINITION: dict[str, Any] = {
+    "KeySchema": [{"AttributeName": KEY_ATTRIBUTE, "KeyType": "HASH"}],
+    "AttributeDefinitions": [
+        {"AttributeName": KEY_ATTRIBUTE, "AttributeType": "S"},
+        {"AttributeName": OPEN_ATTRIBUTE, "AttributeType": "S"},
+    ],
+    "GlobalSecondaryIndexes": [
+        {
+            "IndexName": OPEN_INDEX,
+            "KeySchema": [{"AttributeName": OPEN_ATTRIBUTE, "KeyType": "HASH"}],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+        }
+    ],
+    "BillingMode": "PAY_PER_REQUEST",
+}
+"""The state table's keys and index (``sfb provision``, the template, the tests)."""
 INLINE_PARTITIONS = 100
 """Files of at most this many partitions keep their digests in their own item (about 2 KB
 plus the endpoint at most): one request a chunk, where more would cost more units."""
@@ -104,6 +131,11 @@ _SIZE_BYTES = 8
 _UNPROCESSED_ATTEMPTS = 8
 _DELETES_PER_REQUEST = 25
 """BatchWriteItem's most items a request."""
+
+
+def open_key(file_id: FileId) -> str:
+    """The value of OPEN_ATTRIBUTE for a file."""
+    return str(file_id)[:OPEN_KEY_CHARS]
 
 
 def delete_items(db: DynamoDBClient, table: str, keys: Sequence[dict[str, Any]]) -> None:
@@ -252,7 +284,8 @@ _FIRST_SEEN = (
     "partition_count = if_not_exists(partition_count, :count), "
     "#status = if_not_exists(#status, :collecting), "
     "created_at = if_not_exists(created_at, :now), updated_at = :now, "
-    "put_endpoint = if_not_exists(put_endpoint, :endpoint), #ttl = :expires"
+    "put_endpoint = if_not_exists(put_endpoint, :endpoint), #ttl = :expires, "
+    f"{OPEN_ATTRIBUTE} = if_not_exists({OPEN_ATTRIBUTE}, :opened)"
 )
 """What a chunk sets in the file's item: its first chunk leaves count, endpoint, first-seen."""
 _ADMITS = (
@@ -340,6 +373,7 @@ class DynamoDbFileStateStore:
             ":size": {"N": str(arrival.ref.size)},
             ":room": {"N": str(arrival.room)},
             ":endpoint": {"S": arrival.put_endpoint},
+            ":opened": {"S": open_key(arrival.file_id)},
         }
 
     def _together_values(self, arrivals: Sequence[PartitionArrival]) -> dict[str, Any]:
@@ -825,7 +859,7 @@ class DynamoDbFileStateStore:
             Key=self._key(file_id),
             UpdateExpression=(
                 "SET #status = :status, finished_at = :now, finished_by = :owner, "
-                "#ttl = :expires REMOVE claim_owner, claim_until"
+                f"#ttl = :expires REMOVE claim_owner, claim_until, {OPEN_ATTRIBUTE}"
             ),
             ConditionExpression=(
                 "claim_owner = :owner OR (finished_by = :owner AND #status = :status)"
@@ -846,10 +880,9 @@ class DynamoDbFileStateStore:
 
     def _drop_segments(self, file_id: FileId, item: dict[str, Any]) -> None:
         """Delete a closed file's segments: nothing judges a late chunk of a closed file by
-        its digests, and every run of the expiry's Scan would read them until their TTL
-        (the collecting TTL plus 8 days), about $0.0024 a GiB moved at the default schedule,
-        against a write unit a 28 partitions for the deletes. Never raises: what is left goes
-        with its TTL."""
+        its digests, which would otherwise stay until their TTL (the collecting TTL plus 8
+        days), for a write unit a 28 partitions. Never raises: what is left goes with its
+        TTL."""
         gen = item.get("gen")
         if gen is None or "partition_count" not in item:
             return
@@ -917,36 +950,66 @@ class DynamoDbFileStateStore:
         return sorted(summaries, key=lambda summary: summary.since)
 
     def incomplete(self) -> list[IncompleteFile]:
-        """The files still collecting with partitions missing, from a Scan of the table.
+        """The files still collecting with partitions missing: the open files' keys from a
+        Scan of OPEN_INDEX, then their items (BatchGetItem, eventually consistent: the
+        give-up's own condition decides).
 
         The table rather than a listing of pending/: the item is what the give-up's condition
-        reads, so candidates and the decision share one truth (a listing would count a chunk
-        object whose UpdateItem never ran as received, and would need a GetItem a file for
-        its status and endpoint). The scan reads every item, tombstones included (billed by
-        their size); at a few runs an hour that costs little against the table's writes.
+        reads, so candidates and the decision share one truth. The index rather than the
+        table: a Scan is billed by what it reads, and the table holds a tombstone a closed
+        file for a day (and a chunk object's item for ten), the index only the open files.
+        A table without the index (not provisioned again since it came) is scanned whole,
+        with a WARNING a run.
         """
-        found = []
+        try:
+            keys = self._open_keys()
+        except ClientError as error:
+            if not _index_unusable(error):
+                raise
+            log.warning(
+                "the state table has no usable index of open files; the expiry scans the "
+                "whole table (run sfb provision to add it)",
+                extra={"index": OPEN_INDEX, "reason": _reason(error)},
+            )
+            return self._incomplete_by_scan()
+        items = read_items(
+            self._db,
+            self._table,
+            keys,
+            consistent=False,
+            ProjectionExpression=f"{KEY_ATTRIBUTE}, #status, {_INCOMPLETE_FIELDS}",
+            ExpressionAttributeNames={"#status": "status"},
+        )
+        found = [
+            _incomplete(item)
+            for item in items
+            if item.get("status", {}).get("S") == FileStatus.COLLECTING.value
+            and int(item["received_count"]["N"]) < int(item["partition_count"]["N"])
+        ]
+        return sorted(found, key=lambda file: file.first_seen)
+
+    def _open_keys(self) -> list[dict[str, Any]]:
         paginator = self._db.get_paginator("scan")
+        pages = paginator.paginate(
+            TableName=self._table, IndexName=OPEN_INDEX, ProjectionExpression=KEY_ATTRIBUTE
+        )
+        return [
+            self._key(FileId(item[KEY_ATTRIBUTE]["S"]))
+            for page in pages
+            for item in page.get("Items", [])
+        ]
+
+    def _incomplete_by_scan(self) -> list[IncompleteFile]:
+        paginator = self._db.get_paginator("scan")
+        found = []
         for page in paginator.paginate(
             TableName=self._table,
             FilterExpression="#status = :collecting AND received_count < partition_count",
-            ProjectionExpression=(
-                "file_id, received_count, partition_count, byte_count, created_at, put_endpoint"
-            ),
+            ProjectionExpression=f"{KEY_ATTRIBUTE}, {_INCOMPLETE_FIELDS}",
             ExpressionAttributeNames={"#status": "status"},
             ExpressionAttributeValues={":collecting": {"S": FileStatus.COLLECTING.value}},
         ):
-            for item in page.get("Items", []):
-                found.append(
-                    IncompleteFile(
-                        FileId(item[KEY_ATTRIBUTE]["S"]),
-                        int(item["partition_count"]["N"]),
-                        int(item["received_count"]["N"]),
-                        int(item["byte_count"]["N"]),
-                        float(item["created_at"]["N"]),
-                        item.get("put_endpoint", {}).get("S"),
-                    )
-                )
+            found += [_incomplete(item) for item in page.get("Items", [])]
         return sorted(found, key=lambda file: file.first_seen)
 
     def give_up(self, file: IncompleteFile, cutoff: float, now: float) -> bool:
@@ -960,7 +1023,7 @@ class DynamoDbFileStateStore:
                 Key=self._key(file.file_id),
                 UpdateExpression=(
                     "SET #status = :expired, finished_at = :now, #ttl = :expires "
-                    "REMOVE claim_owner, claim_until"
+                    f"REMOVE claim_owner, claim_until, {OPEN_ATTRIBUTE}"
                 ),
                 ConditionExpression=(
                     "#status = :collecting AND received_count < partition_count "
@@ -991,6 +1054,34 @@ class DynamoDbFileStateStore:
                 ":expires": {"N": str(int(now + self._ttl))},
             },
         )
+
+
+_INCOMPLETE_FIELDS = "received_count, partition_count, byte_count, created_at, put_endpoint"
+
+
+def _incomplete(item: dict[str, Any]) -> IncompleteFile:
+    return IncompleteFile(
+        FileId(item[KEY_ATTRIBUTE]["S"]),
+        int(item["partition_count"]["N"]),
+        int(item["received_count"]["N"]),
+        int(item["byte_count"]["N"]),
+        float(item["created_at"]["N"]),
+        item.get("put_endpoint", {}).get("S"),
+    )
+
+
+def _index_unusable(error: ClientError) -> bool:
+    """DynamoDB's answer to a Scan of an index the table lacks, or is still building."""
+    details = error.response.get("Error", {})
+    return (
+        details.get("Code") == "ValidationException"
+        and "index" in str(details.get("Message", "")).lower()
+    )
+
+
+def _reason(error: ClientError) -> str:
+    details = error.response.get("Error", {})
+    return f"{details.get('Code', type(error).__name__)}: {details.get('Message', '')}"
 
 
 def _number(value: float) -> str:

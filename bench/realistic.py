@@ -42,6 +42,7 @@ from typing import Any
 
 from attrs import define, field, frozen
 
+from adapters.dynamodb_state import KEY_ATTRIBUTE, OPEN_ATTRIBUTE
 from adapters.settings import BackendName
 from bench.baselines import plain_session, put_file
 from bench.workload import KIB, MIB, Event, FileSpec, Record, Sequencer, size_label
@@ -210,24 +211,16 @@ class Accounting:
 
     def _before(self, model: Any, context: dict[str, Any], **_: Any) -> None:
         if model.name in _WRITES and "bench_item" in context:
-            context["bench_before"] = self._size(*context["bench_item"])
+            context["bench_before"] = self._item(*context["bench_item"])
         if model.name == "BatchWriteItem" and "bench_writes" in context:
             # Each item is billed on its own, by the larger of before and after.
-            context["bench_batch_units"] = sum(
-                max(
-                    1,
-                    math.ceil(
-                        max(
-                            item_size(r["PutRequest"]["Item"]) if "PutRequest" in r else 0,
-                            self._size(table, r["DeleteRequest"]["Key"])
-                            if "DeleteRequest" in r
-                            else 0,
-                        )
-                        / 1024
-                    ),
-                )
-                for table, r in context["bench_writes"]
-            )
+            units = 0
+            for table, r in context["bench_writes"]:
+                key = r["PutRequest"]["Item"] if "PutRequest" in r else r["DeleteRequest"]["Key"]
+                before = self._item(table, {KEY_ATTRIBUTE: key[KEY_ATTRIBUTE]})
+                after = r["PutRequest"]["Item"] if "PutRequest" in r else None
+                units += _units(before, after)
+            context["bench_batch_units"] = units
 
     def _after(self, model: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         factor = 1.0 if context.get("bench_consistent") else 0.5
@@ -235,13 +228,14 @@ class Accounting:
             with self._lock:
                 self.write_units += context["bench_batch_units"]
         if model.name in _WRITES and "bench_item" in context:
-            after = self._size(*context["bench_item"])
-            largest = max(context.get("bench_before", 0), after)
+            after = self._item(*context["bench_item"])
             with self._lock:
-                self.write_units += max(1, math.ceil(largest / 1024))
+                self.write_units += _units(context.get("bench_before"), after)
         elif model.name in _KEYED_READS and "bench_item" in context:
             # A read is billed for the whole item, whatever the projection.
-            units = factor * max(1, math.ceil(self._size(*context["bench_item"]) / 4096))
+            units = factor * max(
+                1, math.ceil(item_size(self._item(*context["bench_item"]) or {}) / 4096)
+            )
             with self._lock:
                 self.read_units += units
         elif model.name == "BatchGetItem":
@@ -255,11 +249,23 @@ class Accounting:
             with self._lock:
                 self.read_units += factor * max(1, math.ceil(total / 4096))
 
-    def _size(self, table: str, key: dict[str, Any]) -> int:
+    def _item(self, table: str, key: dict[str, Any]) -> dict[str, Any] | None:
         started = time.perf_counter()
         item = self.reader.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
         self.pauses.append((started, time.perf_counter()))
-        return item_size(item) if item else 0
+        return dict(item) if item else None
+
+
+def _units(before: dict[str, Any] | None, after: dict[str, Any] | None) -> int:
+    """A write's units: the table's, by the larger of the item before and after (1 KB a
+    unit), and the index of open files', one a write that puts its key in or takes it out
+    (its entries are under 1 KB), two to change it; none when the key stays as it was."""
+    largest = max(item_size(before or {}), item_size(after or {}))
+    units = max(1, math.ceil(largest / 1024))
+    was, now = ((i or {}).get(OPEN_ATTRIBUTE) for i in (before, after))
+    if was != now:
+        units += (was is not None) + (now is not None)
+    return units
 
 
 # --- Records and invocations as AWS makes them -----------------------------------------
@@ -620,19 +626,26 @@ def _table_keys(world: World) -> set[str]:
     return {item["file_id"]["S"] for page in pages for item in page["Items"]}
 
 
+INDEX_ENTRY_OVERHEAD = 100
+"""Bytes DynamoDB adds to each index entry when it sizes one."""
+
+
 def expiry_read_units(world: World, before: set[str]) -> float:
-    """What the items a layout left in the state table cost the expiry until their TTL: each
-    run's Scan reads every item (eventually consistent: half a unit a 4 KB), every
-    EXPIRY_SECONDS. DynamoDB deletes an expired item within days, not at once, so this is
-    the least they cost."""
+    """What the items a layout left in the state table cost the expiry until their TTL. Each
+    run, every EXPIRY_SECONDS, scans the index of open files and reads their items
+    (eventually consistent: half a unit a 4 KB, each item rounded up on its own); an item
+    out of the index (a tombstone, a chunk object's, a segment) costs it nothing. DynamoDB
+    deletes an expired item within days, not at once, so this is the least they cost."""
     now = time.time()
     units = 0.0
     for page in world.apart_dynamodb().get_paginator("scan").paginate(TableName=TABLE):
         for item in page["Items"]:
-            if item["file_id"]["S"] in before:
+            if item["file_id"]["S"] in before or OPEN_ATTRIBUTE not in item:
                 continue
             lifetime = max(0.0, float(item["expires_at"]["N"]) - now)
-            units += item_size(item) / 4096 * 0.5 * lifetime / EXPIRY_SECONDS
+            entry = item_size({k: item[k] for k in (KEY_ATTRIBUTE, OPEN_ATTRIBUTE)})
+            read = (entry + INDEX_ENTRY_OVERHEAD) / 4096 + math.ceil(item_size(item) / 4096)
+            units += 0.5 * read * lifetime / EXPIRY_SECONDS
     return units
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import boto3
 from attrs import frozen
 
-from adapters.dynamodb_state import DynamoDbFileStateStore
+from adapters.dynamodb_state import TABLE_DEFINITION, DynamoDbFileStateStore
 from bench.realistic import Accounting
 from domain import ChunkRef, PartitionArrival
 
@@ -46,12 +46,7 @@ class WriteUnitsRow:
 def probe(client: DynamoDBClient, chunks: int) -> WriteUnitsRow:
     """One file of ``chunks`` one-byte partitions, in order, on a fresh table."""
     table = f"sfb-write-units-{uuid.uuid4().hex[:8]}"
-    client.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "file_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "file_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    client.create_table(TableName=table, **TABLE_DEFINITION)
     try:
         accounting = Accounting(_twin(client))
         counted = _twin(client)

@@ -55,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     commands.add_parser(
         "provision",
-        help="create the S3_BUCKET and, for the dynamodb backend, the STATE_TABLE with TTL",
+        help="create the S3_BUCKET and, for the dynamodb backend, the STATE_TABLE with its "
+        "index of open files and TTL",
         description="Create what the settings in the environment name, where AWS_ENDPOINT_URL "
         "(or the default AWS endpoints) point. Idempotent.",
     )

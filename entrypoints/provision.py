@@ -8,10 +8,18 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
-from adapters.dynamodb_state import KEY_ATTRIBUTE, TTL_ATTRIBUTE
+from adapters.dynamodb_state import (
+    KEY_ATTRIBUTE,
+    OPEN_ATTRIBUTE,
+    OPEN_INDEX,
+    TABLE_DEFINITION,
+    TTL_ATTRIBUTE,
+    open_key,
+)
 from adapters.redis_chunks import SCRIPTS as CHUNK_SCRIPTS
 from adapters.redis_state import SCRIPTS as STATE_SCRIPTS
 from adapters.settings import Settings
+from domain import FileId, FileStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -114,9 +122,7 @@ def _table(dynamodb: DynamoDBClient, table: str, say: Callable[[str], None]) -> 
     try:
         dynamodb.create_table(
             TableName=table,
-            KeySchema=[{"AttributeName": KEY_ATTRIBUTE, "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": KEY_ATTRIBUTE, "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
+            **TABLE_DEFINITION,
         )
         dynamodb.get_waiter("table_exists").wait(
             TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
@@ -124,6 +130,7 @@ def _table(dynamodb: DynamoDBClient, table: str, say: Callable[[str], None]) -> 
         say(f"table {table}: created")
     except dynamodb.exceptions.ResourceInUseException:
         say(f"table {table}: already there")
+        _open_index(dynamodb, table, say)
     ttl = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
     if ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING"):
         say(f"table {table}: TTL on {ttl.get('AttributeName')}")
@@ -133,3 +140,53 @@ def _table(dynamodb: DynamoDBClient, table: str, say: Callable[[str], None]) -> 
         TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
     )
     say(f"table {table}: TTL enabled on {TTL_ATTRIBUTE}")
+
+
+def _open_index(dynamodb: DynamoDBClient, table: str, say: Callable[[str], None]) -> None:
+    """A table made before the index of open files gets it, and (whoever added the index:
+    this or a deploy of the template) the items of the files open that were written before
+    it get its key; until then the expiry scans the whole table. One Scan of the table, at
+    provisioning only. DynamoDB builds the index in the background."""
+    described = dynamodb.describe_table(TableName=table)["Table"]
+    if any(i["IndexName"] == OPEN_INDEX for i in described.get("GlobalSecondaryIndexes", [])):
+        say(f"table {table}: index {OPEN_INDEX} there")
+    else:
+        (index,) = TABLE_DEFINITION["GlobalSecondaryIndexes"]
+        dynamodb.update_table(
+            TableName=table,
+            AttributeDefinitions=TABLE_DEFINITION["AttributeDefinitions"],
+            GlobalSecondaryIndexUpdates=[{"Create": index}],
+        )
+        say(f"table {table}: index {OPEN_INDEX} added (DynamoDB builds it in the background)")
+    marked = 0
+    open_statuses = {
+        ":collecting": {"S": FileStatus.COLLECTING.value},
+        ":assembling": {"S": FileStatus.ASSEMBLING.value},
+    }
+    for page in dynamodb.get_paginator("scan").paginate(
+        TableName=table,
+        FilterExpression=(
+            f"attribute_not_exists({OPEN_ATTRIBUTE}) AND #status IN (:collecting, :assembling)"
+        ),
+        ProjectionExpression=KEY_ATTRIBUTE,
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues=open_statuses,
+    ):
+        for item in page.get("Items", []):
+            try:
+                dynamodb.update_item(
+                    TableName=table,
+                    Key={KEY_ATTRIBUTE: item[KEY_ATTRIBUTE]},
+                    UpdateExpression=f"SET {OPEN_ATTRIBUTE} = :opened",
+                    ConditionExpression="#status IN (:collecting, :assembling)",
+                    ExpressionAttributeNames={"#status": "status"},
+                    ExpressionAttributeValues={
+                        ":opened": {"S": open_key(FileId(item[KEY_ATTRIBUTE]["S"]))},
+                        **open_statuses,
+                    },
+                )
+                marked += 1
+            except dynamodb.exceptions.ConditionalCheckFailedException:
+                continue  # closed meanwhile: it stays out of the index
+    if marked:
+        say(f"table {table}: {marked} open files put in index {OPEN_INDEX}")

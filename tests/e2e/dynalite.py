@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from adapters.dynamodb_state import TABLE_DEFINITION
 from tests.tools.server_process import ServerProcess, free_port
 
 if TYPE_CHECKING:
@@ -58,12 +59,7 @@ def running_dynalite() -> Iterator[str]:
 
 def create_state_table(client: DynamoDBClient, table: str) -> None:
     """The table ``sfb provision`` makes, less TTL: dynalite has no UpdateTimeToLive."""
-    client.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "file_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "file_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    client.create_table(TableName=table, **TABLE_DEFINITION)
     client.get_waiter("table_exists").wait(
         TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 30}
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Protocol
 
+from adapters.dynamodb_state import TABLE_DEFINITION
 from application.ports import FileStateStore
 from application.views import IncompleteFiles, SharedFiles
 from domain import DIGEST_PREFIX, ChunkRef, FileId, FileState, IncompleteFile, PartitionArrival
@@ -28,12 +29,7 @@ LATER = NOW + 90_000
 def make_state_table(client: DynamoDBClient) -> str:
     """A state table as `sfb provision` makes it (less TTL), with a name of its own."""
     name = f"sfb-state-{uuid.uuid4().hex[:12]}"
-    client.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "file_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "file_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    client.create_table(TableName=name, **TABLE_DEFINITION)
     return name
 
 

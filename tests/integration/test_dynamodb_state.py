@@ -18,7 +18,7 @@ import pytest
 from attrs import evolve
 
 from adapters import dynamodb_state
-from adapters.dynamodb_state import DynamoDbFileStateStore
+from adapters.dynamodb_state import OPEN_INDEX, DynamoDbFileStateStore
 from domain import FileId, FileState, FileStatus, PartitionArrival
 from tests.integration.builders import ref_of
 from tests.integration.state_steps import (
@@ -266,6 +266,98 @@ def test_give_up_closes_the_file_as_expired_in_one_conditional_update(
     assert stored["expires_at"] == {"N": str(int(LATER + TTL))}
     assert store.incomplete() == []
     assert store.unfinished()[0].status == FileStatus.EXPIRED.value
+
+
+def _open_in_index(dynamodb: DynamoDBClient, table: str) -> list[str]:
+    pages = dynamodb.get_paginator("scan").paginate(TableName=table, IndexName=OPEN_INDEX)
+    return sorted(item["file_id"]["S"] for page in pages for item in page["Items"])
+
+
+def _uploaded(store: DynamoDbFileStateStore) -> None:
+    complete(store, 2)
+    assert store.claim(FILE, "owner", NOW, NOW + 60).won
+    assert store.finish(FILE, "owner", FileStatus.UPLOADED, NOW + 1)
+
+
+def _failed(store: DynamoDbFileStateStore) -> None:
+    complete(store, 2)
+    assert store.claim(FILE, "owner", NOW, NOW + 60).won
+    assert store.finish(FILE, "owner", FileStatus.FAILED, NOW + 1)
+
+
+def _given_up(store: DynamoDbFileStateStore) -> None:
+    add(store, 0, 3)
+    assert store.give_up(only_incomplete(store), CUTOFF, LATER)
+
+
+def _assembling(store: DynamoDbFileStateStore) -> None:
+    complete(store, 2)
+    assert store.claim(FILE, "owner", NOW, NOW + 60).won
+
+
+def _released(store: DynamoDbFileStateStore) -> None:
+    _assembling(store)
+    store.release(FILE, "owner", NOW + 1)
+
+
+@pytest.mark.parametrize(
+    ("steps", "open_", "incomplete"),
+    [
+        (lambda store: add(store, 0, 3), True, True),
+        (lambda store: (add(store, 0, 3), add(store, 2, 3)), True, True),
+        (_assembling, True, False),
+        (_released, True, False),
+        (_uploaded, False, False),
+        (_failed, False, False),
+        (_given_up, False, False),
+    ],
+    ids=["collecting", "two-chunks", "assembling", "released", "uploaded", "failed", "given-up"],
+)
+def test_only_open_files_are_in_the_index_of_open_files_and_the_expiry_reads_only_it(
+    store: DynamoDbFileStateStore,
+    dynamodb: DynamoDBClient,
+    table: str,
+    steps: Callable[[DynamoDbFileStateStore], object],
+    open_: bool,
+    incomplete: bool,
+) -> None:
+    """Tombstones, segments and chunk objects' items stay out of it: the expiry's reads
+    do not grow with what the table keeps for a day or ten."""
+    steps(store)
+    scans: list[str | None] = []
+    dynamodb.meta.events.register(
+        "provide-client-params.dynamodb.Scan",
+        lambda params, **_: scans.append(params.get("IndexName")),
+    )
+
+    found = store.incomplete()
+
+    assert scans == [OPEN_INDEX]
+    assert _open_in_index(dynamodb, table) == ([str(FILE)] if open_ else [])
+    assert [file.file_id for file in found] == ([FILE] if incomplete else [])
+
+
+def test_a_table_without_the_index_of_open_files_is_scanned_whole_with_a_warning(
+    dynamodb: DynamoDBClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A table made before the index (sfb provision not run again): the expiry still finds
+    every incomplete file."""
+    name = f"sfb-old-{uuid.uuid4().hex[:8]}"
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "file_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "file_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    store = DynamoDbFileStateStore(dynamodb, name, ttl_seconds=TTL)
+    add(store, 0, 3)
+
+    with caplog.at_level("WARNING", logger="sfb"):
+        found = store.incomplete()
+
+    assert [file.file_id for file in found] == [FILE]
+    assert found[0].received == 1
+    assert any("scans the whole table" in r.getMessage() for r in caplog.records)
 
 
 def _arrival(partition: int, count: int) -> PartitionArrival:

@@ -12,10 +12,12 @@ import boto3
 import pytest
 import redis
 
+from adapters.dynamodb_state import TABLE_DEFINITION
 from adapters.redis_chunks import SCRIPTS as CHUNK_SCRIPTS
 from adapters.redis_client import redis_client
 from adapters.redis_state import SCRIPTS as STATE_SCRIPTS
 from adapters.settings import SETTING_NAMES, Settings
+from domain import FileId
 from entrypoints.cli import main
 from entrypoints.provision import RedisNotReady, provision
 
@@ -64,7 +66,14 @@ def assert_provisioned(s3: S3Client, dynamodb: DynamoDBClient, names: Names) -> 
     s3.head_bucket(Bucket=names.bucket)
     table = dynamodb.describe_table(TableName=names.table)["Table"]
     assert table["KeySchema"] == [{"AttributeName": "file_id", "KeyType": "HASH"}]
-    assert table["AttributeDefinitions"] == [{"AttributeName": "file_id", "AttributeType": "S"}]
+    assert sorted(a["AttributeName"] for a in table["AttributeDefinitions"]) == [
+        "file_id",
+        "opened",
+    ]
+    (index,) = table["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "open-files"
+    assert index["KeySchema"] == [{"AttributeName": "opened", "KeyType": "HASH"}]
+    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
     assert table.get("BillingModeSummary", {}).get("BillingMode") == "PAY_PER_REQUEST"
     assert table["TableStatus"] == "ACTIVE"
     ttl = dynamodb.describe_time_to_live(TableName=names.table)["TimeToLiveDescription"]
@@ -107,6 +116,7 @@ def test_provisioning_again_changes_nothing_and_says_everything_is_already_there
     assert said == [
         f"bucket {names.bucket}: already there",
         f"table {names.table}: already there",
+        f"table {names.table}: index open-files there",
         f"table {names.table}: TTL on expires_at",
     ]
 
@@ -127,6 +137,64 @@ def test_a_table_made_by_hand_without_ttl_gets_its_ttl_enabled(
     assert_provisioned(s3, dynamodb, names)
     assert f"table {names.table}: already there" in said
     assert f"table {names.table}: TTL enabled on expires_at" in said
+
+
+def test_a_table_made_before_the_index_of_open_files_gets_it_and_its_open_files_in_it(
+    s3: S3Client, dynamodb: DynamoDBClient, names: Names
+) -> None:
+    """An upgrade: the expiry finds the files that were open before the index came."""
+    dynamodb.create_table(
+        TableName=names.table,
+        KeySchema=[{"AttributeName": "file_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "file_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    statuses = {
+        str(FileId.for_endpoint(f"https://example.com/{status}")): status
+        for status in ("collecting", "assembling", "uploaded", "expired")
+    }
+    for file_id, status in statuses.items():
+        dynamodb.put_item(
+            TableName=names.table, Item={"file_id": {"S": file_id}, "status": {"S": status}}
+        )
+    dynamodb.put_item(TableName=names.table, Item={"file_id": {"S": "o#object"}})
+    said: list[str] = []
+
+    provision(shared_settings(names), s3, dynamodb, say=said.append)
+
+    assert_provisioned(s3, dynamodb, names)
+    assert (
+        f"table {names.table}: index open-files added (DynamoDB builds it in the background)"
+        in said
+    )
+    assert f"table {names.table}: 2 open files put in index open-files" in said
+    pages = dynamodb.get_paginator("scan").paginate(TableName=names.table, IndexName="open-files")
+    assert sorted(item["file_id"]["S"] for page in pages for item in page["Items"]) == sorted(
+        file_id for file_id, status in statuses.items() if status in ("collecting", "assembling")
+    )
+
+    again: list[str] = []
+    provision(shared_settings(names), s3, dynamodb, say=again.append)
+    assert f"table {names.table}: index open-files there" in again
+    assert not [line for line in again if "put in index" in line]
+
+
+def test_open_files_written_before_a_deploy_added_the_index_are_put_in_it(
+    s3: S3Client, dynamodb: DynamoDBClient, names: Names
+) -> None:
+    """The template's update adds the index, not the key of the files then open."""
+    dynamodb.create_table(TableName=names.table, **TABLE_DEFINITION)
+    file_id = str(FileId.for_endpoint("https://example.com/old"))
+    dynamodb.put_item(
+        TableName=names.table, Item={"file_id": {"S": file_id}, "status": {"S": "collecting"}}
+    )
+    said: list[str] = []
+
+    provision(shared_settings(names), s3, dynamodb, say=said.append)
+
+    assert f"table {names.table}: 1 open files put in index open-files" in said
+    pages = dynamodb.get_paginator("scan").paginate(TableName=names.table, IndexName="open-files")
+    assert [item["file_id"]["S"] for page in pages for item in page["Items"]] == [file_id]
 
 
 def test_the_local_backend_is_provisioned_with_its_bucket_only(

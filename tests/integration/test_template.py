@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from cfnlint.decode import decode  # type: ignore[import-untyped]
 
+from adapters.dynamodb_state import TABLE_DEFINITION
 from application.metrics import Metric
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
@@ -462,7 +463,16 @@ def test_the_expire_role_reads_and_drops_pending_chunks_and_records_under_expire
         "dynamodb:UpdateItem",
         "dynamodb:BatchGetItem",  # a given-up file's chunk objects: who else needs them
     }
-    assert table.resources() == ["StateTable.Arn"]
+    # The Scan reads the index of open files; the table whole only before provisioning.
+    assert table.resources() == ["StateTable.Arn", "${StateTable.Arn}/index/open-files"]
+
+
+def test_the_state_table_has_the_keys_and_the_index_sfb_provision_gives_it(
+    template: Node,
+) -> None:
+    table = properties(template, "StateTable")
+    for part in ("KeySchema", "AttributeDefinitions", "GlobalSecondaryIndexes", "BillingMode"):
+        assert table[part] == TABLE_DEFINITION[part], part
 
 
 def test_the_function_role_reads_and_writes_the_state_table_only_as_its_code_does(
