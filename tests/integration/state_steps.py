@@ -26,6 +26,16 @@ CUTOFF = NOW + 1
 LATER = NOW + 90_000
 
 
+def make_table_before_the_index(client: DynamoDBClient, name: str) -> None:
+    """A state table as `sfb provision` made it before the index of open files."""
+    client.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "file_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "file_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
 def make_state_table(client: DynamoDBClient) -> str:
     """A state table as `sfb provision` makes it (less TTL), with a name of its own."""
     name = f"sfb-state-{uuid.uuid4().hex[:12]}"

@@ -32,6 +32,7 @@ from tests.integration.state_steps import (
     add,
     complete,
     content,
+    make_table_before_the_index,
     only_incomplete,
 )
 
@@ -343,12 +344,7 @@ def test_a_table_without_the_index_of_open_files_is_scanned_whole_with_a_warning
     """A table made before the index (sfb provision not run again): the expiry still finds
     every incomplete file."""
     name = f"sfb-old-{uuid.uuid4().hex[:8]}"
-    dynamodb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "file_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "file_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    make_table_before_the_index(dynamodb, name)
     store = DynamoDbFileStateStore(dynamodb, name, ttl_seconds=TTL)
     add(store, 0, 3)
 

@@ -20,6 +20,7 @@ from adapters.settings import SETTING_NAMES, Settings
 from domain import FileId
 from entrypoints.cli import main
 from entrypoints.provision import RedisNotReady, provision
+from tests.integration.state_steps import make_table_before_the_index
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -124,12 +125,7 @@ def test_provisioning_again_changes_nothing_and_says_everything_is_already_there
 def test_a_table_made_by_hand_without_ttl_gets_its_ttl_enabled(
     s3: S3Client, dynamodb: DynamoDBClient, names: Names
 ) -> None:
-    dynamodb.create_table(
-        TableName=names.table,
-        KeySchema=[{"AttributeName": "file_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "file_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    make_table_before_the_index(dynamodb, names.table)
     said: list[str] = []
 
     provision(shared_settings(names), s3, dynamodb, say=said.append)
@@ -143,12 +139,7 @@ def test_a_table_made_before_the_index_of_open_files_gets_it_and_its_open_files_
     s3: S3Client, dynamodb: DynamoDBClient, names: Names
 ) -> None:
     """An upgrade: the expiry finds the files that were open before the index came."""
-    dynamodb.create_table(
-        TableName=names.table,
-        KeySchema=[{"AttributeName": "file_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "file_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    make_table_before_the_index(dynamodb, names.table)
     statuses = {
         str(FileId.for_endpoint(f"https://example.com/{status}")): status
         for status in ("collecting", "assembling", "uploaded", "expired")
