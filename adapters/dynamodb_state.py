@@ -4,7 +4,9 @@ not grow with the file.
 The file's item (key ``file_id``): ``partition_count``, ``received_count``, ``byte_count``,
 ``status`` (collecting, assembling, uploaded, failed, expired), ``claim_owner``,
 ``claim_until``, ``finished_by`` (the owner that closed it), ``created_at``, ``updated_at``,
-``finished_at``, ``put_endpoint`` and ``expires_at`` (the table's TTL attribute).
+``finished_at``, ``opened`` (while open: the key of OPEN_INDEX), ``expires_at`` (the table's
+TTL attribute) and ``put_endpoint`` when it is short (a long one has an item of its own,
+``e#<file_id>``: ENDPOINT_INLINE_MOST).
 
 Where the digests (the first 16 bytes of each partition's sha256) live depends on the file's
 partitionCount, which its first chunk fixes:
@@ -58,10 +60,11 @@ import math
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from attrs import frozen
+from attrs import evolve, frozen
 from botocore.exceptions import ClientError
 
 from application.chunk_objects import COUNTED_TOGETHER_MOST
@@ -109,9 +112,18 @@ TABLE_DEFINITION: dict[str, Any] = {
     "BillingMode": "PAY_PER_REQUEST",
 }
 """The state table's keys and index (``sfb provision``, the template, the tests)."""
+ENDPOINT_INLINE_MOST = 256
+"""Bytes of an endpoint kept in the file's item. DynamoDB bills every write of the item by its
+whole size, so a longer one (a presigned URL is 0.5 to 2 KB with a role's session token)
+would add a write unit or two to each chunk's add: it goes in an item of its own instead
+(``e#<file id>``), written once by each container that adds a chunk of the file."""
+ENDPOINT_PREFIX = "e#"
+ENDPOINTS_KEPT = 4_096
+"""Files whose long endpoint a container remembers having written; one it forgets is
+written again (the same value)."""
 INLINE_PARTITIONS = 100
 """Files of at most this many partitions keep their digests in their own item (about 2 KB
-plus the endpoint at most): one request a chunk, where more would cost more units."""
+plus a short endpoint at most): one request a chunk, where more would cost more units."""
 SEGMENT_PARTITIONS = 28
 """Partitions a segment item: 28 x 33 bytes (name, digest, token, object id) plus its key
 keep it under 1 KB."""
@@ -131,6 +143,14 @@ _SIZE_BYTES = 8
 _UNPROCESSED_ATTEMPTS = 8
 _DELETES_PER_REQUEST = 25
 """BatchWriteItem's most items a request."""
+
+
+def _inline(arrival: PartitionArrival) -> bool:
+    return len(arrival.put_endpoint.encode()) <= ENDPOINT_INLINE_MOST
+
+
+def _first_seen(arrival: PartitionArrival) -> str:
+    return _FIRST_SEEN + (_ENDPOINT_INLINE if _inline(arrival) else "")
 
 
 def open_key(file_id: FileId) -> str:
@@ -284,10 +304,11 @@ _FIRST_SEEN = (
     "partition_count = if_not_exists(partition_count, :count), "
     "#status = if_not_exists(#status, :collecting), "
     "created_at = if_not_exists(created_at, :now), updated_at = :now, "
-    "put_endpoint = if_not_exists(put_endpoint, :endpoint), #ttl = :expires, "
-    f"{OPEN_ATTRIBUTE} = if_not_exists({OPEN_ATTRIBUTE}, :opened)"
+    f"#ttl = :expires, {OPEN_ATTRIBUTE} = if_not_exists({OPEN_ATTRIBUTE}, :opened)"
 )
-"""What a chunk sets in the file's item: its first chunk leaves count, endpoint, first-seen."""
+"""What a chunk sets in the file's item: its first chunk leaves count and first-seen."""
+_ENDPOINT_INLINE = ", put_endpoint = if_not_exists(put_endpoint, :endpoint)"
+"""And a short endpoint (ENDPOINT_INLINE_MOST), the first chunk's, beside them."""
 _ADMITS = (
     "(attribute_not_exists(partition_count) OR partition_count = :count) "
     "AND (attribute_not_exists(#status) OR #status = :collecting) "
@@ -321,6 +342,8 @@ class DynamoDbFileStateStore:
         read by the assembly that follows at once instead of a GetItem."""
         self._unswept: dict[FileId, list[str]] = {}
         """Reservations this container committed and has not removed yet, by file."""
+        self._endpoints_kept: OrderedDict[FileId, None] = OrderedDict()
+        """Files whose long endpoint this container wrote (``_keep_endpoint``)."""
 
     def _key(self, file_id: FileId) -> dict[str, Any]:
         return {KEY_ATTRIBUTE: {"S": str(file_id)}}
@@ -372,9 +395,8 @@ class DynamoDbFileStateStore:
             ":one": {"N": "1"},
             ":size": {"N": str(arrival.ref.size)},
             ":room": {"N": str(arrival.room)},
-            ":endpoint": {"S": arrival.put_endpoint},
             ":opened": {"S": open_key(arrival.file_id)},
-        }
+        } | ({":endpoint": {"S": arrival.put_endpoint}} if _inline(arrival) else {})
 
     def _together_values(self, arrivals: Sequence[PartitionArrival]) -> dict[str, Any]:
         """What one chunk's add sets, counted for all of them at once: their number, their
@@ -409,6 +431,7 @@ class DynamoDbFileStateStore:
         if not _one_file(arrivals) or len(arrivals) > COUNTED_TOGETHER_MOST:
             return None
         where = bytes.fromhex(object_id)
+        self._keep_endpoint(first)
         if first.partition_count > INLINE_PARTITIONS:
             return self._add_segmented_together(arrivals, where)
         names = {f"#p{i}": _inline_name(a.partition) for i, a in enumerate(arrivals)}
@@ -417,7 +440,7 @@ class DynamoDbFileStateStore:
             Key=self._key(first.file_id),
             UpdateExpression=(
                 f"SET {', '.join(f'#p{i} = :d{i}' for i in range(len(arrivals)))}, "
-                f"{_FIRST_SEEN} ADD received_count :many, byte_count :size"
+                f"{_first_seen(first)} ADD received_count :many, byte_count :size"
             ),
             ConditionExpression=(
                 " AND ".join(f"attribute_not_exists(#p{i})" for i in range(len(arrivals)))
@@ -453,7 +476,7 @@ class DynamoDbFileStateStore:
             self._key(file_id),
             UpdateExpression=(
                 f"SET {', '.join(f'{n} = :r{n[2:]}' for n in names)}, "
-                f"#gen = if_not_exists(#gen, :gen), {_FIRST_SEEN} "
+                f"#gen = if_not_exists(#gen, :gen), {_first_seen(first)} "
                 "ADD received_count :many, byte_count :size"
                 + (f" REMOVE {', '.join(sweep)}" if sweep else "")
             ),
@@ -537,9 +560,38 @@ class DynamoDbFileStateStore:
         return stands
 
     def _add(self, arrival: PartitionArrival, where: bytes) -> int | FileState:
+        self._keep_endpoint(arrival)
         if arrival.partition_count <= INLINE_PARTITIONS:
             return self._add_inline(arrival, where)
         return self._add_segmented(arrival, where)
+
+    def _keep_endpoint(self, arrival: PartitionArrival) -> None:
+        """A long endpoint goes in its own item before the first add this container makes of
+        the file: no item then counts a chunk whose endpoint could be missing, and the
+        file's item stays small. An unconditional write: the same value each time."""
+        if _inline(arrival):
+            return
+        with self._lock:
+            if arrival.file_id in self._endpoints_kept:
+                self._endpoints_kept.move_to_end(arrival.file_id)
+                return
+        self._db.update_item(
+            TableName=self._table,
+            Key=self._endpoint_key(arrival.file_id),
+            UpdateExpression="SET put_endpoint = :endpoint, #ttl = :expires",
+            ExpressionAttributeNames={"#ttl": TTL_ATTRIBUTE},
+            ExpressionAttributeValues={
+                ":endpoint": {"S": arrival.put_endpoint},
+                ":expires": {"N": self._segment_expiry(arrival.now)},
+            },
+        )
+        with self._lock:
+            self._endpoints_kept[arrival.file_id] = None
+            while len(self._endpoints_kept) > ENDPOINTS_KEPT:
+                self._endpoints_kept.popitem(last=False)
+
+    def _endpoint_key(self, file_id: FileId) -> dict[str, Any]:
+        return {KEY_ATTRIBUTE: {"S": f"{ENDPOINT_PREFIX}{file_id}"}}
 
     def _add_inline(self, arrival: PartitionArrival, where: bytes) -> int | FileState:
         name = _inline_name(arrival.partition)
@@ -547,7 +599,8 @@ class DynamoDbFileStateStore:
         applied, item = self._update(
             self._key(arrival.file_id),
             UpdateExpression=(
-                f"SET #p = :digest, {_FIRST_SEEN} ADD received_count :one, byte_count :size"
+                f"SET #p = :digest, {_first_seen(arrival)} "
+                "ADD received_count :one, byte_count :size"
             ),
             ConditionExpression=f"attribute_not_exists(#p) AND {_ADMITS}",
             ExpressionAttributeNames={"#p": name, "#status": "status", "#ttl": TTL_ATTRIBUTE},
@@ -582,7 +635,8 @@ class DynamoDbFileStateStore:
             applied, item = self._update(
                 self._key(file_id),
                 UpdateExpression=(
-                    f"SET #r = :reservation, #gen = if_not_exists(#gen, :gen), {_FIRST_SEEN} "
+                    "SET #r = :reservation, #gen = if_not_exists(#gen, :gen), "
+                    f"{_first_seen(arrival)} "
                     "ADD received_count :one, byte_count :size"
                     + (f" REMOVE {', '.join(sweep)}" if sweep else "")
                 ),
@@ -913,14 +967,20 @@ class DynamoDbFileStateStore:
         )
 
     def endpoint(self, file_id: FileId) -> str | None:
-        response = self._db.get_item(
-            TableName=self._table,
-            Key=self._key(file_id),
-            ProjectionExpression="put_endpoint",
-            ConsistentRead=True,
-        )
-        value = response.get("Item", {}).get("put_endpoint")
-        return value["S"] if value is not None else None
+        """From the file's item (a short one) or the endpoint's own item (a long one)."""
+        return self._endpoints([file_id]).get(file_id)
+
+    def _endpoints(self, files: Iterable[FileId]) -> dict[FileId, str]:
+        wanted = sorted(set(files), key=str)
+        keys = [key for f in wanted for key in (self._key(f), self._endpoint_key(f))]
+        found: dict[FileId, str] = {}
+        for item in read_items(
+            self._db, self._table, keys, ProjectionExpression=f"{KEY_ATTRIBUTE}, put_endpoint"
+        ):
+            if "put_endpoint" in item:
+                key = str(item[KEY_ATTRIBUTE]["S"]).removeprefix(ENDPOINT_PREFIX)
+                found[FileId(key)] = item["put_endpoint"]["S"]
+        return found
 
     def unfinished(self) -> list[FileSummary]:
         summaries = []
@@ -947,6 +1007,11 @@ class DynamoDbFileStateStore:
                         item.get("put_endpoint", {}).get("S"),
                     )
                 )
+        apart = self._endpoints(s.file_id for s in summaries if s.put_endpoint is None)
+        summaries = [
+            evolve(s, put_endpoint=apart.get(s.file_id)) if s.put_endpoint is None else s
+            for s in summaries
+        ]
         return sorted(summaries, key=lambda summary: summary.since)
 
     def incomplete(self) -> list[IncompleteFile]:

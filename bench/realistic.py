@@ -46,7 +46,7 @@ from adapters.dynamodb_state import KEY_ATTRIBUTE, OPEN_ATTRIBUTE
 from adapters.settings import BackendName
 from bench.baselines import plain_session, put_file
 from bench.workload import KIB, MIB, Event, FileSpec, Record, Sequencer, size_label
-from bench.world import BUCKET, TABLE, BenchError, World
+from bench.world import BUCKET, SESSION_SIGNATURE, TABLE, BenchError, World
 from entrypoints.container import Container
 from entrypoints.events import encode_payload, kinesis_record
 from entrypoints.lambda_handler import handle
@@ -479,6 +479,7 @@ def run(world: World, shape: Shape) -> RealisticResults:
             shared_spread(world, shape, BackendName.DYNAMODB),
             shared_spread(world, shape, BackendName.REDIS),
             *([] if shape.large_file_size is None else [large_spread(world, shape)]),
+            session_spread(world, shape),
         ),
         small_files=tuple(small_files(world, backend, shape) for backend in BackendName),
     )
@@ -512,6 +513,29 @@ def local_interleaved(world: World, shape: Shape) -> LayoutRow:
     )
     return _run_layout(
         world, LOCAL_INTERLEAVED, BackendName.LOCAL, 1, 2, specs, schedule, accounting
+    )
+
+
+def session_spread(world: World, shape: Shape) -> LayoutRow:
+    """The dynamodb backend's layout with the endpoints a role's presigned URLs are."""
+    specs = [
+        FileSpec(
+            world.endpoint(
+                "realistic", "session", receiver=world.aws.receiver, signature=SESSION_SIGNATURE
+            ),
+            shape.file_size,
+            shape.chunk_size,
+            seed,
+        )
+        for seed in range(3)
+    ]
+    length = len(specs[0].endpoint)
+    return shared_spread(
+        world,
+        shape,
+        BackendName.DYNAMODB,
+        specs,
+        f"dynamodb: the same, {length}-byte presigned URLs (a session token)",
     )
 
 

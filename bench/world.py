@@ -38,6 +38,13 @@ if TYPE_CHECKING:
 BUCKET = "sfb-bench"
 TABLE = "sfb-bench-state"
 SIGNATURE = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=bench0123456789"
+SESSION_SIGNATURE = (
+    "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=ASIAEXAMPLEEXAMPLE00%2F20261126%2F"
+    "us-east-1%2Fs3%2Faws4_request&X-Amz-Date=20261126T120000Z&X-Amz-Expires=3600"
+    "&X-Amz-SignedHeaders=host&X-Amz-Security-Token=" + "T" * 1200 + "&X-Amz-Signature=" + "0" * 64
+)
+"""The query string of a URL presigned with a role's credentials (as a Lambda or an ECS task
+presigns): the session token makes it about 1.5 KB."""
 AWS_DELAY_SECONDS = 0.020
 """Added to every AWS request of the realistic section: a round trip to S3 or DynamoDB."""
 PUT_ANSWER_SECONDS = 0.030
@@ -105,10 +112,12 @@ class World:
         """Answers each PUT PUT_ANSWER_SECONDS after its last byte (the small files')."""
         return self.aws.slow_receiver
 
-    def endpoint(self, *parts: object, receiver: Receiver | None = None) -> str:
+    def endpoint(
+        self, *parts: object, receiver: Receiver | None = None, signature: str = SIGNATURE
+    ) -> str:
         """A presigned-looking putEndpoint on the receiver, unique to this world."""
         path = "/".join(str(part) for part in (*parts, next(self._names)))
-        return (receiver or self.receiver).url(f"/{path}?{SIGNATURE}")
+        return (receiver or self.receiver).url(f"/{path}?{signature}")
 
     def settings(self, backend: BackendName = BackendName.LOCAL) -> dict[str, str]:
         settings = {

@@ -81,9 +81,15 @@ def test_every_section_of_the_benchmark_produces_sane_figures(tmp_path: Path) ->
 
     realistic = results.realistic
     assert realistic is not None
-    assert [row.backend for row in realistic.layouts] == ["local", "dynamodb", "redis", "dynamodb"]
-    *issues_layouts, large = realistic.layouts
-    for layout in issues_layouts:
+    assert [row.backend for row in realistic.layouts] == [
+        "local",
+        "dynamodb",
+        "redis",
+        "dynamodb",
+        "dynamodb",
+    ]
+    *issues_layouts, large, session = realistic.layouts
+    for layout in (*issues_layouts, session):
         assert layout.chunks == 9
         assert len(layout.completing_seconds) == len(layout.floor_seconds) == 3
     for layout in realistic.layouts:

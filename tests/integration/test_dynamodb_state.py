@@ -219,7 +219,7 @@ def test_no_item_outgrows_dynamodbs_item_size_limit_whatever_the_partition_count
     assert item_size(full) < DYNAMODB_ITEM_LIMIT
     if layout == "segmented":
         assert len(digests) <= 1, "one reservation at most waits to be swept"
-        segments = [i for i in scan(dynamodb, table) if "#" in i["file_id"]["S"]]
+        segments = [i for i in scan(dynamodb, table) if i["file_id"]["S"].count("#") == 2]
         assert len(segments) == len({p // dynamodb_state.SEGMENT_PARTITIONS for p in sampled})
         full_segment = {
             **segments[0],
@@ -428,3 +428,68 @@ def test_partitions_counted_together_whose_answer_was_lost_are_counted_once(
     state = store.read(FILE, 0)
     assert state is not None
     assert state.received == 2
+
+
+# --- where the endpoint is kept -------------------------------------------------------------
+
+
+def _alone(store: DynamoDbFileStateStore, endpoint: str) -> None:
+    for partition in (0, 2):
+        arrival = PartitionArrival(endpoint, partition, 4, ref_of(content(partition)), ROOM, NOW)
+        assert isinstance(store.add_stored(arrival, "aaaaaaaaaaaa"), int)
+
+
+def _together(store: DynamoDbFileStateStore, endpoint: str) -> None:
+    arrivals = [
+        PartitionArrival(endpoint, partition, 4, ref_of(content(partition)), ROOM, NOW)
+        for partition in (0, 2)
+    ]
+    assert store.add_stored_together(arrivals, "bbbbbbbbbbbb") == 2
+
+
+@pytest.mark.parametrize("adds", [_alone, _together], ids=["alone", "together"])
+@pytest.mark.parametrize(
+    ("endpoint", "apart"),
+    [
+        (ENDPOINT, False),
+        ("https://uploads.example.com/a.bin?" + "q" * 300, True),
+        (LONG_ENDPOINT, True),
+    ],
+    ids=["short", "presigned", "session-token"],
+)
+def test_a_long_endpoint_is_kept_in_an_item_of_its_own_written_once_before_the_first_add(
+    store: DynamoDbFileStateStore,
+    dynamodb: DynamoDBClient,
+    table: str,
+    adds: Callable[[DynamoDbFileStateStore, str], None],
+    endpoint: str,
+    apart: bool,
+) -> None:
+    """Every write of the file's item bills its whole size: a presigned URL in it would cost
+    a write unit or two more a chunk. The operators' views and the expiry find it either way."""
+    file_id = FileId.for_endpoint(endpoint)
+    sent: list[str] = []
+    dynamodb.meta.events.register(
+        "provide-client-params.dynamodb.UpdateItem",
+        lambda params, **_: sent.append(params["Key"]["file_id"]["S"]),
+    )
+
+    adds(store, endpoint)
+
+    stored = item(dynamodb, table, file_id)
+    assert ("put_endpoint" in stored) is not apart
+    if apart:
+        assert item_size(stored) < 1024, "one write unit an add, whatever the endpoint"
+    assert sent[0] == (f"e#{file_id}" if apart else str(file_id)), "the endpoint first"
+    assert sent.count(f"e#{file_id}") == (1 if apart else 0), "once a container"
+    assert store.endpoint(file_id) == endpoint
+    [summary] = store.unfinished()
+    assert summary.put_endpoint == endpoint
+    [incomplete] = store.incomplete()
+    assert incomplete.put_endpoint == (None if apart else endpoint)  # the expiry asks endpoint()
+    assert _open_in_index(dynamodb, table) == [str(file_id)], "the endpoint's item is not a file"
+
+    again = DynamoDbFileStateStore(dynamodb, table, ttl_seconds=TTL)
+    arrival = PartitionArrival(endpoint, 1, 4, ref_of(content(1)), ROOM, NOW + 1)
+    assert again.add_stored(arrival, "cccccccccccc") == 3
+    assert sent.count(f"e#{file_id}") == (2 if apart else 0), "another container writes it too"
