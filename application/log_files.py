@@ -35,6 +35,7 @@ class LoggedFiles:
                 file.partition_count,
                 file.size,
                 file.first_seen,
+                file.put_endpoint,
             )
             for _, state in self._states()
             for file_id, file in sorted(state.files.items())

@@ -64,7 +64,8 @@ LAMBDA_REQUEST = 0.20 / 1_000_000
 LAMBDA_MEMORY_MB = 512
 """The template's default MemorySize."""
 EXPIRY_SECONDS = 300.0
-"""The template's default ExpireSchedule (rate(5 minutes)): each run Scans the state table."""
+"""The template's default ExpireSchedule (rate(5 minutes)): each run scans the index of open
+files."""
 
 S3_FREE = frozenset({"DeleteObject", "DeleteObjects"})
 S3_GET_CLASS = frozenset({"GetObject", "HeadObject", "HeadBucket", "GetObjectTagging"})
@@ -383,7 +384,7 @@ class LayoutRow:
     floor_seconds: tuple[float, ...]
     """Per file: 8-way ranged GETs of a stored copy through the proxy, then one PUT."""
     expiry_read_units: float = 0.0
-    """What the items the layout left cost the expiry's Scans until their TTL."""
+    """What the items the layout left cost the expiry's runs until their TTL."""
 
     @property
     def requests_per_chunk(self) -> float:

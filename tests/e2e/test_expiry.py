@@ -15,7 +15,15 @@ from domain import FileId
 from entrypoints import cli, lambda_handler
 from entrypoints.container import Container, build_container
 from entrypoints.provision import provision
-from tests.e2e.support import SECRET, LambdaContext, LogLines, SourceFile, Stack, failures
+from tests.e2e.support import (
+    SECRET,
+    SESSION_TOKEN,
+    LambdaContext,
+    LogLines,
+    SourceFile,
+    Stack,
+    failures,
+)
 from tests.e2e.test_metrics import emf_documents
 
 TTL = 86_400.0
@@ -47,20 +55,21 @@ def expiry_container(stack: Stack, extra: dict[str, str], clock: Callable[[], fl
 
 
 def started_file(
-    stack: Stack, backend: str, name: str, **more: str
+    stack: Stack, backend: str, name: str, token: str = "", **more: str
 ) -> tuple[Container, SourceFile, str]:
     """A container of the stream's Lambda that took two of a file's three chunks."""
     extra = backend_settings(stack, backend)
     container = stack.container("lambda", **extra, **more)
     if backend == "dynamodb":
         provision(container.settings(), stack.s3, container.dynamodb_client(), say=lambda _: None)
-    source = stack.file(name, size=30_000, chunk_size=10_000)
+    source = stack.file(name, size=30_000, chunk_size=10_000, token=token)
     assert failures(stack.invoke(container, stack.seq.records(source.payloads[:2]))) == []
     # One log entry (local), one chunk object (dynamodb): the batch's both chunks in one.
     assert len([k for k in stack.keys("pending/") if not k.endswith(".json")]) == 1
     return container, source, str(FileId.for_endpoint(source.endpoint))
 
 
+@pytest.mark.parametrize("token", ["", SESSION_TOKEN], ids=["short-endpoint", "session-token"])
 @pytest.mark.parametrize("backend", ["local", "dynamodb"])
 def test_a_file_incomplete_past_the_ttl_is_given_up_and_reported(
     stack: Stack,
@@ -68,8 +77,10 @@ def test_a_file_incomplete_past_the_ttl_is_given_up_and_reported(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     backend: str,
+    token: str,
 ) -> None:
-    _, source, file_id = started_file(stack, backend, f"stalled-{backend}.bin")
+    """A long endpoint (dynamodb: kept in an item of its own) is reported the same."""
+    _, source, file_id = started_file(stack, backend, f"stalled-{backend}.bin", token)
     extra = backend_settings(stack, backend)
     capsys.readouterr()
     monkeypatch.setattr(

@@ -15,7 +15,7 @@ from entrypoints.events import kinesis_event
 from entrypoints.lambda_handler import handle
 from entrypoints.provision import provision
 from tests.assertions import assert_uploaded_once
-from tests.e2e.support import SECRET, Stack, failures
+from tests.e2e.support import SECRET, SESSION_TOKEN, Stack, failures
 
 
 def _environment(monkeypatch: pytest.MonkeyPatch, stack: Stack, **extra: str) -> None:
@@ -23,20 +23,23 @@ def _environment(monkeypatch: pytest.MonkeyPatch, stack: Stack, **extra: str) ->
         monkeypatch.setenv(name, value)
 
 
+@pytest.mark.parametrize("token", ["", SESSION_TOKEN], ids=["short-endpoint", "session-token"])
 @pytest.mark.parametrize("backend", ["local", "dynamodb"])
 def test_a_complete_file_the_stream_gave_up_on_is_listed_and_finished_by_redrive(
     stack: Stack,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     backend: str,
+    token: str,
 ) -> None:
+    """A long endpoint (dynamodb: kept in an item of its own) is found by both commands."""
     extra = {"UPLOAD_MAX_ATTEMPTS": "1"}
     if backend == "dynamodb":
         extra |= {"STATE_BACKEND": "dynamodb", "STATE_TABLE": f"t-{stack.bucket}"}
     container = stack.container("lambda", **extra)
     if backend == "dynamodb":
         provision(container.settings(), stack.s3, container.dynamodb_client(), say=lambda _: None)
-    source = stack.file(f"given-up-{backend}.bin", size=30_000, chunk_size=10_000)
+    source = stack.file(f"given-up-{backend}.bin", size=30_000, chunk_size=10_000, token=token)
     stack.receiver.fail_next(503, times=1)
     response = stack.invoke(container, stack.seq.records(source.payloads))
     assert len(failures(response)) == 1  # ...and Kinesis later gives up on that record
@@ -49,6 +52,7 @@ def test_a_complete_file_the_stream_gave_up_on_is_listed_and_finished_by_redrive
     assert "[##############] 3/3" in listed
     assert f"next: complete but never uploaded: sfb redrive {file_id}" in listed
     assert listed.splitlines()[-1] == "1 file not finished: 1 complete; 0 expire soon"
+    assert source.endpoint.split("?")[0] in listed
     assert SECRET not in listed
 
     [row] = _status_json(capsys)

@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from adapters import dynamodb_state
 from adapters.dynamodb_state import DynamoDbFileStateStore
 from application.chunk_objects import COUNTED_TOGETHER_MOST
-from domain import FileState, PartitionArrival
+from domain import FileId, FileState, PartitionArrival
 from tests.integration.builders import ref_of
-from tests.integration.state_steps import ENDPOINT, FILE, NOW, ROOM, TTL, make_state_table
+from tests.integration.state_steps import ENDPOINT, NOW, ROOM, TTL, make_state_table
 from tests.integration.test_dynamodb_segments import Crash, Network
 
 if TYPE_CHECKING:
@@ -61,16 +61,22 @@ def stream(rng: random.Random) -> list[Record]:
     return records
 
 
-def arrival(record: Record) -> PartitionArrival:
+LONG_ENDPOINT = f"{ENDPOINT}&X-Amz-Security-Token={'T' * 1000}"
+"""Over ENDPOINT_INLINE_MOST: kept in an item of its own, written before the first add."""
+
+
+def arrival(record: Record, endpoint: str) -> PartitionArrival:
     partition, content = record
-    return PartitionArrival(ENDPOINT, partition, COUNT, ref_of(content), ROOM, NOW)
+    return PartitionArrival(endpoint, partition, COUNT, ref_of(content), ROOM, NOW)
 
 
 Answer = tuple[Record, str, int | FileState]
 """A chunk, the object it was stored in, and what the state answered."""
 
 
-def deliver(store: DynamoDbFileStateStore, batch: list[Record], object_id: str) -> list[Answer]:
+def deliver(
+    store: DynamoDbFileStateStore, batch: list[Record], object_id: str, endpoint: str
+) -> list[Answer]:
     """As SharedIngestChunk counts a batch: from each chunk not yet counted, its file's next
     new chunks together (up to the first partition met again), else that chunk alone; the
     same record twice in the batch is counted once."""
@@ -86,12 +92,12 @@ def deliver(store: DynamoDbFileStateStore, batch: list[Record], object_id: str) 
             seen.add(other[0])
             run.append(other)
         if len(run) > 1:
-            counted = store.add_stored_together([arrival(r) for r in run], object_id)
+            counted = store.add_stored_together([arrival(r, endpoint) for r in run], object_id)
             if counted is not None:
                 answers += [(r, object_id, counted) for r in run]
                 done.update(run)
                 continue
-        answers.append((record, object_id, store.add_stored(arrival(record), object_id)))
+        answers.append((record, object_id, store.add_stored(arrival(record, endpoint), object_id)))
         done.add(record)
     return answers
 
@@ -112,11 +118,13 @@ def nth(n: int) -> Any:
     max_examples=max(8, settings().max_examples // 4),  # ~1 s each on moto
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(seed=st.integers(0, 2**32 - 1))
+@given(seed=st.integers(0, 2**32 - 1), long_endpoint=st.booleans())
 def test_every_partition_counts_once_whatever_is_lost_or_dies_between_two_requests(
-    dynamodb: DynamoDBClient, seed: int
+    dynamodb: DynamoDBClient, seed: int, long_endpoint: bool
 ) -> None:
     rng = random.Random(seed)
+    endpoint = LONG_ENDPOINT if long_endpoint else ENDPOINT
+    file = FileId.for_endpoint(endpoint)
     table = make_state_table(dynamodb)
 
     def container() -> DynamoDbFileStateStore:
@@ -139,7 +147,7 @@ def test_every_partition_counts_once_whatever_is_lost_or_dies_between_two_reques
             elif fault < 0.4:
                 network.lose_answer_of(nth(rng.randrange(1, 6)))
             try:
-                answers += deliver(containers[which], batch, secrets.token_hex(6))
+                answers += deliver(containers[which], batch, secrets.token_hex(6), endpoint)
             except Crash:
                 crashes += 1
                 containers[which] = container()  # the invocation died; its records come again
@@ -149,9 +157,10 @@ def test_every_partition_counts_once_whatever_is_lost_or_dies_between_two_reques
         raise AssertionError("the stream never drained")
 
     final = container()
-    stored = final.stored(FILE)  # takes back what a crashed duplicate left counted
-    state = final.read(FILE, 0)
+    stored = final.stored(file)  # takes back what a crashed duplicate left counted
+    state = final.read(file, 0)
     assert state is not None
+    assert final.endpoint(file) == endpoint, "whatever died, the endpoint is kept"
     sent = {ref_of(content).digest_prefix: (p, len(content)) for (p, content), _, _ in answers}
     assert sorted(stored) == list(range(COUNT)), "every partition counted"
     for partition, (digest, _) in stored.items():
@@ -167,3 +176,4 @@ def test_every_partition_counts_once_whatever_is_lost_or_dies_between_two_reques
             assert stored[partition] != (digest, object_id), "refused, yet stands"
     event(f"crashes: {min(crashes, 3)}{'+' if crashes > 3 else ''}")
     event(f"answers lost: {min(lost, 3)}{'+' if lost > 3 else ''}")
+    event(f"endpoint: {'in an item of its own' if long_endpoint else 'in the file item'}")
