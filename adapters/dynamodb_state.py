@@ -983,30 +983,19 @@ class DynamoDbFileStateStore:
         return found
 
     def unfinished(self) -> list[FileSummary]:
-        summaries = []
-        paginator = self._db.get_paginator("scan")
-        for page in paginator.paginate(
-            TableName=self._table,
-            FilterExpression="attribute_exists(#status) AND #status <> :uploaded",
-            ProjectionExpression=(
-                "file_id, #status, received_count, partition_count, byte_count, created_at, "
-                "put_endpoint"
-            ),
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":uploaded": {"S": FileStatus.UPLOADED.value}},
-        ):
-            for item in page.get("Items", []):
-                summaries.append(
-                    FileSummary(
-                        FileId(item[KEY_ATTRIBUTE]["S"]),
-                        item["status"]["S"],
-                        int(item["received_count"]["N"]),
-                        int(item["partition_count"]["N"]),
-                        int(item["byte_count"]["N"]),
-                        float(item["created_at"]["N"]),
-                        item.get("put_endpoint", {}).get("S"),
-                    )
-                )
+        """The open files, for ``sfb status``: from the index, as the expiry reads them."""
+        summaries = [
+            FileSummary(
+                FileId(item[KEY_ATTRIBUTE]["S"]),
+                item["status"]["S"],
+                int(item["received_count"]["N"]),
+                int(item["partition_count"]["N"]),
+                int(item["byte_count"]["N"]),
+                float(item["created_at"]["N"]),
+                item.get("put_endpoint", {}).get("S"),
+            )
+            for item in self._open_items()
+        ]
         apart = self._endpoints(s.file_id for s in summaries if s.put_endpoint is None)
         summaries = [
             evolve(s, put_endpoint=apart.get(s.file_id)) if s.put_endpoint is None else s
@@ -1015,43 +1004,55 @@ class DynamoDbFileStateStore:
         return sorted(summaries, key=lambda summary: summary.since)
 
     def incomplete(self) -> list[IncompleteFile]:
-        """The files still collecting with partitions missing: the open files' keys from a
-        Scan of OPEN_INDEX, then their items (BatchGetItem, eventually consistent: the
-        give-up's own condition decides).
+        """The files still collecting with partitions missing, among the open ones.
 
         The table rather than a listing of pending/: the item is what the give-up's condition
-        reads, so candidates and the decision share one truth. The index rather than the
-        table: a Scan is billed by what it reads, and the table holds a tombstone a closed
-        file for a day (and a chunk object's item for ten), the index only the open files.
-        A table without the index (not provisioned again since it came) is scanned whole,
-        with a WARNING a run.
+        reads, so candidates and the decision share one truth."""
+        found = [
+            _incomplete(item)
+            for item in self._open_items()
+            if item["status"]["S"] == FileStatus.COLLECTING.value
+            and int(item["received_count"]["N"]) < int(item["partition_count"]["N"])
+        ]
+        return sorted(found, key=lambda file: file.first_seen)
+
+    def _open_items(self) -> list[dict[str, Any]]:
+        """The open files' items: their keys from a Scan of OPEN_INDEX, then the items
+        (BatchGetItem, eventually consistent: a give-up's own condition decides).
+
+        The index rather than the table: a Scan is billed by what it reads, and the table
+        holds a tombstone a closed file for a day (and a chunk object's item for ten), the
+        index only the open files. A table without a usable index (not provisioned again
+        since it came, or still being built) is scanned whole, with a WARNING a run.
         """
+        read: dict[str, Any] = {
+            "ProjectionExpression": f"{KEY_ATTRIBUTE}, {_OPEN_FIELDS}",
+            "ExpressionAttributeNames": {"#status": "status"},
+        }
         try:
             keys = self._open_keys()
         except ClientError as error:
             if not _index_unusable(error):
                 raise
             log.warning(
-                "the state table has no usable index of open files; the expiry scans the "
-                "whole table (run sfb provision to add it)",
+                "the state table has no usable index of open files; the whole table is "
+                "scanned (run sfb provision to add it)",
                 extra={"index": OPEN_INDEX, "reason": _reason(error)},
             )
-            return self._incomplete_by_scan()
-        items = read_items(
-            self._db,
-            self._table,
-            keys,
-            consistent=False,
-            ProjectionExpression=f"{KEY_ATTRIBUTE}, #status, {_INCOMPLETE_FIELDS}",
-            ExpressionAttributeNames={"#status": "status"},
-        )
-        found = [
-            _incomplete(item)
-            for item in items
-            if item.get("status", {}).get("S") == FileStatus.COLLECTING.value
-            and int(item["received_count"]["N"]) < int(item["partition_count"]["N"])
-        ]
-        return sorted(found, key=lambda file: file.first_seen)
+            items: list[dict[str, Any]] = []
+            for page in self._db.get_paginator("scan").paginate(
+                TableName=self._table,
+                FilterExpression="#status IN (:collecting, :assembling)",
+                ExpressionAttributeValues={
+                    ":collecting": {"S": FileStatus.COLLECTING.value},
+                    ":assembling": {"S": FileStatus.ASSEMBLING.value},
+                },
+                **read,
+            ):
+                items += [dict(item) for item in page.get("Items", [])]
+            return items
+        items = read_items(self._db, self._table, keys, consistent=False, **read)
+        return [item for item in items if item.get("status", {}).get("S") in _OPEN_STATUSES]
 
     def _open_keys(self) -> list[dict[str, Any]]:
         paginator = self._db.get_paginator("scan")
@@ -1063,19 +1064,6 @@ class DynamoDbFileStateStore:
             for page in pages
             for item in page.get("Items", [])
         ]
-
-    def _incomplete_by_scan(self) -> list[IncompleteFile]:
-        paginator = self._db.get_paginator("scan")
-        found = []
-        for page in paginator.paginate(
-            TableName=self._table,
-            FilterExpression="#status = :collecting AND received_count < partition_count",
-            ProjectionExpression=f"{KEY_ATTRIBUTE}, {_INCOMPLETE_FIELDS}",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":collecting": {"S": FileStatus.COLLECTING.value}},
-        ):
-            found += [_incomplete(item) for item in page.get("Items", [])]
-        return sorted(found, key=lambda file: file.first_seen)
 
     def give_up(self, file: IncompleteFile, cutoff: float, now: float) -> bool:
         """One conditional update, so it can never race an assembler or a completing chunk:
@@ -1121,7 +1109,8 @@ class DynamoDbFileStateStore:
         )
 
 
-_INCOMPLETE_FIELDS = "received_count, partition_count, byte_count, created_at, put_endpoint"
+_OPEN_FIELDS = "#status, received_count, partition_count, byte_count, created_at, put_endpoint"
+_OPEN_STATUSES = (FileStatus.COLLECTING.value, FileStatus.ASSEMBLING.value)
 
 
 def _incomplete(item: dict[str, Any]) -> IncompleteFile:

@@ -237,7 +237,7 @@ class RedisFileStateStore:
                 _text(fields[b"put_endpoint"]) if b"put_endpoint" in fields else None,
             )
             for file_id, fields in self._states()
-            if fields.get(b"status") != FileStatus.UPLOADED.value.encode()
+            if not FileStatus(_text(fields[b"status"])).is_closed
         ]
         return sorted(summaries, key=lambda summary: summary.since)
 

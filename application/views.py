@@ -54,7 +54,9 @@ class SharedFiles(Protocol):
         """The putEndpoint of the file's first chunk, or None."""
 
     def unfinished(self) -> list[FileSummary]:
-        """Every file not uploaded yet (a scan: for operators, never on the hot path)."""
+        """Every open file: collecting, or complete and not uploaded yet (for operators,
+        never on the hot path). A failed or given-up file is listed from what is kept of it
+        (failed/, expired/)."""
 
     def mark_redriven(self, file_id: FileId, now: float) -> None:
         """A failed file uploaded again by an operator is uploaded after all."""

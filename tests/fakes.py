@@ -945,7 +945,7 @@ class FakeStateStore:
                     item.put_endpoint,
                 )
                 for file_id, item in self.items.items()
-                if item.status is not FileStatus.UPLOADED
+                if not item.status.is_closed
             ]
 
     def mark_redriven(self, file_id: FileId, now: float) -> None:

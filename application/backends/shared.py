@@ -18,9 +18,6 @@ from application.views import FileSummary, SharedFiles
 from application.whole_files import WholeBatch, WholeFiles
 from domain import Admission, Chunk, FileId, FileStatus
 
-_LISTED_ELSEWHERE = (FileStatus.FAILED.value, FileStatus.EXPIRED.value)
-"""A failed or expired file is listed once, from what is kept of it (failed/, expired/)."""
-
 
 @frozen(kw_only=True)
 class SharedBackend:
@@ -62,7 +59,7 @@ class SharedBackend:
         return BatchEnd(not_durable=unfinished, retry=frozenset(batch.deferred - batch.finished))
 
     def unfinished(self) -> list[FileSummary]:
-        return [s for s in self._files.unfinished() if s.status not in _LISTED_ELSEWHERE]
+        return self._files.unfinished()  # a failed or expired file: from failed/, expired/
 
     def redrive(self, file_id: FileId) -> FileOutcome:
         """Through the same claim as a delivery: never two assemblers of one file."""

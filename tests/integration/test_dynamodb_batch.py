@@ -104,8 +104,10 @@ def tombstone_contract(client: DynamoDBClient, table: str) -> None:
         3,
         3007,
     )
-    [failed] = [s for s in store.unfinished() if s.file_id == file_id(59)]
-    assert (failed.status, failed.received, failed.partition_count) == ("failed", 3, 3)
+    failed = store.read(file_id(59), 0)
+    assert failed is not None
+    assert (failed.status, failed.received, failed.partition_count) == (FileStatus.FAILED, 3, 3)
+    assert store.unfinished() == [], "closed: sfb status lists a failed file from failed/"
     assert store.incomplete() == []
     assert batches.unknown([file_id(n) for n in range(60)]) == frozenset()
 

@@ -266,7 +266,7 @@ def test_give_up_closes_the_file_as_expired_in_one_conditional_update(
     assert stored["finished_at"] == {"N": f"{LATER:.3f}"}
     assert stored["expires_at"] == {"N": str(int(LATER + TTL))}
     assert store.incomplete() == []
-    assert store.unfinished()[0].status == FileStatus.EXPIRED.value
+    assert store.unfinished() == [], "closed: sfb status lists it from its expired/ record"
 
 
 def _open_in_index(dynamodb: DynamoDBClient, table: str) -> list[str]:
@@ -314,7 +314,7 @@ def _released(store: DynamoDbFileStateStore) -> None:
     ],
     ids=["collecting", "two-chunks", "assembling", "released", "uploaded", "failed", "given-up"],
 )
-def test_only_open_files_are_in_the_index_of_open_files_and_the_expiry_reads_only_it(
+def test_only_open_files_are_in_the_index_of_open_files_and_the_expiry_and_status_read_it(
     store: DynamoDbFileStateStore,
     dynamodb: DynamoDBClient,
     table: str,
@@ -332,10 +332,12 @@ def test_only_open_files_are_in_the_index_of_open_files_and_the_expiry_reads_onl
     )
 
     found = store.incomplete()
+    listed = store.unfinished()
 
-    assert scans == [OPEN_INDEX]
+    assert scans == [OPEN_INDEX, OPEN_INDEX], "the expiry and sfb status read the index only"
     assert _open_in_index(dynamodb, table) == ([str(FILE)] if open_ else [])
     assert [file.file_id for file in found] == ([FILE] if incomplete else [])
+    assert [summary.file_id for summary in listed] == ([FILE] if open_ else [])
 
 
 def test_a_table_without_the_index_of_open_files_is_scanned_whole_with_a_warning(
@@ -353,7 +355,8 @@ def test_a_table_without_the_index_of_open_files_is_scanned_whole_with_a_warning
 
     assert [file.file_id for file in found] == [FILE]
     assert found[0].received == 1
-    assert any("scans the whole table" in r.getMessage() for r in caplog.records)
+    assert any("the whole table is scanned" in r.getMessage() for r in caplog.records)
+    assert [summary.file_id for summary in store.unfinished()] == [FILE]
 
 
 def _arrival(partition: int, count: int) -> PartitionArrival:
