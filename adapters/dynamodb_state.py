@@ -92,6 +92,12 @@ key of OPEN_INDEX, so only open files are in that index. Its value is the file i
 OPEN_KEY_CHARS characters: it spreads the index's writes over 65,536 keys, and it is short
 because every byte of it is billed in every write of the item."""
 OPEN_KEY_CHARS = 4
+OPEN_CONDITION = "#status IN (:collecting, :assembling)"
+OPEN_VALUES: dict[str, Any] = {
+    ":collecting": {"S": FileStatus.COLLECTING.value},
+    ":assembling": {"S": FileStatus.ASSEMBLING.value},
+}
+"""An open file's item, as a condition on its status (``#status``) and the values it names."""
 OPEN_INDEX = "open-files"
 """A sparse index of the open files (keys only): the expiry reads it instead of scanning
 the whole table, whose tombstones and chunk objects' items outnumber the open files by far.
@@ -1042,11 +1048,8 @@ class DynamoDbFileStateStore:
             items: list[dict[str, Any]] = []
             for page in self._db.get_paginator("scan").paginate(
                 TableName=self._table,
-                FilterExpression="#status IN (:collecting, :assembling)",
-                ExpressionAttributeValues={
-                    ":collecting": {"S": FileStatus.COLLECTING.value},
-                    ":assembling": {"S": FileStatus.ASSEMBLING.value},
-                },
+                FilterExpression=OPEN_CONDITION,
+                ExpressionAttributeValues=OPEN_VALUES,
                 **read,
             ):
                 items += [dict(item) for item in page.get("Items", [])]
@@ -1110,7 +1113,7 @@ class DynamoDbFileStateStore:
 
 
 _OPEN_FIELDS = "#status, received_count, partition_count, byte_count, created_at, put_endpoint"
-_OPEN_STATUSES = (FileStatus.COLLECTING.value, FileStatus.ASSEMBLING.value)
+_OPEN_STATUSES = frozenset(value["S"] for value in OPEN_VALUES.values())
 
 
 def _incomplete(item: dict[str, Any]) -> IncompleteFile:

@@ -11,7 +11,9 @@ from botocore.exceptions import ClientError
 from adapters.dynamodb_state import (
     KEY_ATTRIBUTE,
     OPEN_ATTRIBUTE,
+    OPEN_CONDITION,
     OPEN_INDEX,
+    OPEN_VALUES,
     TABLE_DEFINITION,
     TTL_ATTRIBUTE,
     open_key,
@@ -19,7 +21,7 @@ from adapters.dynamodb_state import (
 from adapters.redis_chunks import SCRIPTS as CHUNK_SCRIPTS
 from adapters.redis_state import SCRIPTS as STATE_SCRIPTS
 from adapters.settings import Settings
-from domain import FileId, FileStatus
+from domain import FileId
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -159,18 +161,12 @@ def _open_index(dynamodb: DynamoDBClient, table: str, say: Callable[[str], None]
         )
         say(f"table {table}: index {OPEN_INDEX} added (DynamoDB builds it in the background)")
     marked = 0
-    open_statuses = {
-        ":collecting": {"S": FileStatus.COLLECTING.value},
-        ":assembling": {"S": FileStatus.ASSEMBLING.value},
-    }
     for page in dynamodb.get_paginator("scan").paginate(
         TableName=table,
-        FilterExpression=(
-            f"attribute_not_exists({OPEN_ATTRIBUTE}) AND #status IN (:collecting, :assembling)"
-        ),
+        FilterExpression=f"attribute_not_exists({OPEN_ATTRIBUTE}) AND {OPEN_CONDITION}",
         ProjectionExpression=KEY_ATTRIBUTE,
         ExpressionAttributeNames={"#status": "status"},
-        ExpressionAttributeValues=open_statuses,
+        ExpressionAttributeValues=OPEN_VALUES,
     ):
         for item in page.get("Items", []):
             try:
@@ -178,11 +174,11 @@ def _open_index(dynamodb: DynamoDBClient, table: str, say: Callable[[str], None]
                     TableName=table,
                     Key={KEY_ATTRIBUTE: item[KEY_ATTRIBUTE]},
                     UpdateExpression=f"SET {OPEN_ATTRIBUTE} = :opened",
-                    ConditionExpression="#status IN (:collecting, :assembling)",
+                    ConditionExpression=OPEN_CONDITION,
                     ExpressionAttributeNames={"#status": "status"},
                     ExpressionAttributeValues={
                         ":opened": {"S": open_key(FileId(item[KEY_ATTRIBUTE]["S"]))},
-                        **open_statuses,
+                        **OPEN_VALUES,
                     },
                 )
                 marked += 1
