@@ -12,7 +12,7 @@ from attrs import evolve
 
 from application.batch_state import BatchState
 from application.records import StreamRecord
-from application.shard_book import ShardBook
+from application.shard_book import SNAPSHOT_EVERY, ShardBook
 from domain import FileId, LogEntry, LoggedChunk, RejectionReason, ShardLedger
 from domain.shard_ledger import MAX_FINISHED
 from tests.factories import file_records, payload, raw_record, record
@@ -122,8 +122,35 @@ def test_three_interleaved_files_over_two_alternating_containers_cost_one_put_an
     ops = remote.operations
     assert ops["get"] == ops["put"] == 0  # no LIST, no object a chunk
     assert ops["write_entry"] <= len(invocations)
-    assert ops["write_snapshot"] <= len(contents)  # once a file finishes, to let entries go
+    # While files collect, a finished file's entries wait for the periodic snapshot: one
+    # snapshot in all, once no file is left open, lets every entry go.
+    assert ops["write_snapshot"] == 1
     assert ops["read_snapshot"] <= 2 * len(invocations)
+
+
+def test_a_finished_files_entries_go_with_the_periodic_snapshot_while_another_file_collects(
+    remote: FakeRemoteStore, uploader: FakeUploader, archive: FakeArchive
+) -> None:
+    f, g = parts(F, 2), parts(G, SNAPSHOT_EVERY + 4)
+    container = FakeContainer(remote, uploader, archive)
+    count = len(g)
+    assert container.process([chunk(F, 0, f[0], 2)]) == []  # entry 1: F alone
+    assert container.process([chunk(F, 1, f[1], 2), chunk(G, 0, g[0], count)]) == []
+
+    assert uploader.bodies_for(F) == [b"".join(f)]
+    assert ("", 1) in remote.log  # F is finished, but G collects: no snapshot yet
+    assert remote.operations["write_snapshot"] == 0
+    for partition in range(1, SNAPSHOT_EVERY):
+        assert container.process([chunk(G, partition, g[partition], count)]) == []
+    assert ("", 1) not in remote.log  # the periodic snapshot let it go
+    assert remote.operations["write_snapshot"] == 1
+    assert remote.log_state().is_open(FileId.for_endpoint(G))
+
+    rest = [chunk(G, p, g[p], count) for p in range(SNAPSHOT_EVERY, count)]
+    assert container.process(rest) == []
+
+    assert uploader.bodies_for(G) == [b"".join(g)]
+    assert remote.pending() == []  # no file left open: every entry goes at once
 
 
 def _digest(content: bytes) -> str:
