@@ -93,6 +93,12 @@ GOAL_LAYOUTS = (LOCAL_INTERLEAVED, DYNAMODB_SPREAD)
 """The layouts issue 12's goals are set for; the others are reported."""
 LARGE_FILE_SIZE = 100 * MIB
 """Over 100 partitions of 700 KiB: the dynamodb backend keeps its digests in segments."""
+STREAM_FILES = 18
+STREAM_FILE_SIZE = 3 * MIB
+PRODUCERS = 3
+LOCAL_STREAM = f"local: 1 shard, {PRODUCERS} producers of files back to back, 2 containers"
+"""Files finishing all along, as a stream carries them (the issue's layout finishes its three
+files at its end): what finishing a file costs the log, reported beside the issue's rows."""
 
 
 # --- DynamoDB capacity, as DynamoDB counts it ------------------------------------------
@@ -296,11 +302,16 @@ class Piece:
     partition: int
 
 
-def interleaved(specs: Sequence[FileSpec]) -> list[Piece]:
-    """The producers' chunks, record by record in turn, each file in partition order."""
-    rounds = itertools.zip_longest(
-        *([Piece(f, p) for p in range(spec.partition_count)] for f, spec in enumerate(specs))
+def interleaved(specs: Sequence[FileSpec], producers: int | None = None) -> list[Piece]:
+    """The producers' chunks, record by record in turn, each file in partition order: by
+    default a producer a file; else producer k sends files k, k + producers, ... one after
+    another."""
+    count = producers or len(specs)
+    sent = (
+        [Piece(f, p) for f in range(k, len(specs), count) for p in range(specs[f].partition_count)]
+        for k in range(count)
     )
+    rounds = itertools.zip_longest(*sent)
     return [piece for round_ in rounds for piece in round_ if piece is not None]
 
 
@@ -464,6 +475,9 @@ class Shape:
     large_file_size: int | None = LARGE_FILE_SIZE
     """One file spread over the shards on the dynamodb backend, reported beside the issue's
     layouts (None: no such row)."""
+    stream_file_size: int | None = STREAM_FILE_SIZE
+    """The files of the local stream's row (None: no such row)."""
+    stream_files: int = STREAM_FILES
     small_files: int = SMALL_FILES_PER_INVOCATION
     small_invocations: int = 5
     small_seconds: float = 10.0
@@ -477,6 +491,7 @@ def run(world: World, shape: Shape) -> RealisticResults:
         put_answer_seconds=world.aws.answer_seconds,
         layouts=(
             local_interleaved(world, shape),
+            *([] if shape.stream_file_size is None else [local_stream(world, shape)]),
             shared_spread(world, shape, BackendName.DYNAMODB),
             shared_spread(world, shape, BackendName.REDIS),
             *([] if shape.large_file_size is None else [large_spread(world, shape)]),
@@ -504,17 +519,36 @@ def _accounting(world: World) -> Accounting:
 
 def local_interleaved(world: World, shape: Shape) -> LayoutRow:
     specs = _files(world, "local", shape)
+    return _alternating(world, LOCAL_INTERLEAVED, specs, interleaved(specs))
+
+
+def local_stream(world: World, shape: Shape) -> LayoutRow:
+    assert shape.stream_file_size is not None
+    specs = [
+        FileSpec(
+            world.endpoint("realistic", "stream", receiver=world.aws.receiver),
+            shape.stream_file_size,
+            shape.chunk_size,
+            seed,
+        )
+        for seed in range(shape.stream_files)
+    ]
+    return _alternating(world, LOCAL_STREAM, specs, interleaved(specs, PRODUCERS))
+
+
+def _alternating(
+    world: World, layout: str, specs: Sequence[FileSpec], order: Sequence[Piece]
+) -> LayoutRow:
+    """The local backend on one shard, every 7th invocation on a second warm container."""
     accounting = _accounting(world)
     containers = [world.delayed_container(BackendName.LOCAL) for _ in range(2)]
     for container in containers:
         accounting.attach(container)
     schedule = (
         (containers[1 if n % SECOND_CONTAINER_EVERY == SECOND_CONTAINER_EVERY - 1 else 0], inv)
-        for n, inv in enumerate(invocations(specs, interleaved(specs), shard=0))
+        for n, inv in enumerate(invocations(specs, order, shard=0))
     )
-    return _run_layout(
-        world, LOCAL_INTERLEAVED, BackendName.LOCAL, 1, 2, specs, schedule, accounting
-    )
+    return _run_layout(world, layout, BackendName.LOCAL, 1, 2, specs, schedule, accounting)
 
 
 def session_spread(world: World, shape: Shape) -> LayoutRow:

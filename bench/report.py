@@ -163,8 +163,8 @@ def _realistic_goals(realistic: RealisticResults) -> list[Goal]:
     found: list[Goal] = []
     for row in realistic.layouts:
         if row.layout not in GOAL_LAYOUTS:
-            continue  # reported beside them: redis (its goal is the node's price, not
-            # requests), the large file and the long endpoints
+            continue  # reported beside them: the local stream, redis (its goal is the
+            # node's price, not requests), the large file and the long endpoints
         target = LOCAL_DOLLARS_PER_GIB if row.backend == "local" else DYNAMODB_DOLLARS_PER_GIB
         found.append(
             Goal(
@@ -310,9 +310,11 @@ def _layouts(realistic: RealisticResults) -> str:
         "record by record on one shard, every 7th invocation on a second warm container; "
         "dynamodb and redis: the same stream spread over 4 shards, a container each, taken in "
         "turn; redis reached directly (sub-millisecond, no delay), its $ leave out the node's "
-        "hours (about $0.016 an hour for a cache.t4g.micro), the bulk of its cost; the last two "
-        "rows, reported only: one large file spread the same way, its digests in segment items, "
-        "and the dynamodb layout with the endpoints a role's presigned URLs are"
+        "hours (about $0.016 an hour for a cache.t4g.micro), the bulk of its cost. Reported "
+        "only: the local stream's row (three producers each sending its files one after "
+        "another, interleaved record by record, so that files finish all along), and the last "
+        "two rows: one large file spread the same way, its digests in segment items, and the "
+        "dynamodb layout with the endpoints a role's presigned URLs are"
     )
     table = _table(
         [

@@ -44,7 +44,12 @@ FULL = Plan("full", write_unit_chunks=(300, 600))
 QUICK = Plan(
     "quick",
     realistic=realistic.Shape(
-        file_size=3 * MIB, large_file_size=None, small_files=20, small_invocations=1
+        file_size=3 * MIB,
+        large_file_size=None,
+        stream_file_size=MIB,
+        stream_files=6,
+        small_files=20,
+        small_invocations=1,
     ),
     throughput_bytes=24 * MIB,
     repeats=1,

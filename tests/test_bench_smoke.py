@@ -36,6 +36,8 @@ TINY = Plan(
         file_size=48 * KIB,
         chunk_size=16 * KIB,
         large_file_size=104 * 16 * KIB,  # over 100 partitions: segments
+        stream_file_size=32 * KIB,
+        stream_files=6,
         small_files=3,
         small_invocations=2,
     ),
@@ -83,12 +85,14 @@ def test_every_section_of_the_benchmark_produces_sane_figures(tmp_path: Path) ->
     assert realistic is not None
     assert [row.backend for row in realistic.layouts] == [
         "local",
+        "local",
         "dynamodb",
         "redis",
         "dynamodb",
         "dynamodb",
     ]
-    *issues_layouts, large, session = realistic.layouts
+    local, stream, *shared, large, session = realistic.layouts
+    issues_layouts = [local, *shared]
     for layout in (*issues_layouts, session):
         assert layout.chunks == 9
         assert len(layout.completing_seconds) == len(layout.floor_seconds) == 3
@@ -96,7 +100,8 @@ def test_every_section_of_the_benchmark_produces_sane_figures(tmp_path: Path) ->
         assert layout.requests_per_chunk > 0 or layout.backend == "redis"
         assert _positive(layout.dollars_per_gib)
         assert _positive(layout.over_floor)
-    local, dynamodb, redis = issues_layouts
+    dynamodb, redis = shared
+    assert (stream.files, stream.chunks, len(stream.completing_seconds)) == (6, 12, 6)
     assert (large.files, large.chunks, len(large.completing_seconds)) == (1, 104, 1)
     # In segments, the file's chunks of each invocation are counted by one reservation and
     # one commit a segment: fewer write units than the two a chunk each alone would take.
