@@ -10,6 +10,7 @@ reason.
 from __future__ import annotations
 
 import socket
+from http.cookiejar import Cookie, DefaultCookiePolicy
 from typing import Any, Protocol
 
 import requests
@@ -111,10 +112,22 @@ class _GuardedAdapter(HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = {"http": Pool, "https": SecurePool}
 
 
+class _NoCookies(DefaultCookiePolicy):
+    """One session uploads every producer's files: a cookie an endpoint answers one upload
+    with (a gateway's session, a tenant's token) is neither kept nor sent with the next."""
+
+    def set_ok(self, cookie: Cookie, request: Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: Cookie, request: Any) -> bool:
+        return False
+
+
 def guarded_session(guard: AddressGuard, connections: int = 10) -> requests.Session:
     """``connections`` kept open per host: one for each upload that may run at once."""
     session = requests.Session()
     session.trust_env = False
+    session.cookies.set_policy(_NoCookies())
     adapter = _GuardedAdapter(guard, max(10, connections))
     session.mount("http://", adapter)
     session.mount("https://", adapter)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import threading
+from collections.abc import Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
 
 import pytest
 import requests
@@ -277,3 +279,53 @@ def test_a_guard_that_cannot_encode_the_name_makes_a_permanent_failure_not_a_raw
 
     with pytest.raises(PermanentUploadError):
         uploader.upload("https://files.example.com/f?sig=SECRET", body_of([b"x"]))
+
+
+class _CookieSetting(BaseHTTPRequestHandler):
+    """Answers each PUT with a cookie, as a shared upload gateway keeping sessions would, and
+    notes the Cookie header each PUT came with."""
+
+    protocol_version = "HTTP/1.1"
+    cookies_sent: ClassVar[list[str | None]] = []
+
+    def do_PUT(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.cookies_sent.append(self.headers.get("Cookie"))
+        self.send_response(200)
+        self.send_header("Set-Cookie", f"gateway-session=of-{self.path.strip('/')}; Path=/")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def cookie_setting() -> Iterator[tuple[str, list[str | None]]]:
+    sent: list[str | None] = []
+    handler = type("CookieSetting", (_CookieSetting,), {"cookies_sent": sent})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", sent
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_a_cookie_one_upload_is_answered_with_never_goes_with_another_producers_upload(
+    cookie_setting: tuple[str, list[str | None]],
+) -> None:
+    """One session uploads every producer's files: what an endpoint sets for one upload
+    (a gateway's session, a tenant's token) must not be sent with the next."""
+    base, cookies_sent = cookie_setting
+    uploader = uploader_for(HostPolicy(["127.0.0.1"]))
+
+    for tenant in ("tenant-a", "tenant-b", "tenant-a"):
+        uploader.upload(f"{base}/{tenant}", body_of([b"bytes of " + tenant.encode()]))
+
+    assert cookies_sent == [None, None, None]
