@@ -46,7 +46,7 @@ from adapters.dynamodb_state import KEY_ATTRIBUTE, OPEN_ATTRIBUTE
 from adapters.settings import BackendName
 from bench.baselines import plain_session, put_file
 from bench.workload import KIB, MIB, Event, FileSpec, Record, Sequencer, size_label
-from bench.world import BUCKET, SESSION_SIGNATURE, TABLE, BenchError, World
+from bench.world import BUCKET, SESSION_SIGNATURE, SIGNATURE, TABLE, BenchError, World
 from entrypoints.container import Container
 from entrypoints.events import encode_payload, kinesis_record
 from entrypoints.lambda_handler import handle
@@ -501,15 +501,23 @@ def run(world: World, shape: Shape) -> RealisticResults:
     )
 
 
-def _files(world: World, name: str, shape: Shape) -> list[FileSpec]:
+def _files(
+    world: World,
+    name: str,
+    size: int,
+    chunk_size: int,
+    seeds: Iterable[int] = range(3),
+    signature: str = SIGNATURE,
+) -> list[FileSpec]:
+    """A file a seed, each with its own endpoint on the receiver behind the proxy."""
     return [
         FileSpec(
-            world.endpoint("realistic", name, receiver=world.aws.receiver),
-            shape.file_size,
-            shape.chunk_size,
+            world.endpoint("realistic", name, receiver=world.aws.receiver, signature=signature),
+            size,
+            chunk_size,
             seed,
         )
-        for seed in range(3)
+        for seed in seeds
     ]
 
 
@@ -518,21 +526,15 @@ def _accounting(world: World) -> Accounting:
 
 
 def local_interleaved(world: World, shape: Shape) -> LayoutRow:
-    specs = _files(world, "local", shape)
+    specs = _files(world, "local", shape.file_size, shape.chunk_size)
     return _alternating(world, LOCAL_INTERLEAVED, specs, interleaved(specs))
 
 
 def local_stream(world: World, shape: Shape) -> LayoutRow:
     assert shape.stream_file_size is not None
-    specs = [
-        FileSpec(
-            world.endpoint("realistic", "stream", receiver=world.aws.receiver),
-            shape.stream_file_size,
-            shape.chunk_size,
-            seed,
-        )
-        for seed in range(shape.stream_files)
-    ]
+    specs = _files(
+        world, "stream", shape.stream_file_size, shape.chunk_size, range(shape.stream_files)
+    )
     return _alternating(world, LOCAL_STREAM, specs, interleaved(specs, PRODUCERS))
 
 
@@ -553,17 +555,7 @@ def _alternating(
 
 def session_spread(world: World, shape: Shape) -> LayoutRow:
     """The dynamodb backend's layout with the endpoints a role's presigned URLs are."""
-    specs = [
-        FileSpec(
-            world.endpoint(
-                "realistic", "session", receiver=world.aws.receiver, signature=SESSION_SIGNATURE
-            ),
-            shape.file_size,
-            shape.chunk_size,
-            seed,
-        )
-        for seed in range(3)
-    ]
+    specs = _files(world, "session", shape.file_size, shape.chunk_size, signature=SESSION_SIGNATURE)
     length = len(specs[0].endpoint)
     return shared_spread(
         world,
@@ -577,12 +569,7 @@ def session_spread(world: World, shape: Shape) -> LayoutRow:
 def large_spread(world: World, shape: Shape) -> LayoutRow:
     """The dynamodb backend: one large file's chunks spread over the shards."""
     assert shape.large_file_size is not None
-    spec = FileSpec(
-        world.endpoint("realistic", "large", receiver=world.aws.receiver),
-        shape.large_file_size,
-        shape.chunk_size,
-        3,
-    )
+    (spec,) = _files(world, "large", shape.large_file_size, shape.chunk_size, seeds=[3])
     return shared_spread(
         world,
         shape,
@@ -602,7 +589,7 @@ def shared_spread(
 ) -> LayoutRow:
     """A shared backend: the files' chunks (by default the three of the issue's layouts)
     spread over the shards."""
-    specs = specs or _files(world, backend.value, shape)
+    specs = specs or _files(world, backend.value, shape.file_size, shape.chunk_size)
     accounting = _accounting(world)
     containers = [world.delayed_container(backend) for _ in range(SHARDS)]
     for container in containers:

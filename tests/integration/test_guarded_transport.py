@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, ClassVar
 
 import pytest
@@ -21,7 +20,7 @@ from application.ports import PermanentUploadError, TransientUploadError
 from domain import Endpoint, EndpointRefused, FileId, InvalidEndpoint, redact
 from tests.assertions import assert_uploaded_once
 from tests.integration.builders import body_of
-from tests.tools.receiver import LocalReceiver
+from tests.tools.receiver import LocalReceiver, LoopbackServer
 
 
 class ScriptedResolver:
@@ -304,17 +303,12 @@ class _CookieSetting(BaseHTTPRequestHandler):
 def cookie_setting() -> Iterator[tuple[str, list[str | None]]]:
     sent: list[str | None] = []
     handler = type("CookieSetting", (_CookieSetting,), {"cookies_sent": sent})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
+    server = LoopbackServer(handler)
+    server.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", sent
+        yield f"http://127.0.0.1:{server.port}", sent
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+        server.stop()
 
 
 def test_a_cookie_one_upload_is_answered_with_never_goes_with_another_producers_upload(
