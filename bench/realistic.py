@@ -17,9 +17,12 @@ handler:
 
 Requests are counted by kind on the containers' clients; DynamoDB capacity units are
 computed from the item's size as DynamoDB defines it, read by the bench beside each request
-(moto reports a flat 1 unit), and that reading's time is taken out of every duration. The
-floor for a file's latency is the same file read back from S3 in chunk-sized ranges, 8 at a
-time through the same proxy, then one PUT of the whole to the same receiver.
+(moto reports a flat 1 unit). Those reads go to the same moto as the lanes' own requests and
+queue them, and lanes overlap, so no duration can leave them out: a dynamodb layout runs
+twice, timed without them, then the same files again at new endpoints, untimed, with them
+(``_capacity``). The floor for a file's latency is the same file read back from S3 in
+chunk-sized ranges, 8 at a time through the same proxy, then one PUT of the whole to the
+same receiver.
 """
 
 from __future__ import annotations
@@ -35,12 +38,12 @@ import statistics
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
-from attrs import define, field, frozen
+from attrs import define, evolve, field, frozen
 
 from adapters.dynamodb_state import KEY_ATTRIBUTE, OPEN_ATTRIBUTE
 from adapters.settings import BackendName
@@ -148,7 +151,9 @@ class Accounting:
     """Requests by kind on the containers' clients, and DynamoDB's capacity units.
 
     ``reader`` reads the item beside each keyed DynamoDB request, straight from moto and
-    uncounted; the time it takes is kept in ``pauses`` so that durations can leave it out.
+    uncounted; the time it takes is kept in ``pauses``, which only a caller sending one
+    request at a time may take out of its duration (bench/write_units.py): where lanes send
+    at once, another lane's request is in flight during a pause.
     """
 
     reader: Any
@@ -159,7 +164,7 @@ class Accounting:
     _lock: threading.Lock = field(factory=threading.Lock)
     """Files' lanes send requests at once: counts are added under it."""
 
-    def attach(self, container: Container, capacity: bool = True) -> None:
+    def attach(self, container: Container, capacity: bool = False) -> None:
         """Count the container's requests; with ``capacity``, also the write and read units
         (an uncounted read of the item beside each keyed DynamoDB request)."""
         s3 = container.s3_client()
@@ -173,19 +178,6 @@ class Accounting:
             db.meta.events.register("before-parameter-build.dynamodb", self._remember)
             db.meta.events.register("before-call.dynamodb", self._before)
             db.meta.events.register("after-call.dynamodb", self._after)
-
-    def paused_between(self, start: float, end: float) -> float:
-        """How long at least one such read ran between ``start`` and ``end``: files' lanes
-        read at once, so overlapping pauses count once."""
-        clipped = sorted(
-            (max(a, start), min(b, end)) for a, b in list(self.pauses) if b > start and a < end
-        )
-        total, reach = 0.0, start
-        for a, b in clipped:
-            if b > reach:
-                total += b - max(a, reach)
-                reach = b
-        return total
 
     @property
     def paused(self) -> float:
@@ -386,7 +378,7 @@ class LayoutRow:
     records_per_invocation: float
     largest_payload_bytes: int
     handler_seconds: float
-    """Sum over invocations, the bench's own DynamoDB reads left out."""
+    """Sum over invocations, in the pass without the bench's own DynamoDB reads."""
     requests: dict[str, int]
     write_units: float
     read_units: float
@@ -555,26 +547,36 @@ def _alternating(
 
 def session_spread(world: World, shape: Shape) -> LayoutRow:
     """The dynamodb backend's layout with the endpoints a role's presigned URLs are."""
-    specs = _files(world, "session", shape.file_size, shape.chunk_size, signature=SESSION_SIGNATURE)
-    length = len(specs[0].endpoint)
+
+    def files() -> list[FileSpec]:
+        return _files(
+            world, "session", shape.file_size, shape.chunk_size, signature=SESSION_SIGNATURE
+        )
+
+    length = len(files()[0].endpoint)
     return shared_spread(
         world,
         shape,
         BackendName.DYNAMODB,
-        specs,
+        files,
         f"dynamodb: the same, {length}-byte presigned URLs (a session token)",
     )
 
 
 def large_spread(world: World, shape: Shape) -> LayoutRow:
     """The dynamodb backend: one large file's chunks spread over the shards."""
-    assert shape.large_file_size is not None
-    (spec,) = _files(world, "large", shape.large_file_size, shape.chunk_size, seeds=[3])
+    size = shape.large_file_size
+    assert size is not None
+
+    def files() -> list[FileSpec]:
+        return _files(world, "large", size, shape.chunk_size, seeds=[3])
+
+    (spec,) = files()
     return shared_spread(
         world,
         shape,
         BackendName.DYNAMODB,
-        [spec],
+        files,
         f"dynamodb: one {size_label(spec.size)} file ({spec.partition_count} partitions), "
         f"{SHARDS} shards",
     )
@@ -584,16 +586,41 @@ def shared_spread(
     world: World,
     shape: Shape,
     backend: BackendName,
-    specs: Sequence[FileSpec] | None = None,
+    files: Callable[[], list[FileSpec]] | None = None,
     layout: str | None = None,
 ) -> LayoutRow:
     """A shared backend: the files' chunks (by default the three of the issue's layouts)
-    spread over the shards."""
-    specs = specs or _files(world, backend.value, shape.file_size, shape.chunk_size)
+    spread over the shards. ``files`` makes the same files at new endpoints each call."""
+    files = files or functools.partial(
+        _files, world, backend.value, shape.file_size, shape.chunk_size
+    )
+    specs = files()
     accounting = _accounting(world)
+    layout = layout or (REDIS_SPREAD if backend is BackendName.REDIS else DYNAMODB_SPREAD)
+    schedule = _spread(world, backend, specs, accounting)
+    row = _run_layout(world, layout, backend, SHARDS, SHARDS, specs, schedule, accounting)
+    if backend is not BackendName.DYNAMODB:
+        return row
+    return _capacity(
+        world,
+        row,
+        files(),
+        lambda twins, capacity: _spread(world, backend, twins, capacity, capacity=True),
+    )
+
+
+def _spread(
+    world: World,
+    backend: BackendName,
+    specs: Sequence[FileSpec],
+    accounting: Accounting,
+    capacity: bool = False,
+) -> Iterator[tuple[Container, Invocation]]:
+    """The files' chunks, chunk n of the interleaved stream on shard n mod SHARDS, a fresh
+    container a shard; the shards' invocations taken in turn."""
     containers = [world.delayed_container(backend) for _ in range(SHARDS)]
     for container in containers:
-        accounting.attach(container)
+        accounting.attach(container, capacity)
     order = interleaved(specs)
     # zip binds each shard's own container now: a generator expression would look the
     # shard up only when it runs, and every shard would get the last one's.
@@ -601,11 +628,39 @@ def shared_spread(
         zip(itertools.repeat(containers[shard]), invocations(specs, order[shard::SHARDS], shard))
         for shard in range(SHARDS)
     ]
-    schedule = (
-        step for turn in itertools.zip_longest(*per_shard) for step in turn if step is not None
-    )
-    layout = layout or (REDIS_SPREAD if backend is BackendName.REDIS else DYNAMODB_SPREAD)
-    return _run_layout(world, layout, backend, SHARDS, SHARDS, specs, schedule, accounting)
+    return (step for turn in itertools.zip_longest(*per_shard) for step in turn if step is not None)
+
+
+def _capacity(
+    world: World,
+    timed: LayoutRow,
+    twins: Sequence[FileSpec],
+    schedule: Callable[[Sequence[FileSpec], Accounting], Iterable[tuple[Container, Invocation]]],
+) -> LayoutRow:
+    """``timed`` with the write and read units of the same layout run again on ``twins`` (the
+    same files at new endpoints of the same length) with the capacity reader, untimed."""
+    capacity = _accounting(world)
+    for container, invocation in schedule(twins, capacity):
+        _handled(container, invocation)
+    for spec in twins:
+        world.check_upload(spec, spec.sha256(), world.aws.receiver)
+    _nothing_pending(world)
+    sent = {kind: n for kind, n in capacity.requests.items() if kind.startswith("dynamodb.")}
+    timed_sent = {kind: n for kind, n in timed.requests.items() if kind.startswith("dynamodb.")}
+    if sent != timed_sent:
+        # S3's deletions may differ (two lanes closing at once delete once or twice); what
+        # DynamoDB is sent may not, or the units would not be the timed pass's.
+        raise BenchError(
+            f"{timed.layout}: the pass that counts capacity sent DynamoDB other requests than "
+            f"the timed pass ({sent} vs {timed_sent})"
+        )
+    return evolve(timed, write_units=capacity.write_units, read_units=capacity.read_units)
+
+
+def _handled(container: Container, invocation: Invocation) -> None:
+    response = handle(container, invocation.event, None)
+    if response["batchItemFailures"]:
+        raise BenchError(f"the handler asked for redelivery: {response}")
 
 
 def _run_layout(
@@ -625,11 +680,10 @@ def _run_layout(
     count = records = largest = 0
     for container, invocation in schedule:
         started = time.perf_counter()
-        response = handle(container, invocation.event, None)
-        ended = time.perf_counter()
-        if response["batchItemFailures"]:
-            raise BenchError(f"the handler asked for redelivery: {response}")
-        handler_seconds += ended - started - accounting.paused_between(started, ended)
+        _handled(container, invocation)
+        handler_seconds += time.perf_counter() - started
+        if accounting.pauses:
+            raise BenchError(f"{layout}: a timed pass must not read capacity beside its requests")
         count += 1
         records += len(invocation.pieces)
         largest = max(largest, invocation.payload_bytes)
@@ -642,7 +696,7 @@ def _run_layout(
         world.check_upload(spec, spec.sha256(), world.aws.receiver)
         finished = world.aws.receiver.finished_at(spec.path)
         started = completing_start[index]
-        completing.append(finished - started - accounting.paused_between(started, finished))
+        completing.append(finished - started)
     _nothing_pending(world)
     return LayoutRow(
         layout=layout,
@@ -751,7 +805,7 @@ def small_files(world: World, backend: BackendName, shape: Shape) -> SmallFilesR
     ``shape.small_invocations`` of them or ``shape.small_seconds`` of handler time."""
     container = world.delayed_container(backend)
     accounting = _accounting(world)
-    accounting.attach(container, capacity=False)  # no uncounted reads beside the lanes' work
+    accounting.attach(container)
     receiver = world.slow_receiver
     seconds: list[float] = []
     payload = 0
@@ -771,11 +825,8 @@ def small_files(world: World, backend: BackendName, shape: Shape) -> SmallFilesR
         (invocation,) = invocations(specs, pieces, shard=0, max_records=len(specs))
         payload = invocation.payload_bytes
         started = time.perf_counter()
-        response = handle(container, invocation.event, None)
-        ended = time.perf_counter()
-        if response["batchItemFailures"]:
-            raise BenchError(f"the handler asked for redelivery: {response}")
-        seconds.append(ended - started - accounting.paused_between(started, ended))
+        _handled(container, invocation)
+        seconds.append(time.perf_counter() - started)
         for spec in specs:
             world.check_upload(spec, spec.sha256(), receiver=receiver)
     return SmallFilesRow(
