@@ -139,10 +139,13 @@ class World:
         return build_container(self.settings(backend))
 
     def delayed_container(self, backend: BackendName = BackendName.LOCAL) -> Container:
-        """A fresh warm container whose S3 and DynamoDB are reached through the delay proxy.
+        """A fresh warm container whose S3, DynamoDB and Kinesis are reached through the delay
+        proxy.
 
         The clients are the container's own, with the same config, only their endpoint
         changed; the other sections' containers keep moto's address from the environment.
+        Kinesis' (a new shard's lookup of its parents) is made when first asked, as the
+        container makes it.
         """
         container = self.container(backend)
         config = container.aws_config()
@@ -150,6 +153,9 @@ class World:
         container.s3_client.override(boto3.client("s3", endpoint_url=url, config=config))
         container.dynamodb_client.override(
             boto3.client("dynamodb", endpoint_url=url, config=config)
+        )
+        container.kinesis_client.override(
+            providers.Singleton(boto3.client, "kinesis", endpoint_url=url, config=config)
         )
         container.metrics.override(providers.Object(NoMetrics()))  # no EMF lines in the table
         return container
