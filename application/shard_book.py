@@ -1,14 +1,15 @@
 """ShardBook: one container's view of each shard's log (local backend), and its writes.
 
 Per invocation: at its first chunk, the snapshot is read (a conditional GET: 304 while it is
-unchanged) and the next entries are probed until one is missing (usually the first probe,
-a 404); at its end, ONE object holds every chunk only this container holds and the files
-the invocation finished. A snapshot is written only when a batch finished files without
-writing an entry, when no file of the shard is left open, or every SNAPSHOT_EVERY entries;
-the entries it lets go (none of their files open) are deleted right after it. So a finished
-file's entries outlive it by at most SNAPSHOT_EVERY entries while other files collect, and
-nothing stays under pending/ once every file of the shard is finished (a snapshot each time a
-file finished cost a stream of 3 MiB files 24 PUTs where 20 do now).
+unchanged) and the next entries are probed until one is missing (usually the first probe, a
+404; a container behind reads the next ones a growing window at a time); at its end, ONE
+object holds every chunk only this container holds and the files the invocation finished. A
+snapshot is written only when a batch finished files without writing an entry, when no file
+of the shard is left open, or every SNAPSHOT_EVERY entries; the entries it lets go (none of
+their files open) are deleted right after it. So a finished file's entries outlive it by at
+most SNAPSHOT_EVERY entries while other files collect, and nothing stays under pending/ once
+every file of the shard is finished (a snapshot each time a file finished cost a stream of 3
+MiB files 24 PUTs where 20 do now).
 
 Why a probe's 404 means "head": an entry is deleted only after a snapshot that covers it
 was stored, so a container whose snapshot read answers "unchanged" knows every entry past
@@ -24,8 +25,8 @@ import logging
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 
 from attrs import evolve, field, frozen
 
@@ -37,11 +38,19 @@ log = logging.getLogger("sfb")
 
 SNAPSHOT_EVERY = 16
 """Entries after which a writer stores a snapshot while files are still open: a container
-new to the shard reads at most this many entries' indexes one after another (about 0.3 s
-at 20 ms a request), for one more PUT every 16 invocations (+6 % of the PUTs); and the most
-entries a finished file's objects outlive it by."""
+new to the shard reads at most this many entries' indexes (in 7 round trips: CATCH_UP_READS),
+for one more PUT every 16 invocations (+6 % of the PUTs); and the most entries a finished
+file's objects outlive it by."""
 
 _SNAPSHOT_ATTEMPTS = 3
+
+CATCH_UP_READS = 4
+"""The most entries a container reads at once once it found itself behind the shard (a new or
+recycled container, or the other one wrote): one, then two, then this many at a time. The
+16 entries a snapshot may leave take 7 round trips instead of 17; one entry behind (the
+other container wrote once) costs no read more than reading one after another, and a longer
+way at most 3 reads past the last entry, each a GET (12.5 times cheaper than the PUT that
+wrote an entry)."""
 
 KEPT_SHARDS = 8
 """Shards whose state a container keeps: Lambda gives a warm container other shards too."""
@@ -89,6 +98,7 @@ class ShardBook:
         """Per shard, files finished by a batch whose write failed: the next write says so."""
         self._prober: ThreadPoolExecutor | None = None
         self._prefetcher: ThreadPoolExecutor | None = None
+        self._readers: ThreadPoolExecutor | None = None
 
     def current(self, batch: BatchState) -> ShardLedger:
         """The shard's state for this batch: read the first time it is asked for, even by
@@ -427,11 +437,33 @@ class ShardBook:
             entry = probe.result()
         else:
             entry = self._log.read_entry(shard, state.seq + 1)
-        while entry is not None:
+        if entry is not None:
             state = state.folded(entry, shard)
-            entry = self._log.read_entry(shard, state.seq + 1)
+            for entry in self._following(shard, state.seq + 1):
+                state = state.folded(entry, shard)
         self._remember(shard, state)
         return state
+
+    def _following(self, shard: str, seq: int) -> Iterator[LogEntry]:
+        """Entries ``seq``, ``seq + 1``, ... up to the first missing one, read a window at a
+        time, each twice the last up to CATCH_UP_READS. A read past the missing one is not
+        looked at (one in order would never have been made); every read of a window ends
+        before the window is: none outlives the batch."""
+        if self._readers is None:
+            self._readers = ThreadPoolExecutor(CATCH_UP_READS, thread_name_prefix="sfb-catch-up")
+        size = 1
+        while True:
+            window = [
+                self._readers.submit(self._log.read_entry, shard, seq + i) for i in range(size)
+            ]
+            wait(window)
+            for read in window:
+                entry = read.result()
+                if entry is None:
+                    return
+                yield entry
+            seq += size
+            size = min(2 * size, CATCH_UP_READS)
 
     def _probes(self) -> ThreadPoolExecutor:
         if self._prober is None:

@@ -6,13 +6,14 @@ an invocation and no LIST."""
 from __future__ import annotations
 
 import hashlib
+import threading
 
 import pytest
 from attrs import evolve
 
 from application.batch_state import BatchState
 from application.records import StreamRecord
-from application.shard_book import SNAPSHOT_EVERY, ShardBook
+from application.shard_book import CATCH_UP_READS, SNAPSHOT_EVERY, ShardBook
 from domain import FileId, LogEntry, LoggedChunk, RejectionReason, ShardLedger
 from domain.shard_ledger import MAX_FINISHED
 from tests.factories import file_records, payload, raw_record, record
@@ -155,6 +156,39 @@ def test_a_finished_files_entries_go_with_the_periodic_snapshot_while_another_fi
 
 def _digest(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("behind", "reads"),
+    [(1, 2), (2, 4), (3, 4), (4, 8), (7, 8), (SNAPSHOT_EVERY - 1, 16)],
+)
+def test_a_container_behind_the_shard_reads_the_entries_it_missed_in_growing_windows(
+    remote: FakeRemoteStore, uploader: FakeUploader, archive: FakeArchive, behind: int, reads: int
+) -> None:
+    """After the first read, windows of 1, 2, then CATCH_UP_READS entries, each read at once
+    on the catch-up threads: one entry behind (the other container wrote once) costs no read
+    more than reading one after another, a longer way at most 3 reads past the last entry."""
+    count = behind + 1
+    f = parts(F, count)
+    a = FakeContainer(remote, uploader, archive)
+    for partition in range(behind):
+        assert a.process([chunk(F, partition, f[partition], count)]) == []
+    readers: list[str] = []
+    read_entry = remote.read_entry
+
+    def noted(shard: str, seq: int) -> LogEntry | None:
+        readers.append(threading.current_thread().name)
+        return read_entry(shard, seq)
+
+    remote.read_entry = noted  # type: ignore[method-assign]
+
+    assert a.recycled().process([chunk(F, behind, f[behind], count)]) == []
+
+    assert len(readers) == reads
+    assert len(readers) - (behind + 1) <= CATCH_UP_READS - 1
+    assert sum(name.startswith("sfb-catch-up") for name in readers) == reads - 1
+    assert uploader.bodies_for(F) == [b"".join(f)]
+    assert remote.pending() == []
 
 
 def test_a_container_given_two_shards_keeps_their_logs_apart(
