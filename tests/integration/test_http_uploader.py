@@ -7,7 +7,7 @@ import random
 import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -19,7 +19,7 @@ from application.body import AssembledBody, Part
 from application.ports import ByteStream, PermanentUploadError, TransientUploadError
 from tests.assertions import assert_uploaded_once
 from tests.integration.builders import SECRET, SIGNED_QUERY, body_of, ref_of, signed
-from tests.tools.receiver import LocalReceiver
+from tests.tools.receiver import LocalReceiver, LoopbackServer
 
 PIECES = [bytes(range(256)) * 400, b"", b"\x00middle\r\n" * 1000, b"tail"]
 CONTENT = b"".join(PIECES)
@@ -201,17 +201,12 @@ class _Redirecting(BaseHTTPRequestHandler):
 def redirecting(receiver: LocalReceiver) -> Iterator[str]:
     """An endpoint that answers every PUT with 302 to the receiver."""
     handler = type("Redirect", (_Redirecting,), {"location": receiver.url("redirected")})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
+    server = LoopbackServer(handler)
+    server.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/moved"
+        yield f"http://127.0.0.1:{server.port}/moved"
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+        server.stop()
 
 
 def test_a_redirect_is_permanent_and_not_followed(
@@ -308,19 +303,13 @@ class _Scripted(BaseHTTPRequestHandler):
 def scripted() -> Iterator[ScriptedEndpoint]:
     endpoint = ScriptedEndpoint()
     handler = type("Scripted", (_Scripted,), {"endpoint": endpoint})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    endpoint.url = f"http://127.0.0.1:{server.server_address[1]}/files/report.csv"
+    server = LoopbackServer(handler)
+    server.start()
+    endpoint.url = f"http://127.0.0.1:{server.port}/files/report.csv"
     try:
         yield endpoint
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+        server.stop()
 
 
 def s3_error(code: str) -> bytes:
