@@ -96,7 +96,6 @@ class ShardBook:
         self._states: OrderedDict[str, ShardLedger] = OrderedDict()
         self._owed: dict[str, dict[FileId, float]] = {}
         """Per shard, files finished by a batch whose write failed: the next write says so."""
-        self._prober: ThreadPoolExecutor | None = None
         self._prefetcher: ThreadPoolExecutor | None = None
         self._readers: ThreadPoolExecutor | None = None
 
@@ -425,7 +424,7 @@ class ShardBook:
         known = self._states.get(shard)
         probe = None
         if known is not None:
-            probe = self._probes().submit(self._log.read_entry, shard, known.seq + 1)
+            probe = self._reads().submit(self._log.read_entry, shard, known.seq + 1)
         stored = self._log.read_snapshot(shard)
         if stored is None:
             state = known if known is not None and known.version == 0 else ShardLedger()
@@ -449,12 +448,10 @@ class ShardBook:
         time, each twice the last up to CATCH_UP_READS. A read past the missing one is not
         looked at (one in order would never have been made); every read of a window ends
         before the window is: none outlives the batch."""
-        if self._readers is None:
-            self._readers = ThreadPoolExecutor(CATCH_UP_READS, thread_name_prefix="sfb-catch-up")
         size = 1
         while True:
             window = [
-                self._readers.submit(self._log.read_entry, shard, seq + i) for i in range(size)
+                self._reads().submit(self._log.read_entry, shard, seq + i) for i in range(size)
             ]
             wait(window)
             for read in window:
@@ -465,10 +462,12 @@ class ShardBook:
             seq += size
             size = min(2 * size, CATCH_UP_READS)
 
-    def _probes(self) -> ThreadPoolExecutor:
-        if self._prober is None:
-            self._prober = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sfb-probe")
-        return self._prober
+    def _reads(self) -> ThreadPoolExecutor:
+        """The probe and the windows' reads of entries (one catch-up at a time, under the
+        lock)."""
+        if self._readers is None:
+            self._readers = ThreadPoolExecutor(CATCH_UP_READS, thread_name_prefix="sfb-catch-up")
+        return self._readers
 
     def _remember(self, shard: str, state: ShardLedger) -> None:
         self._states[shard] = state

@@ -551,12 +551,9 @@ def _alternating(
 
 def session_spread(world: World, shape: Shape) -> LayoutRow:
     """The dynamodb backend's layout with the endpoints a role's presigned URLs are."""
-
-    def files() -> list[FileSpec]:
-        return _files(
-            world, "session", shape.file_size, shape.chunk_size, signature=SESSION_SIGNATURE
-        )
-
+    files = functools.partial(
+        _files, world, "session", shape.file_size, shape.chunk_size, signature=SESSION_SIGNATURE
+    )
     length = len(files()[0].endpoint)
     return shared_spread(
         world,
@@ -569,12 +566,10 @@ def session_spread(world: World, shape: Shape) -> LayoutRow:
 
 def large_spread(world: World, shape: Shape) -> LayoutRow:
     """The dynamodb backend: one large file's chunks spread over the shards."""
-    size = shape.large_file_size
-    assert size is not None
-
-    def files() -> list[FileSpec]:
-        return _files(world, "large", size, shape.chunk_size, seeds=[3])
-
+    assert shape.large_file_size is not None
+    files = functools.partial(
+        _files, world, "large", shape.large_file_size, shape.chunk_size, seeds=[3]
+    )
     (spec,) = files()
     return shared_spread(
         world,

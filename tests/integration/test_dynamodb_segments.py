@@ -30,7 +30,12 @@ from tests.integration.state_steps import (
     offer,
     prefix,
 )
-from tests.integration.test_dynamodb_state import LONG_ENDPOINT, item, item_size, scan
+from tests.integration.test_dynamodb_state import (
+    LONG_ENDPOINT,
+    item,
+    item_size,
+    segments_of,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -185,7 +190,7 @@ def test_the_redelivery_of_a_chunk_that_crashed_after_its_reservation_counts_it_
     assert again.received == 3
     assert again.is_complete, "the redelivery finds the file complete, and completes it"
     assert held(store) == (3, sizes(3, [0, 1, 2]))
-    [segment] = [i for i in scan(dynamodb, table) if i["file_id"]["S"].count("#") == 2]
+    [segment] = segments_of(dynamodb, table)
     assert f"p{crashing}" in segment, "committed on its first delivery's behalf"
 
 
@@ -298,7 +303,7 @@ def test_the_files_item_holds_one_reservation_per_container_however_many_chunks_
     ]
     assert len(reservations) == 2
     assert max(sizes_seen[10:]) - min(sizes_seen[10:]) <= 8, "it does not grow with the file"
-    segments = [i for i in scan(dynamodb, table) if i["file_id"]["S"].count("#") == 2]
+    segments = segments_of(dynamodb, table)
     assert len(segments) == count // SEGMENT_PARTITIONS + 1
     assert max(item_size(s) for s in segments) <= 1024
     assert store.digests(FILE) == {p: prefix(ref_of(content(p))) for p in range(count)}
@@ -370,7 +375,7 @@ def test_a_full_segment_with_each_partitions_chunk_object_stays_one_write_unit(
         )
         assert isinstance(store.add_stored(arrival, f"{partition:012x}"), int)
 
-    [segment] = [i for i in scan(dynamodb, table) if i["file_id"]["S"].count("#") == 2]
+    [segment] = segments_of(dynamodb, table)
     assert len([name for name in segment if name.startswith("p")]) == SEGMENT_PARTITIONS
     assert item_size(segment) <= 1024
     assert store.stored(FILE)[SEGMENT_PARTITIONS - 1][1] == f"{SEGMENT_PARTITIONS - 1:012x}"
@@ -509,10 +514,6 @@ def test_a_run_is_counted_together_up_to_the_most_one_expression_holds(
     assert sent == []
     assert store.add_stored_together(too_many[:-1], OBJECT) == COUNTED_TOGETHER_MOST
     assert held(store)[0] == COUNTED_TOGETHER_MOST
-
-
-def segments_of(dynamodb: DynamoDBClient, table: str) -> list[dict[str, Any]]:
-    return [i for i in scan(dynamodb, table) if i["file_id"]["S"].count("#") == 2]
 
 
 @pytest.mark.parametrize("status", [FileStatus.UPLOADED, FileStatus.FAILED])

@@ -219,7 +219,7 @@ def test_no_item_outgrows_dynamodbs_item_size_limit_whatever_the_partition_count
     assert item_size(full) < DYNAMODB_ITEM_LIMIT
     if layout == "segmented":
         assert len(digests) <= 1, "one reservation at most waits to be swept"
-        segments = [i for i in scan(dynamodb, table) if i["file_id"]["S"].count("#") == 2]
+        segments = segments_of(dynamodb, table)
         assert len(segments) == len({p // dynamodb_state.SEGMENT_PARTITIONS for p in sampled})
         full_segment = {
             **segments[0],
@@ -230,6 +230,11 @@ def test_no_item_outgrows_dynamodbs_item_size_limit_whatever_the_partition_count
 
 def scan(dynamodb: DynamoDBClient, table: str) -> list[dict[str, Any]]:
     return [dict(i) for i in dynamodb.scan(TableName=table, ConsistentRead=True)["Items"]]
+
+
+def segments_of(dynamodb: DynamoDBClient, table: str) -> list[dict[str, Any]]:
+    """The segment items (``<file id>#<gen>#<n>``): neither a file's item nor its endpoint's."""
+    return [i for i in scan(dynamodb, table) if i["file_id"]["S"].count("#") == 2]
 
 
 def item_size(attributes: dict[str, Any]) -> int:
