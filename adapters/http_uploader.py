@@ -64,7 +64,7 @@ class _SizedReader:
         self._stream.close()
 
 
-def _whole(reader: _SizedReader, size: int, where: str) -> bytes:
+def _whole(reader: _SizedReader, size: int, put_endpoint: str) -> bytes:
     """The body's bytes, read part by part before anything is sent: a part that cannot be
     served, or a body that ends before its size, fails the attempt as a streamed one would,
     but without the receiver ever seeing a byte of it."""
@@ -75,10 +75,12 @@ def _whole(reader: _SizedReader, size: int, where: str) -> bytes:
             piece = reader.read(size - got)
         except OSError as error:  # a part that cannot be served: read again next attempt
             raise TransientUploadError(
-                f"the body for {where} could not be read ({type(error).__name__})"
+                f"the body for {redact(put_endpoint)} could not be read ({type(error).__name__})"
             ) from None
         if not piece:
-            raise TransientUploadError(f"the body for {where} ended at {got} of {size} bytes")
+            raise TransientUploadError(
+                f"the body for {redact(put_endpoint)} ended at {got} of {size} bytes"
+            )
         pieces.append(piece)
         got += len(piece)
     return b"".join(pieces)
@@ -113,10 +115,9 @@ class RequestsUploader:
 
     def upload(self, put_endpoint: str, body: Body) -> None:
         started = time.monotonic()
-        where = redact(put_endpoint)
         for attempt in range(1, self._retry.attempts + 1):
             try:
-                self._put_once(put_endpoint, body, where)
+                self._put_once(put_endpoint, body)
                 return
             except TransientUploadError as error:
                 if attempt == self._retry.attempts:
@@ -126,17 +127,25 @@ class RequestsUploader:
                     raise
                 log.info(
                     "upload attempt failed; retrying",
-                    extra={"endpoint": where, "attempt": attempt, "reason": str(error)},
+                    extra={
+                        "endpoint": redact(put_endpoint),
+                        "attempt": attempt,
+                        "reason": str(error),
+                    },
                 )
                 self._metrics.add(Metric.UPLOAD_RETRIES)
                 self._sleep(pause)
 
-    def _put_once(self, put_endpoint: str, body: Body, where: str) -> None:
+    def _put_once(self, put_endpoint: str, body: Body) -> None:
         reader = _SizedReader(body.open(), body.size)
         try:
             # A small body goes whole, in the same send() as the headers: no streaming
             # machinery, one segment on the wire (the small-files case: images, documents).
-            data = _whole(reader, body.size, where) if body.size <= INLINE_BODY_BYTES else reader
+            data = (
+                _whole(reader, body.size, put_endpoint)
+                if body.size <= INLINE_BODY_BYTES
+                else reader
+            )
             response = self._session.put(
                 put_endpoint,
                 data=data,
@@ -144,6 +153,7 @@ class RequestsUploader:
                 allow_redirects=False,
             )
         except (requests.RequestException, LocationValueError) as error:
+            where = redact(put_endpoint)
             # requests' messages quote the URL with its query string: never pass them on.
             if refused_by_guard(error):
                 raise PermanentUploadError(f"the upload guard refused {where}") from None
@@ -160,6 +170,7 @@ class RequestsUploader:
             answer = response.content if status == 400 else b""
         if 200 <= status < 300:
             return
+        where = redact(put_endpoint)
         if _is_transient(status, answer):
             code = " RequestTimeout" if status == 400 else ""
             raise TransientUploadError(f"{where} answered HTTP {status}{code}")

@@ -7,8 +7,11 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 
-from adapters.validation import JsonSchemaRequestValidator
+from adapters.validation import JsonSchemaRequestValidator, load_schema, plainly_valid
 from domain import Chunk, ChunkRejected, Limits, PartitionCountTooLarge, RejectionReason
 from entrypoints.events import encode_payload
 from tests.integration.builders import SECRET, SIGNED_QUERY, signed
@@ -255,3 +258,76 @@ def test_an_invalid_endpoint_shows_only_its_redacted_form(
     error = rejection(validator, data_of(valid_payload(putEndpoint=endpoint)))
 
     assert error.shown_endpoint == "https://uploads.example.com/files/report.csv"
+
+
+def schema_only() -> JsonSchemaRequestValidator:
+    """The packaged rules under another schema document: every record goes through jsonschema."""
+    return JsonSchemaRequestValidator({**load_schema(), "description": "the same rules"})
+
+
+EDGES: list[tuple[str, object]] = [
+    ("valid", valid_payload()),
+    ("partition 0 of 1", valid_payload(partition=0, partitionCount=1)),
+    ("extra fields", valid_payload(producer="batch-42", nested={"a": [1]})),
+    ("bool partition", valid_payload(partition=True)),
+    ("bool partition count", valid_payload(partitionCount=True)),
+    ("float partition with no fraction", valid_payload(partition=1.0)),
+    ("float partition count with no fraction", valid_payload(partitionCount=3.0)),
+    ("float partition", valid_payload(partition=1.5)),
+    ("negative partition", valid_payload(partition=-1)),
+    ("zero partition count", valid_payload(partitionCount=0)),
+    ("partition count past 64 bits", valid_payload(partition=0, partitionCount=2**70)),
+    ("empty endpoint", valid_payload(putEndpoint="")),
+    ("endpoint a number", valid_payload(putEndpoint=7)),
+    ("endpoint null", valid_payload(putEndpoint=None)),
+    ("content null", valid_payload(content=None)),
+    ("content a list", valid_payload(content=["YQ=="])),
+    ("partition a string", valid_payload(partition="1")),
+    ("no content", {k: v for k, v in valid_payload().items() if k != "content"}),
+    ("no partition", {k: v for k, v in valid_payload().items() if k != "partition"}),
+    ("an array", [valid_payload()]),
+    ("a string", "putEndpoint"),
+    ("null", None),
+]
+
+
+@pytest.mark.parametrize("document", [d for _, d in EDGES], ids=[name for name, _ in EDGES])
+def test_the_fast_path_decides_as_the_schema_does(document: object) -> None:
+    """A document taken without jsonschema is one the schema accepts, and the validator
+    answers every document as jsonschema alone would (same chunk, or same reason)."""
+    if plainly_valid(document):
+        assert Draft202012Validator(load_schema()).is_valid(document)
+    data = data_of(document)
+
+    assert outcome(JsonSchemaRequestValidator(), data) == outcome(schema_only(), data)
+
+
+def outcome(validator: JsonSchemaRequestValidator, data: str) -> object:
+    found = decoded_or_rejected(validator, data)
+    return (found.reason, found.detail) if isinstance(found, ChunkRejected) else found
+
+
+_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(["", "YWJj", "not base64!", ENDPOINT, "http://[::1]:8080/x"]),
+    st.lists(st.integers(), max_size=2),
+)
+_FIELDS = st.sampled_from(["putEndpoint", "partition", "partitionCount", "content", "other"])
+
+
+@given(
+    st.dictionaries(_FIELDS, _VALUES, max_size=5),
+    st.booleans(),
+)
+def test_any_document_is_decided_by_the_fast_path_as_by_the_schema(
+    fields: dict[str, object], start_valid: bool
+) -> None:
+    document = {**valid_payload(), **fields} if start_valid else fields
+    if plainly_valid(document):
+        assert Draft202012Validator(load_schema()).is_valid(document)
+    data = data_of(document)
+
+    assert outcome(JsonSchemaRequestValidator(), data) == outcome(schema_only(), data)
