@@ -1,17 +1,20 @@
-"""moto's server, the delay proxy and the receivers in a process of their own, for the
+"""moto's server, the delay proxy and the receivers, each in a process of its own, for the
 realistic section.
 
 In the bench's own process, moto's CPU (parsing a 2.8 MB PUT, serialising a listing) and the
 receivers' (parsing each PUT, hashing its body) take the interpreter lock from the handler's
 threads and land in the handler's measured seconds, which Lambda bills; real S3 and
 DynamoDB, and the S3 that presigned endpoints name, spend their CPU elsewhere. Here they do
-too: the handler's seconds are its own, plus the round trips it waits on. Requests are still
-counted on the containers' clients, so the counts stay exact; what the receivers got is
-asked of this process (``ApartReceiver``), their clock being the machine's monotonic one
-(time.perf_counter on Linux), which both processes read alike.
+too: the handler's seconds are its own, plus the round trips it waits on. Nor do they share
+one interpreter lock with each other: a receiver hashing a 20 MiB upload held up moto's
+answers to the same invocation's reads, and the proxy's relaying, which stands for the
+network, waited on moto's parsing. Requests are still counted on the containers' clients,
+so the counts stay exact; what the receivers got is asked of their process
+(``ApartReceiver``), their clock being the machine's monotonic one (time.perf_counter on
+Linux), which every process reads alike.
 
-``python -m bench.aws_apart DELAY ANSWER`` prints one JSON line of addresses and serves
-until its standard input closes.
+``python -m bench.aws_apart ROLE ...`` (``moto``, ``proxy UPSTREAM DELAY``, ``receivers
+ANSWER``) prints one JSON line of addresses and serves until its standard input closes.
 """
 
 from __future__ import annotations
@@ -78,35 +81,21 @@ class AwsApart:
         self.delayed = ""
         self.receiver = ApartReceiver("", "")
         self.slow_receiver = ApartReceiver("", "")
-        self._process: subprocess.Popen[str] | None = None
+        self._processes: list[subprocess.Popen[str]] = []
 
     def __enter__(self) -> AwsApart:
-        path = os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH")]))
-        self._process = subprocess.Popen(  # noqa: S603  # our own interpreter and module
-            [
-                sys.executable,
-                "-m",
-                "bench.aws_apart",
-                repr(self.delay_seconds),
-                repr(self.answer_seconds),
-            ],
-            cwd=_ROOT,
-            env={**os.environ, "PYTHONPATH": path},
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self._process.stdout is not None
-        line = self._process.stdout.readline()
-        if not line:
+        try:
+            self.direct = str(self._spawn("moto")["direct"])
+            proxy = self._spawn("proxy", self.direct, repr(self.delay_seconds))
+            self.delayed = str(proxy["delayed"])
+            here = self._spawn("receivers", repr(self.answer_seconds))
+        except BaseException:
             self._stop()
-            raise RuntimeError("the process serving moto and the delay proxy did not start")
-        urls = json.loads(line)
-        self.direct, self.delayed = str(urls["direct"]), str(urls["delayed"])
-        control = str(urls["control"])
-        self.receiver = ApartReceiver(str(urls["receiver"]), f"{control}/0?path=")
+            raise
+        control = str(here["control"])
+        self.receiver = ApartReceiver(str(here["receiver"]), f"{control}/0?path=")
         self.slow_receiver = ApartReceiver(
-            str(urls["slow_receiver"]), f"{control}/1?path=", self.answer_seconds
+            str(here["slow_receiver"]), f"{control}/1?path=", self.answer_seconds
         )
         return self
 
@@ -118,19 +107,38 @@ class AwsApart:
     ) -> None:
         self._stop()
 
+    def _spawn(self, role: str, *args: str) -> dict[str, object]:
+        """Start ``python -m bench.aws_apart ROLE ARGS`` and read the addresses it prints."""
+        path = os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH")]))
+        process = subprocess.Popen(  # noqa: S603  # our own interpreter and module
+            [sys.executable, "-m", "bench.aws_apart", role, *args],
+            cwd=_ROOT,
+            env={**os.environ, "PYTHONPATH": path},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._processes.append(process)
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the bench's {role} process did not start")
+        addresses: dict[str, object] = json.loads(line)
+        return addresses
+
     def _stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None:
-            return
-        if process.stdin is not None:
-            process.stdin.close()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+        processes, self._processes = self._processes, []
+        for process in processes:
+            if process.stdin is not None:
+                process.stdin.close()
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
 
 
 def _control_for(receivers: list[LocalReceiver]) -> type[BaseHTTPRequestHandler]:
@@ -167,32 +175,58 @@ def _control_for(receivers: list[LocalReceiver]) -> type[BaseHTTPRequestHandler]
 
 
 def main(argv: list[str]) -> int:
-    from moto.server import ThreadedMotoServer
+    """``moto``: moto's server; ``proxy UPSTREAM DELAY``: the delay proxy in front of it;
+    ``receivers ANSWER``: the upload receivers and their control. Each prints its addresses
+    as one JSON line and serves until its standard input closes."""
+    role, args = argv[0], argv[1:]
+    if role == "moto":
+        return _serve_moto()
+    if role == "proxy":
+        return _serve_proxy(args[0], float(args[1]))
+    if role == "receivers":
+        return _serve_receivers(float(args[0]))
+    raise SystemExit(f"unknown role {role!r}")
 
-    from bench.world import SlowReceiver, TimedReceiver
+
+def _serve_moto() -> int:
+    from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
-    receivers: list[LocalReceiver] = [TimedReceiver(), SlowReceiver(float(argv[1]))]
-    control = LoopbackServer(_control_for(receivers))
     try:
         host, port = server.get_host_and_port()
-        direct = f"http://{host}:{port}"
-        with DelayProxy(direct, float(argv[0])) as proxy, receivers[0], receivers[1]:
-            control.start()
+        print(json.dumps({"direct": f"http://{host}:{port}"}), flush=True)
+        sys.stdin.read()  # until the bench closes it
+    finally:
+        server.stop()
+    return 0
+
+
+def _serve_proxy(upstream: str, delay_seconds: float) -> int:
+    with DelayProxy(upstream, delay_seconds) as proxy:
+        print(json.dumps({"delayed": proxy.url}), flush=True)
+        sys.stdin.read()  # until the bench closes it
+    return 0
+
+
+def _serve_receivers(answer_seconds: float) -> int:
+    from bench.world import SlowReceiver, TimedReceiver
+
+    receivers: list[LocalReceiver] = [TimedReceiver(), SlowReceiver(answer_seconds)]
+    control = LoopbackServer(_control_for(receivers))
+    with receivers[0], receivers[1]:
+        control.start()
+        try:
             addresses = {
-                "direct": direct,
-                "delayed": proxy.url,
                 "receiver": receivers[0].url(""),
                 "slow_receiver": receivers[1].url(""),
                 "control": f"http://127.0.0.1:{control.port}",
             }
             print(json.dumps(addresses), flush=True)
             sys.stdin.read()  # until the bench closes it
+        finally:
             control.stop()
-    finally:
-        server.stop()
     return 0
 
 
