@@ -64,8 +64,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# A worker a core; a test file's tests stay on one worker (a module's fixture, such as the
+# `sam build` one, runs once).
 unit: $(STAMP) $(DYNALITE_STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile
 
 test: lint typecheck package unit
 
