@@ -64,10 +64,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# A worker a core; a test file's tests stay on one worker (a module's fixture, such as the
-# `sam build` one, runs once).
+# A worker a core, at most 4 (each starts its own servers: moto, dynalite, redis-server); a
+# test file's tests stay on one worker (a module's fixture, such as the `sam build` one, runs
+# once).
 unit: $(STAMP) $(DYNALITE_STAMP)
-	$(BIN)/pytest -n auto --dist loadfile
+	$(BIN)/pytest -n auto --maxprocesses 4 --dist loadfile
 
 test: lint typecheck package unit
 
