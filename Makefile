@@ -127,12 +127,13 @@ build-Function build-ExpireFunction: $(STAMP) $(WHEELHOUSE)/.complete
 # Many more random schedules of every backend than CI runs, each with a fresh seed, on the
 # fakes; then fewer of the redis backend's on a real redis-server, and of a large file's
 # DynamoDB state and of the chunk objects' deletions on moto. The statistics say how many
-# schedules ran and how many held.
+# schedules ran and how many held. Each property goes to the next free worker, as in `unit`.
+CHAOS_WORKERS := -n auto --maxprocesses 4 --dist load
 chaos: $(STAMP)
-	SFB_HYPOTHESIS_PROFILE=chaos $(BIN)/pytest $(wildcard tests/unit/test_schedules*.py) \
-		--hypothesis-show-statistics -q
-	SFB_HYPOTHESIS_PROFILE=chaos-server $(BIN)/pytest tests/integration/test_redis_schedules.py \
-		tests/integration/test_dynamodb_schedules.py \
+	SFB_HYPOTHESIS_PROFILE=chaos $(BIN)/pytest $(CHAOS_WORKERS) \
+		$(wildcard tests/unit/test_schedules*.py) --hypothesis-show-statistics -q
+	SFB_HYPOTHESIS_PROFILE=chaos-server $(BIN)/pytest $(CHAOS_WORKERS) \
+		tests/integration/test_redis_schedules.py tests/integration/test_dynamodb_schedules.py \
 		tests/integration/test_chunk_object_schedules.py --hypothesis-show-statistics -q
 
 demo: $(STAMP)
