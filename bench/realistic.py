@@ -51,7 +51,7 @@ from bench.baselines import plain_session, put_file
 from bench.workload import KIB, MIB, Event, FileSpec, Record, Sequencer, size_label
 from bench.world import BUCKET, SESSION_SIGNATURE, SIGNATURE, TABLE, BenchError, World
 from entrypoints.container import Container
-from entrypoints.events import encode_payload, kinesis_record
+from entrypoints.events import INVOCATION_PAYLOAD_LIMIT, encode_payload, kinesis_record
 from entrypoints.lambda_handler import handle
 
 # List prices, us-east-1, as of PRICES_AS_OF.
@@ -76,8 +76,6 @@ S3_GET_CLASS = frozenset({"GetObject", "HeadObject", "HeadBucket", "GetObjectTag
 
 KINESIS_RECORD_LIMIT = MIB
 """A Kinesis record's data (the partition key aside) is at most 1 MiB."""
-INVOCATION_PAYLOAD_LIMIT = 6_000_000
-"""Lambda's 6 MB invocation payload: the event's JSON, record data base64 in it."""
 CHUNK_SIZE = 700 * KIB
 SHARDS = 4
 SECOND_CONTAINER_EVERY = 7

@@ -23,7 +23,6 @@ from bench.realistic import (
     EXPIRY_SECONDS,
     FLOOR_PARALLEL_GETS,
     GOAL_LAYOUTS,
-    INVOCATION_PAYLOAD_LIMIT,
     LAMBDA_MEMORY_MB,
     PRICES_AS_OF,
     RealisticResults,
@@ -31,6 +30,7 @@ from bench.realistic import (
 )
 from bench.throughput import ACROSS, INSIDE, ThroughputRow
 from bench.workload import MIB, size_label
+from entrypoints.events import INVOCATION_PAYLOAD_LIMIT
 
 THROUGHPUT_VS_STDLIB = 3.0
 THROUGHPUT_VS_FAST = 0.6

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import BotoCoreError, ClientError
 from redis.exceptions import RedisError
 
+from entrypoints.events import BATCH_SIZE
 from entrypoints.provision import RedisNotReady
 
 if TYPE_CHECKING:
@@ -51,7 +52,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "batchItemFailures is read again from the lowest reported sequence number.",
     )
     consume.add_argument("--stream", required=True, help="the Kinesis stream's name")
-    consume.add_argument("--batch-size", type=int, default=10, help="records per invocation")
+    consume.add_argument(
+        "--batch-size",
+        type=int,
+        default=BATCH_SIZE,
+        help=f"records an invocation at most (default {BATCH_SIZE}, as the template's "
+        "BatchSize); an invocation also ends before its event passes 6 MB, as Lambda's does",
+    )
 
     commands.add_parser(
         "provision",

@@ -60,6 +60,24 @@ def kinesis_event(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {"Records": list(records)}
 
 
+BATCH_SIZE = 100
+"""Records an invocation at most: the template's default BatchSize, and Lambda's own."""
+INVOCATION_PAYLOAD_LIMIT = 6_000_000
+"""Lambda's cap on an invocation's payload: the event source mapping stops a batch before
+its event passes it, whatever BatchSize allows (about four 700 KiB chunks)."""
+
+
+def fitting(records: Sequence[dict[str, Any]], limit: int = INVOCATION_PAYLOAD_LIMIT) -> int:
+    """How many of ``records``, from the first, one event of at most ``limit`` bytes of JSON
+    holds: at least one, as Lambda never leaves a record behind for its size alone."""
+    size = len(json.dumps(kinesis_event([])))
+    for count, made in enumerate(records):
+        size += len(json.dumps(made)) + (2 if count else 0)
+        if size > limit:
+            return max(1, count)
+    return len(records)
+
+
 def sequence_number(n: int) -> str:
     """Kinesis sequence numbers are long decimal strings that grow along a shard."""
     return f"4959{n:052d}"

@@ -2,7 +2,8 @@
 
 publish batches PutRecords (500 records or 5 MB a call), refuses before sending anything a
 record over Kinesis' 1 MiB limit, and sends again the entries Kinesis refused; consume reads
-every shard and feeds each shard's batches to its own container, one batch at a time,
+every shard and feeds each shard's batches to its own container, one batch at a time, each
+cut as Lambda cuts it (BATCH_SIZE records, or fewer where the event would pass 6 MB),
 starting again at the lowest reported sequence number as Lambda does.
 """
 
@@ -17,7 +18,13 @@ from typing import TYPE_CHECKING, Any, TextIO
 from attrs import define, field
 
 from domain import FileId
-from entrypoints.events import encode_payload, kinesis_record
+from entrypoints.events import (
+    BATCH_SIZE,
+    encode_payload,
+    fitting,
+    kinesis_event,
+    kinesis_record,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
@@ -219,7 +226,7 @@ def consume(
     client: KinesisClient,
     stream: str,
     container_for: Callable[[str], Invoke],
-    batch_size: int = 10,
+    batch_size: int = BATCH_SIZE,
     max_batches: int = 100_000,
     progress: Progress | None = None,
 ) -> ConsumeReport:
@@ -276,39 +283,39 @@ def _step(
         reader.iterator = page.get("NextShardIterator")
         reader.done = page.get("MillisBehindLatest", 0) == 0
         return
-    event = {
-        "Records": [
-            kinesis_record(
-                bytes(r["Data"]),
-                r["SequenceNumber"],
-                partition_key=r["PartitionKey"],
-                shard_id=reader.shard_id,
-                stream_arn=arn,
-            )
-            for r in records
-        ]
-    }
-    response = reader.invoke(event)
+    made = [
+        kinesis_record(
+            bytes(r["Data"]),
+            r["SequenceNumber"],
+            partition_key=r["PartitionKey"],
+            shard_id=reader.shard_id,
+            stream_arn=arn,
+        )
+        for r in records
+    ]
+    # Lambda cuts a batch at its payload cap: the records past it come in the next event.
+    taken = fitting(made)
+    response = reader.invoke(kinesis_event(made[:taken]))
     report.batches += 1
-    report.records += len(records)
+    report.records += taken
     failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
-    sequences = [r["SequenceNumber"] for r in records]
-    if not failed:
-        reader.delivered += len(records)
+    sequences = [r["SequenceNumber"] for r in records[:taken]]
+    if not failed and taken == len(records):
+        reader.delivered += taken
         reader.iterator = page.get("NextShardIterator")
         if progress is not None:
-            progress.advance(len(records))
+            progress.advance(taken)
         return
-    lowest = min(sequences.index(s) for s in failed if s in sequences)
+    lowest = min((sequences.index(s) for s in failed if s in sequences), default=taken)
     reader.delivered += lowest
-    report.redelivered += len(records) - lowest
+    report.redelivered += taken - lowest
     if progress is not None:
         progress.advance(lowest)
     reader.iterator = client.get_shard_iterator(
         StreamName=stream,
         ShardId=reader.shard_id,
         ShardIteratorType="AT_SEQUENCE_NUMBER",
-        StartingSequenceNumber=sequences[lowest],
+        StartingSequenceNumber=records[lowest]["SequenceNumber"],
     )["ShardIterator"]
 
 

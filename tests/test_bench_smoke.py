@@ -18,7 +18,6 @@ import requests
 
 from bench.delay_proxy import DelayProxy
 from bench.realistic import (
-    INVOCATION_PAYLOAD_LIMIT,
     Piece,
     Shape,
     interleaved,
@@ -28,6 +27,7 @@ from bench.realistic import (
 from bench.report import render, to_json, write_json
 from bench.suite import Plan, run
 from bench.workload import KIB, FileSpec
+from entrypoints.events import INVOCATION_PAYLOAD_LIMIT
 from tests.tools.receiver import LocalReceiver
 
 TINY = Plan(

@@ -19,6 +19,7 @@ from cfnlint.decode import decode  # type: ignore[import-untyped]
 
 from adapters.dynamodb_state import TABLE_DEFINITION
 from application.metrics import Metric
+from entrypoints.events import BATCH_SIZE
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 NAMESPACE = "StreamingFileBuilder"
@@ -566,6 +567,19 @@ def test_failed_batches_go_to_the_bucket_by_default_and_to_a_queue_only_when_cho
         ]
     }
     assert template["Resources"]["FailureQueue"]["Condition"] == "FailToSqs"
+
+
+def test_a_batch_holds_as_many_records_as_sfb_consume_and_lambda_give_by_default(
+    template: Node,
+) -> None:
+    """Small single-chunk files go a batch at a time, their uploads side by side: ten a
+    batch would cap a shard near a hundred files a second and cost a log write every ten."""
+    parameter = template["Parameters"]["BatchSize"]
+    [chunks] = properties(template, "Function")["Events"].values()
+
+    assert parameter["Default"] == BATCH_SIZE == 100
+    assert (parameter["MinValue"], parameter["MaxValue"]) == (1, 10_000)
+    assert chunks["Properties"]["BatchSize"] == {"Ref": "BatchSize"}
 
 
 def test_the_role_may_write_failed_batches_only_under_aws_lambda_and_only_for_s3(
