@@ -582,6 +582,16 @@ def test_a_batch_holds_as_many_records_as_sfb_consume_and_lambda_give_by_default
     assert chunks["Properties"]["BatchSize"] == {"Ref": "BatchSize"}
 
 
+def test_batches_are_invoked_at_once_unless_a_batching_window_is_chosen(template: Node) -> None:
+    parameter = template["Parameters"]["MaximumBatchingWindowInSeconds"]
+    [chunks] = properties(template, "Function")["Events"].values()
+
+    assert (parameter["Default"], parameter["MinValue"], parameter["MaxValue"]) == (0, 0, 300)
+    assert chunks["Properties"]["MaximumBatchingWindowInSeconds"] == {
+        "Ref": "MaximumBatchingWindowInSeconds"
+    }
+
+
 def test_the_role_may_write_failed_batches_only_under_aws_lambda_and_only_for_s3(
     template: Node,
 ) -> None:
