@@ -298,7 +298,7 @@ def _step(
     response = reader.invoke(kinesis_event(made[:taken]))
     report.batches += 1
     report.records += taken
-    failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+    failed = [f.get("itemIdentifier") for f in response.get("batchItemFailures") or []]
     sequences = [r["SequenceNumber"] for r in records[:taken]]
     if not failed and taken == len(records):
         reader.delivered += taken
@@ -306,7 +306,10 @@ def _step(
         if progress is not None:
             progress.advance(taken)
         return
-    lowest = min((sequences.index(s) for s in failed if s in sequences), default=taken)
+    if any(s not in sequences for s in failed):
+        lowest = 0  # a null, empty or unknown identifier: Lambda retries the whole batch
+    else:
+        lowest = min((sequences.index(s) for s in failed), default=taken)
     reader.delivered += lowest
     report.redelivered += taken - lowest
     if progress is not None:

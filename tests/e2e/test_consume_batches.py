@@ -111,6 +111,45 @@ def test_a_reported_failure_is_read_again_from_it_and_records_past_a_cut_are_not
     assert report.redelivered == 3  # the failed record and the two after it in its event
 
 
+class Answering:
+    """A container whose first answer is ``first``, and every later one a success."""
+
+    def __init__(self, first: Mapping[str, Any]) -> None:
+        self.first: Mapping[str, Any] | None = first
+        self.events: list[Mapping[str, Any]] = []
+
+    def __call__(self, event: Mapping[str, Any]) -> Mapping[str, Any]:
+        self.events.append(event)
+        answer, self.first = self.first or {}, None
+        return answer
+
+
+@pytest.mark.parametrize(
+    ("answer", "again"),
+    [
+        ({"batchItemFailures": [{"itemIdentifier": ""}]}, True),
+        ({"batchItemFailures": [{"itemIdentifier": None}]}, True),
+        ({"batchItemFailures": [{"sequenceNumber": "1"}]}, True),
+        ({"batchItemFailures": [{"itemIdentifier": "49590000"}]}, True),
+        ({"batchItemFailures": []}, False),
+        ({"batchItemFailures": None}, False),
+        ({}, False),
+    ],
+    ids=["empty", "null", "wrong key", "not in the batch", "none", "null list", "no list"],
+)
+def test_an_answer_lambda_counts_as_a_whole_failure_reads_the_batch_again(
+    aws_env: str, answer: Mapping[str, Any], again: bool
+) -> None:
+    name, sequences = _stream_with([2_000] * 5)
+    container = Answering(answer)
+
+    report = _consume(name, container)
+
+    delivered = [[r["kinesis"]["sequenceNumber"] for r in e["Records"]] for e in container.events]
+    assert delivered == ([sequences, sequences] if again else [sequences])
+    assert report.redelivered == (5 if again else 0)
+
+
 def test_a_smaller_batch_size_caps_each_event_below_the_payload_cap(aws_env: str) -> None:
     name, sequences = _stream_with([2_000] * 25)
     recorder = Recorder()
