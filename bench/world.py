@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -23,6 +23,7 @@ from dependency_injector import providers
 
 from adapters.settings import BackendName
 from application.metrics import NoMetrics
+from application.ports import Metrics
 from bench.aws_apart import AwsApart
 from bench.workload import FileSpec, Sequencer
 from entrypoints.container import Container, aws_client_config, build_container, load_settings
@@ -106,6 +107,10 @@ class World:
     beside a Lambda, as an ElastiCache node's are, so no delay is added."""
     sequence: Sequencer = field(factory=Sequencer)
     _names: Iterator[int] = field(factory=itertools.count)
+    log_level: str = "WARNING"
+    """The containers' LOG_LEVEL: per-file INFO lines would go to stdout, through the table."""
+    metrics: Callable[[], Metrics] = NoMetrics
+    """Each delayed container's metrics: none by default, so no EMF line goes in the table."""
 
     @property
     def slow_receiver(self) -> Receiver:
@@ -125,8 +130,7 @@ class World:
             "S3_BUCKET": BUCKET,
             "TMP_DIR": str(self.root / f"container-{next(self._names)}"),
             "UPLOAD_ALLOWED_HOSTS": "127.0.0.1",
-            # Per-file INFO lines would go to stdout, through the table.
-            "LOG_LEVEL": "WARNING",
+            "LOG_LEVEL": self.log_level,
         }
         if backend is BackendName.DYNAMODB:
             settings |= {"STATE_BACKEND": backend.value, "STATE_TABLE": TABLE}
@@ -157,7 +161,7 @@ class World:
         container.kinesis_client.override(
             providers.Singleton(boto3.client, "kinesis", endpoint_url=url, config=config)
         )
-        container.metrics.override(providers.Object(NoMetrics()))  # no EMF lines in the table
+        container.metrics.override(providers.Object(self.metrics()))
         return container
 
     def delayed_s3(self) -> S3Client:

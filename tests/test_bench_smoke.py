@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 import requests
 
+from bench import log_volume
 from bench.delay_proxy import DelayProxy
+from bench.log_volume import LEVELS
 from bench.realistic import (
     Piece,
     Shape,
@@ -187,6 +189,25 @@ def test_every_section_of_the_benchmark_produces_sane_figures(tmp_path: Path) ->
 
 def _spec(size: int, chunk_size: int = 700 * KIB) -> FileSpec:
     return FileSpec("http://127.0.0.1:9/file?X-Amz-Signature=x", size, chunk_size)
+
+
+@pytest.mark.usefixtures("aws_settings_of_no_one", "service_logger")
+def test_the_log_probe_counts_a_line_a_file_uploaded_at_info_and_only_metrics_at_warning() -> None:
+    assert TINY.realistic is not None
+    rows = log_volume.main(say=lambda _: None, shape=TINY.realistic)
+
+    by = {(row.what.split(":")[0], row.level): row for row in rows}
+    assert set(by) == {(w, level) for w in ("local", "small files, local") for level in LEVELS}
+    for what in ("local", "small files, local"):
+        info, warning = by[what, "INFO"], by[what, "WARNING"]
+        assert info.bytes["file uploaded"] > 0
+        assert info.bytes["metrics (EMF)"] > 0
+        assert set(warning.bytes) == {"metrics (EMF)"}
+        assert _positive(warning.dollars_per_unit)
+        assert info.per_unit > warning.per_unit
+    files = by["small files, local", "INFO"]
+    assert files.units == 3 * 3  # the first invocation and the two after it, 3 files each
+    assert 150 < files.bytes["file uploaded"] / files.units < 400  # one line a file
 
 
 def test_invocations_are_cut_at_lambdas_6_mb_so_700_kib_chunks_go_four_at_a_time() -> None:
