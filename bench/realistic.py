@@ -30,8 +30,8 @@ from __future__ import annotations
 import base64
 import functools
 import itertools
-import json
 import math
+import operator
 import os
 import random
 import statistics
@@ -51,7 +51,7 @@ from bench.baselines import plain_session, put_file
 from bench.workload import KIB, MIB, Event, FileSpec, Record, Sequencer, size_label
 from bench.world import BUCKET, SESSION_SIGNATURE, SIGNATURE, TABLE, BenchError, World
 from entrypoints.container import Container
-from entrypoints.events import INVOCATION_PAYLOAD_LIMIT, encode_payload, kinesis_record
+from entrypoints.events import INVOCATION_PAYLOAD_LIMIT, cut, encode_payload, kinesis_record
 from entrypoints.lambda_handler import handle
 
 # List prices, us-east-1, as of PRICES_AS_OF.
@@ -338,25 +338,13 @@ def invocations(
     """The shard's records in order, cut as Lambda cuts them: no event over ``limit`` bytes
     of JSON, no more than ``max_records`` (BatchSize) records. Made one at a time."""
     sequence = Sequencer()
-    empty = len(json.dumps({"Records": []}))
-    batch: list[tuple[Piece, Record, int]] = []
-    size = empty
-    for piece in pieces:
-        made = record(specs[piece.file], piece.partition, shard, sequence)
-        length = len(json.dumps(made))
-        if empty + length > limit:
+    made = (
+        (piece, record(specs[piece.file], piece.partition, shard, sequence)) for piece in pieces
+    )
+    for batch, size in cut(made, operator.itemgetter(1), max_records, limit):
+        if size > limit:
             raise ValueError("one record is over the invocation payload limit")
-        if batch and (size + 2 + length > limit or len(batch) == max_records):
-            yield _invocation(batch, size)
-            batch, size = [], empty
-        size += length + (2 if batch else 0)
-        batch.append((piece, made, length))
-    if batch:
-        yield _invocation(batch, size)
-
-
-def _invocation(batch: Sequence[tuple[Piece, Record, int]], size: int) -> Invocation:
-    return Invocation({"Records": [r for _, r, _ in batch]}, tuple(p for p, _, _ in batch), size)
+        yield Invocation({"Records": [r for _, r in batch]}, tuple(p for p, _ in batch), size)
 
 
 # --- The layouts ------------------------------------------------------------------------

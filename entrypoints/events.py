@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/sfb-demo"
 
@@ -67,15 +69,34 @@ INVOCATION_PAYLOAD_LIMIT = 6_000_000
 its event passes it, whatever BatchSize allows (about four 700 KiB chunks)."""
 
 
+def cut(
+    items: Iterable[T],
+    record_of: Callable[[T], dict[str, Any]],
+    batch_size: int = BATCH_SIZE,
+    limit: int = INVOCATION_PAYLOAD_LIMIT,
+) -> Iterator[tuple[list[T], int]]:
+    """A shard's records cut into events as Lambda cuts them, each with its bytes of JSON: at
+    most ``batch_size`` records, and none past ``limit`` bytes but a record alone, which
+    Lambda never leaves behind for its size. Lazy: a record is sized as it comes."""
+    empty = len(json.dumps(kinesis_event([])))
+    batch: list[T] = []
+    size = empty
+    for item in items:
+        length = len(json.dumps(record_of(item)))
+        if batch and (size + 2 + length > limit or len(batch) == batch_size):
+            yield batch, size
+            batch, size = [], empty
+        size += length + (2 if batch else 0)
+        batch.append(item)
+    if batch:
+        yield batch, size
+
+
 def fitting(records: Sequence[dict[str, Any]], limit: int = INVOCATION_PAYLOAD_LIMIT) -> int:
     """How many of ``records``, from the first, one event of at most ``limit`` bytes of JSON
-    holds: at least one, as Lambda never leaves a record behind for its size alone."""
-    size = len(json.dumps(kinesis_event([])))
-    for count, made in enumerate(records):
-        size += len(json.dumps(made)) + (2 if count else 0)
-        if size > limit:
-            return max(1, count)
-    return len(records)
+    holds (at least one)."""
+    first = next(cut(records, lambda made: made, len(records), limit), None)
+    return len(first[0]) if first is not None else 0
 
 
 def sequence_number(n: int) -> str:
