@@ -13,6 +13,12 @@ so the counts stay exact; what the receivers got is asked of their process
 (``ApartReceiver``), their clock being the machine's monotonic one (time.perf_counter on
 Linux), which every process reads alike.
 
+DynamoDB is dynalite's, not moto's: moto spends 12-14 ms of its own CPU on each DynamoDB
+update and serves them one after another, so an invocation's three adds, which DynamoDB
+answers side by side, waited on each other (about 40 ms an invocation, billed as the
+handler's). dynalite, a server of its own that answers requests as they come, is also the
+DynamoDB the concurrency tests race against.
+
 ``python -m bench.aws_apart ROLE ...`` (``moto``, ``proxy UPSTREAM DELAY``, ``receivers
 ANSWER``) prints one JSON line of addresses and serves until its standard input closes.
 """
@@ -25,6 +31,7 @@ import os
 import subprocess
 import sys
 import urllib.request
+from contextlib import ExitStack
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
@@ -32,6 +39,7 @@ from urllib.error import HTTPError
 from urllib.parse import parse_qs, quote, urlsplit
 
 from bench.delay_proxy import DelayProxy
+from tests.e2e.dynalite import running_dynalite
 from tests.tools.receiver import LocalReceiver, LoopbackServer, ReceivedPut
 
 _ROOT = Path(__file__).resolve().parent.parent
@@ -71,7 +79,8 @@ class ApartReceiver:
 
 class AwsApart:
     """``with AwsApart(delay, answer) as aws``: ``aws.direct`` is moto, ``aws.delayed`` the
-    proxy, ``aws.receiver`` a receiver, ``aws.slow_receiver`` one that answers each PUT
+    proxy in front of it, ``aws.direct_dynamodb`` and ``aws.delayed_dynamodb`` the same for
+    dynalite, ``aws.receiver`` a receiver, ``aws.slow_receiver`` one that answers each PUT
     ``answer_seconds`` after its last byte."""
 
     def __init__(self, delay_seconds: float, answer_seconds: float) -> None:
@@ -79,15 +88,19 @@ class AwsApart:
         self.answer_seconds = answer_seconds
         self.direct = ""
         self.delayed = ""
+        self.direct_dynamodb = ""
+        self.delayed_dynamodb = ""
         self.receiver = ApartReceiver("", "")
         self.slow_receiver = ApartReceiver("", "")
         self._processes: list[subprocess.Popen[str]] = []
+        self._servers = ExitStack()
 
     def __enter__(self) -> AwsApart:
         try:
             self.direct = str(self._spawn("moto")["direct"])
-            proxy = self._spawn("proxy", self.direct, repr(self.delay_seconds))
-            self.delayed = str(proxy["delayed"])
+            self.delayed = self._delayed(self.direct)
+            self.direct_dynamodb = self._servers.enter_context(running_dynalite())
+            self.delayed_dynamodb = self._delayed(self.direct_dynamodb)
             here = self._spawn("receivers", repr(self.answer_seconds))
         except BaseException:
             self._stop()
@@ -106,6 +119,10 @@ class AwsApart:
         tb: TracebackType | None,
     ) -> None:
         self._stop()
+
+    def _delayed(self, upstream: str) -> str:
+        """A delay proxy in front of ``upstream``, in a process of its own."""
+        return str(self._spawn("proxy", upstream, repr(self.delay_seconds))["delayed"])
 
     def _spawn(self, role: str, *args: str) -> dict[str, object]:
         """Start ``python -m bench.aws_apart ROLE ARGS`` and read the addresses it prints."""
@@ -139,6 +156,7 @@ class AwsApart:
                 process.wait()
             if process.stdout is not None:
                 process.stdout.close()
+        self._servers.close()
 
 
 def _control_for(receivers: list[LocalReceiver]) -> type[BaseHTTPRequestHandler]:

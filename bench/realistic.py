@@ -1,13 +1,13 @@
 """The stream as AWS delivers it: what a GiB costs, how long a file waits, how fast small
 files go.
 
-Every request to S3 and DynamoDB goes through the delay proxy (a fixed round trip added to
-moto's answer); both run in a process of their own (bench/aws_apart.py), so the handler's
-seconds, which Lambda bills, hold none of the emulator's CPU. Records carry ~700 KiB chunks
-(the largest a 1 MiB Kinesis record holds once the content is base64 inside JSON) and
-invocations are cut where the event, its record data base64 again, would pass Lambda's 6 MB
-payload: about four chunks each, whatever BatchSize says. Three layouts run through the real
-handler:
+Every request to S3 and DynamoDB goes through a delay proxy (a fixed round trip added to the
+answer of moto, or of dynalite for DynamoDB); each runs in a process of its own
+(bench/aws_apart.py), so the handler's seconds, which Lambda bills, hold none of the
+emulators' CPU. Records carry ~700 KiB chunks (the largest a 1 MiB Kinesis record holds once
+the content is base64 inside JSON) and invocations are cut where the event, its record data
+base64 again, would pass Lambda's 6 MB payload: about four chunks each, whatever BatchSize
+says. Three layouts run through the real handler:
 
 - local backend, one shard: three producers' files interleaved record by record, a second
   warm container taking every 7th invocation (Lambda recycles and scales containers);
@@ -17,12 +17,12 @@ handler:
 
 Requests are counted by kind on the containers' clients; DynamoDB capacity units are
 computed from the item's size as DynamoDB defines it, read by the bench beside each request
-(moto reports a flat 1 unit). Those reads go to the same moto as the lanes' own requests and
-queue them, and lanes overlap, so no duration can leave them out: a dynamodb layout runs
-twice, timed without them, then the same files again at new endpoints, untimed, with them
-(``_capacity``). The floor for a file's latency is the same file read back from S3 in
-chunk-sized ranges, 8 at a time through the same proxy, then one PUT of the whole to the
-same receiver.
+(an emulator's own figure is not DynamoDB's). Those reads go to the same dynalite as the
+lanes' own requests and queue them, and lanes overlap, so no duration can leave them out: a
+dynamodb layout runs twice, timed without them, then the same files again at new endpoints,
+untimed, with them (``_capacity``). The floor for a file's latency is the same file read
+back from S3 in chunk-sized ranges, 8 at a time through the same proxy, then one PUT of the
+whole to the same receiver.
 """
 
 from __future__ import annotations
@@ -148,8 +148,8 @@ _LISTING_READS = frozenset({"Query", "Scan"})
 class Accounting:
     """Requests by kind on the containers' clients, and DynamoDB's capacity units.
 
-    ``reader`` reads the item beside each keyed DynamoDB request, straight from moto and
-    uncounted; the time it takes is kept in ``pauses``, which only a caller sending one
+    ``reader`` reads the item beside each keyed DynamoDB request, straight from the emulator
+    and uncounted; the time it takes is kept in ``pauses``, which only a caller sending one
     request at a time may take out of its duration (bench/write_units.py): where lanes send
     at once, another lane's request is in flight during a pause.
     """

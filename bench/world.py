@@ -2,9 +2,10 @@
 
 moto's server runs in this process (entrypoints.demo.local_aws) for the sections that compare
 the handler with baselines on the same emulator; the receiver keeps no bodies. The realistic
-section, which bills the handler's seconds, reaches a second moto in a process of its own
-through a delay proxy (bench/aws_apart.py), so the emulator's CPU is never counted as the
-handler's, and uploads small files to a receiver that answers each PUT late, as S3 does.
+section, which bills the handler's seconds, reaches a second moto (S3, Kinesis) and dynalite
+(DynamoDB), each in a process of its own behind a delay proxy (bench/aws_apart.py), so the
+emulators' CPU is never counted as the handler's, and uploads small files to a receiver that
+answers each PUT late, as S3 does.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from bench.workload import FileSpec, Sequencer
 from entrypoints.container import Container, aws_client_config, build_container, load_settings
 from entrypoints.demo import local_aws
 from entrypoints.provision import provision
+from tests.e2e.dynalite import create_state_table
 from tests.tools.receiver import LocalReceiver, ReceivedPut
 from tests.tools.redis_server import running_redis
 
@@ -100,8 +102,8 @@ class World:
     receiver: TimedReceiver
     root: Path
     aws: AwsApart
-    """The realistic section's AWS and receivers: moto in another process, behind a fixed
-    delay, and receivers beside it."""
+    """The realistic section's AWS and receivers: moto and dynalite in other processes, behind
+    a fixed delay, and receivers beside them."""
     redis_url: str
     """A redis-server on 127.0.0.1, reached directly: its round trips are sub-millisecond
     beside a Lambda, as an ElastiCache node's are, so no delay is added."""
@@ -144,7 +146,7 @@ class World:
 
     def delayed_container(self, backend: BackendName = BackendName.LOCAL) -> Container:
         """A fresh warm container whose S3, DynamoDB and Kinesis are reached through the delay
-        proxy.
+        proxies (DynamoDB's in front of dynalite, the others' in front of moto).
 
         The clients are the container's own, with the same config, only their endpoint
         changed; the other sections' containers keep moto's address from the environment.
@@ -156,7 +158,7 @@ class World:
         url = self.aws.delayed
         container.s3_client.override(boto3.client("s3", endpoint_url=url, config=config))
         container.dynamodb_client.override(
-            boto3.client("dynamodb", endpoint_url=url, config=config)
+            boto3.client("dynamodb", endpoint_url=self.aws.delayed_dynamodb, config=config)
         )
         container.kinesis_client.override(
             providers.Singleton(boto3.client, "kinesis", endpoint_url=url, config=config)
@@ -174,7 +176,7 @@ class World:
 
     def apart_dynamodb(self) -> DynamoDBClient:
         """The realistic section's DynamoDB with no delay (the capacity reader's)."""
-        return boto3.client("dynamodb", endpoint_url=self.aws.direct)
+        return boto3.client("dynamodb", endpoint_url=self.aws.direct_dynamodb)
 
     def scratch(self, name: str) -> Path:
         path = self.root / "scratch" / f"{name}-{next(self._names)}"
@@ -194,7 +196,8 @@ class World:
 
 @contextmanager
 def open_world() -> Iterator[World]:
-    """Start moto and the receiver, make the bucket and the state table; stop them after."""
+    """Start moto, dynalite and the receivers, make the buckets and the state tables; stop them
+    after."""
     with ExitStack() as stack:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sfb-bench-")))
         stack.enter_context(local_aws())
@@ -204,9 +207,7 @@ def open_world() -> Iterator[World]:
         redis_url = stack.enter_context(running_redis())
         world = World(receiver, root, aws, redis_url)
         settings = load_settings(world.settings(BackendName.DYNAMODB))
-        for s3, dynamodb in (
-            (boto3.client("s3"), boto3.client("dynamodb")),
-            (world.apart_s3(), world.apart_dynamodb()),
-        ):
-            provision(settings, s3, dynamodb, say=lambda _: None)
+        provision(settings, boto3.client("s3"), boto3.client("dynamodb"), say=lambda _: None)
+        provision(settings, world.apart_s3(), None, say=lambda _: None)
+        create_state_table(world.apart_dynamodb(), TABLE)
         yield world
