@@ -48,6 +48,7 @@ from botocore.exceptions import ClientError
 
 from adapters.dynamodb_state import KEY_ATTRIBUTE, TTL_ATTRIBUTE, read_items
 from adapters.s3_storage import PENDING, delete_keys
+from application.in_context import submit
 from application.ports import ByteStream
 from domain import DIGEST_PREFIX, Chunk, ChunkRef, FileId, FileStatus, PartitionSet
 
@@ -131,7 +132,7 @@ class S3ChunkObjects:
         for _ in range(_ID_ATTEMPTS):
             object_id = secrets.token_hex(ID_BYTES)
             with ThreadPoolExecutor(1, thread_name_prefix="sfb-object-item") as pool:
-                reserved = pool.submit(self._reserve, object_id, index, files)
+                reserved = submit(pool, self._reserve, object_id, index, files)
                 created = self._create(object_id, body)
                 ours = reserved.result()
             if ours and created:

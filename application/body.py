@@ -14,6 +14,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from attrs import field, frozen
 from attrs.validators import ge
 
+from application.in_context import submit
 from application.ports import ByteStream
 from domain import ChunkRef
 
@@ -116,7 +117,7 @@ class ConcatenatedReader:
         if self._pool is None:
             self._pool = self._executor(min(self._read_ahead, len(self._parts)))
         while len(self._window) < self._read_ahead and self._asked < len(self._parts):
-            self._window.append(self._pool.submit(_checked, self._parts[self._asked], self._asked))
+            self._window.append(submit(self._pool, _checked, self._parts[self._asked], self._asked))
             self._asked += 1
         return self._window.popleft().result()
 

@@ -12,6 +12,8 @@ from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from application.in_context import submit
+
 Item = TypeVar("Item")
 
 
@@ -46,7 +48,7 @@ class FileLanes:
                 work(item)
             return
         pool = self._pool or self._start()
-        futures = [pool.submit(_run_lane, lane, work) for lane in lanes.values()]
+        futures = [submit(pool, _run_lane, lane, work) for lane in lanes.values()]
         errors = [error for future in futures if (error := future.exception()) is not None]
         if errors:
             raise errors[0]

@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from attrs import evolve, field, frozen
 
 from application.batch_state import BatchState
+from application.in_context import submit
 from application.ports import ByteStream, ShardLedgerMoved, ShardLineage, ShardLog
 from domain import ChunkRef, FileId, LogEntry, LoggedChunk, ShardLedger, redact
 
@@ -120,7 +121,7 @@ class ShardBook:
         the batch, as ``current`` keeps it, and raised to every chunk that asks."""
         if self._prefetcher is None:
             self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sfb-log")
-        batch.reading = self._prefetcher.submit(self._read_for, batch)
+        batch.reading = submit(self._prefetcher, self._read_for, batch)
 
     def read_done(self, batch: BatchState) -> None:
         """Wait for ``batch``'s read begun by ``prefetch``: no request of an invocation goes
@@ -424,7 +425,7 @@ class ShardBook:
         known = self._states.get(shard)
         probe = None
         if known is not None:
-            probe = self._reads().submit(self._log.read_entry, shard, known.seq + 1)
+            probe = submit(self._reads(), self._log.read_entry, shard, known.seq + 1)
         stored = self._log.read_snapshot(shard)
         if stored is None:
             state = known if known is not None and known.version == 0 else ShardLedger()
@@ -451,7 +452,7 @@ class ShardBook:
         size = 1
         while True:
             window = [
-                self._reads().submit(self._log.read_entry, shard, seq + i) for i in range(size)
+                submit(self._reads(), self._log.read_entry, shard, seq + i) for i in range(size)
             ]
             wait(window)
             for read in window:

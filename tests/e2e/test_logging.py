@@ -7,8 +7,10 @@ import json
 
 import pytest
 
+from entrypoints.events import kinesis_event
+from entrypoints.lambda_handler import handle
 from tests.assertions import assert_uploaded_once
-from tests.e2e.support import SECRET, LogLines, Stack, closed_port, failures
+from tests.e2e.support import SECRET, LambdaContext, LogLines, Stack, closed_port, failures
 
 
 def test_no_log_line_of_a_full_run_holds_the_put_endpoints_query_string(
@@ -72,6 +74,37 @@ def test_each_log_line_is_json_with_level_time_and_the_invocations_request_id(
     assert uploaded["request_id"]
     assert uploaded["bytes"] == len(source.data)
     assert uploaded["endpoint"] == source.endpoint.split("?")[0]
+
+
+WORKER_THREAD_LINES = {
+    # The log's prefetch looks up a new shard's parents while the records are validated.
+    "the log's prefetch": ("the records' stream does not exist: no reshard is followed", 0),
+    # Files of one batch are uploaded on lanes of their own, side by side.
+    "files on their lanes": ("file uploaded", 0),
+    # An upload retried, on its file's lane.
+    "a retry on a lane": ("upload attempt failed; retrying", 1),
+}
+
+
+@pytest.mark.parametrize("case", WORKER_THREAD_LINES, ids=list(WORKER_THREAD_LINES))
+def test_a_line_written_on_a_worker_thread_carries_the_invocations_request_id(
+    stack: Stack, logs: LogLines, case: str
+) -> None:
+    """Threads do not inherit contextvars: lanes, the prefetch and read-ahead threads wrote
+    lines without the request id, which no search could tie to their invocation."""
+    message, failing_puts = WORKER_THREAD_LINES[case]
+    sources = [stack.file(f"side-{n}.bin", size=5_000, chunk_size=5_000) for n in range(3)]
+    container = stack.container("a")
+    context = LambdaContext()
+    stack.receiver.fail_next(503, times=failing_puts)
+
+    records = stack.seq.records(p for source in sources for p in source.payloads)
+    response = handle(container, kinesis_event(records), context)
+
+    assert failures(response) == []
+    written = [e for e in logs.entries() if e["message"] == message]
+    assert written, f"no {message!r} line was written"
+    assert {e.get("request_id") for e in logs.entries()} == {context.aws_request_id}
 
 
 def test_log_level_warning_keeps_info_lines_out(stack: Stack, logs: LogLines) -> None:
