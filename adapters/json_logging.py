@@ -64,12 +64,53 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+LIBRARIES = ("botocore", "boto3", "s3transfer", "urllib3", "requests", "redis")
+"""The libraries the service calls that log. Their lines go through the service's handler
+(scrubbed, JSON), at WARNING at least, and never to the root logger, which Lambda's runtime
+sets to the function's ApplicationLogLevel: at DEBUG, botocore writes each request's
+canonical form with the role's session token, and urllib3 each request line with a
+presigned URL's query string."""
+
+LIBRARY_FLOOR = logging.WARNING
+
+
+class Scrubbing(logging.Filter):
+    """Cuts URL query strings from a record before any handler formats it: set on the root
+    logger's handlers (Lambda's runtime's), for a line of a library not in LIBRARIES. A
+    record's exception goes into its message, scrubbed: a formatter would print the
+    exception's own text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info:
+            message = f"{message}\n{logging.Formatter().formatException(record.exc_info)}"
+            record.exc_info = None
+        record.msg = scrub(message)
+        record.args = None
+        record.exc_text = None
+        return True
+
+
 def configure_logging(level: str) -> None:
-    """Route the service's logger to stdout as JSON lines at ``level``."""
+    """Route the service's logger to stdout as JSON lines at ``level``, and the libraries'
+    (LIBRARIES) through the same handler at ``level`` or LIBRARY_FLOOR, the higher; scrub
+    whatever else reaches the root logger."""
     logger = logging.getLogger("sfb")
     logger.setLevel(level)
     logger.propagate = False
-    if not any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
+    handler = next((h for h in logger.handlers if isinstance(h.formatter, JsonFormatter)), None)
+    if handler is None:
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(JsonFormatter())
         logger.addHandler(handler)
+    floor = max(logging.getLevelNamesMapping()[level.upper()], LIBRARY_FLOOR)
+    for name in LIBRARIES:
+        library = logging.getLogger(name)
+        library.setLevel(floor)
+        library.propagate = False
+        for stale in [h for h in library.handlers if isinstance(h.formatter, JsonFormatter)]:
+            library.removeHandler(stale)
+        library.addHandler(handler)
+    for root_handler in logging.getLogger().handlers:
+        if not any(isinstance(f, Scrubbing) for f in root_handler.filters):
+            root_handler.addFilter(Scrubbing())

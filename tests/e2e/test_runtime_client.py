@@ -114,14 +114,27 @@ def runtime(api: RuntimeApi, handler: str, settings: dict[str, str]) -> Iterator
         stdout.close()
 
 
+SESSION_TOKEN = "FwoGZXIvYXdzEXAMPLEROLESESSIONTOKEN"
+"""The role's session token, as Lambda puts it in the function's environment."""
+
+
+@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
 def test_the_stream_handler_answers_each_batch_and_ties_every_line_to_its_invocation(
-    stack: Stack,
+    stack: Stack, level: str
 ) -> None:
+    """At DEBUG (the template's LogLevel sets the function's ApplicationLogLevel too, which
+    the runtime client gives the root logger), botocore and urllib3 once wrote the session
+    token and the presigned query string."""
+    settings = {
+        **stack.settings("a", LOG_LEVEL=level),
+        "AWS_LAMBDA_LOG_LEVEL": level,
+        "AWS_SESSION_TOKEN": SESSION_TOKEN,
+    }
     spread = stack.file("spread.bin", size=20_000, chunk_size=10_000)
     whole = stack.file("whole.bin", size=5_000, chunk_size=5_000)
     refused = stack.seq.raw(b"not json")
 
-    with RuntimeApi() as api, runtime(api, handler_path("Function"), stack.settings("a")) as out:
+    with RuntimeApi() as api, runtime(api, handler_path("Function"), settings) as out:
         first = api.invoke(
             kinesis_event(
                 [stack.seq.record(spread.payloads[0]), refused, *stack.seq.records(whole.payloads)]
@@ -145,6 +158,7 @@ def test_the_stream_handler_answers_each_batch_and_ties_every_line_to_its_invoca
     assert rejected["request_id"] == first.request_id
     assert {e.get("request_id") for e in entries} == {first.request_id, second.request_id}
     assert SECRET not in out.text
+    assert SESSION_TOKEN not in out.text
 
 
 ERRORS = {
