@@ -77,7 +77,8 @@ def handler_path(logical_id: str) -> str:
 @contextmanager
 def runtime(api: RuntimeApi, handler: str, settings: dict[str, str]) -> Iterator[Output]:
     """``python -m awslambdaric HANDLER`` in the repo, as Lambda starts a python function,
-    polling ``api``; stopped (killed, as Lambda freezes and drops it) at the end."""
+    polling ``api``; stopped (killed, as Lambda freezes and drops it) at the end. A setting
+    given as "" is left out of the environment."""
     environment = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "PYTHONUNBUFFERED": "1",
@@ -92,6 +93,7 @@ def runtime(api: RuntimeApi, handler: str, settings: dict[str, str]) -> Iterator
         **{name: os.environ[name] for name in PASSED_THROUGH if name in os.environ},
         **settings,
     }
+    environment = {name: value for name, value in environment.items() if value}
     process = subprocess.Popen(
         [sys.executable, "-m", "awslambdaric", handler],
         cwd=ROOT,
@@ -118,16 +120,29 @@ SESSION_TOKEN = "FwoGZXIvYXdzEXAMPLEROLESESSIONTOKEN"
 """The role's session token, as Lambda puts it in the function's environment."""
 
 
-@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
+LOGGING = {
+    # The template's: JSON, and ApplicationLogLevel as the LogLevel parameter.
+    "json-info": {"LOG_LEVEL": "INFO", "AWS_LAMBDA_LOG_LEVEL": "INFO"},
+    "json-debug": {"LOG_LEVEL": "DEBUG", "AWS_LAMBDA_LOG_LEVEL": "DEBUG"},
+    # A function deployed without the template: Lambda's Text format, no level of its own.
+    "text-debug": {
+        "LOG_LEVEL": "DEBUG",
+        "AWS_LAMBDA_LOG_FORMAT": "Text",
+        "AWS_LAMBDA_LOG_LEVEL": "",
+    },
+}
+
+
+@pytest.mark.parametrize("logging", LOGGING, ids=list(LOGGING))
 def test_the_stream_handler_answers_each_batch_and_ties_every_line_to_its_invocation(
-    stack: Stack, level: str
+    stack: Stack, logging: str
 ) -> None:
     """At DEBUG (the template's LogLevel sets the function's ApplicationLogLevel too, which
     the runtime client gives the root logger), botocore and urllib3 once wrote the session
     token and the presigned query string."""
     settings = {
-        **stack.settings("a", LOG_LEVEL=level),
-        "AWS_LAMBDA_LOG_LEVEL": level,
+        **stack.settings("a"),
+        **LOGGING[logging],
         "AWS_SESSION_TOKEN": SESSION_TOKEN,
     }
     spread = stack.file("spread.bin", size=20_000, chunk_size=10_000)
@@ -178,7 +193,7 @@ def test_an_invocation_that_cannot_run_is_reported_to_lambda_as_its_error(
 ) -> None:
     """Lambda retries the batch and logs the error's type and message: they name the cause."""
     changed, event, error_type, named = ERRORS[case]
-    settings = {k: v for k, v in {**stack.settings("a"), **changed}.items() if v}
+    settings = {**stack.settings("a"), **changed}
 
     with RuntimeApi() as api, runtime(api, handler_path("Function"), settings) as out:
         failed = api.invoke(event)
