@@ -34,13 +34,12 @@ import urllib.request
 from contextlib import ExitStack
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
 from urllib.error import HTTPError
 from urllib.parse import parse_qs, quote, urlsplit
 
 from bench.delay_proxy import DelayProxy
 from tests.e2e.dynalite import running_dynalite
-from tests.tools.receiver import LocalReceiver, LoopbackServer, ReceivedPut
+from tests.tools.receiver import LocalReceiver, LoopbackServer, ReceivedPut, Served
 
 _ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,7 +76,7 @@ class ApartReceiver:
         return put.finished_at
 
 
-class AwsApart:
+class AwsApart(Served):
     """``with AwsApart(delay, answer) as aws``: ``aws.direct`` is moto, ``aws.delayed`` the
     proxy in front of it, ``aws.direct_dynamodb`` and ``aws.delayed_dynamodb`` the same for
     dynalite, ``aws.receiver`` a receiver, ``aws.slow_receiver`` one that answers each PUT
@@ -95,7 +94,7 @@ class AwsApart:
         self._processes: list[subprocess.Popen[str]] = []
         self._servers = ExitStack()
 
-    def __enter__(self) -> AwsApart:
+    def start(self) -> AwsApart:
         try:
             self.direct = str(self._spawn("moto")["direct"])
             self.delayed = self._delayed(self.direct)
@@ -103,7 +102,7 @@ class AwsApart:
             self.delayed_dynamodb = self._delayed(self.direct_dynamodb)
             here = self._spawn("receivers", repr(self.answer_seconds))
         except BaseException:
-            self._stop()
+            self.stop()
             raise
         control = str(here["control"])
         self.receiver = ApartReceiver(str(here["receiver"]), f"{control}/0?path=")
@@ -111,14 +110,6 @@ class AwsApart:
             str(here["slow_receiver"]), f"{control}/1?path=", self.answer_seconds
         )
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stop()
 
     def _delayed(self, upstream: str) -> str:
         """A delay proxy in front of ``upstream``, in a process of its own."""
@@ -143,7 +134,7 @@ class AwsApart:
         addresses: dict[str, object] = json.loads(line)
         return addresses
 
-    def _stop(self) -> None:
+    def stop(self) -> None:
         processes, self._processes = self._processes, []
         for process in processes:
             if process.stdin is not None:

@@ -14,10 +14,9 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler
-from types import TracebackType
 from urllib.parse import urlsplit
 
-from tests.tools.receiver import LoopbackServer
+from tests.tools.receiver import LoopbackServer, Served
 
 BLOCK = 1 << 20
 HOP_BY_HOP = frozenset(
@@ -35,7 +34,7 @@ HOP_BY_HOP = frozenset(
 """Headers that describe one connection, not the message: never forwarded."""
 
 
-class DelayProxy:
+class DelayProxy(Served):
     """``with DelayProxy(upstream, delay) as proxy``: ``proxy.url`` is the endpoint to use."""
 
     def __init__(self, upstream: str, delay_seconds: float = 0.020) -> None:
@@ -62,18 +61,6 @@ class DelayProxy:
     def _count(self) -> None:
         with self._lock:
             self.requests += 1
-
-    def __enter__(self) -> DelayProxy:
-        self._server.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._server.stop()
 
 
 def _no_delay(connection: socket.socket) -> None:

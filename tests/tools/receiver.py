@@ -12,6 +12,7 @@ import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+from typing import Self
 
 from attrs import frozen
 
@@ -54,7 +55,31 @@ class ReceivedPut:
     """time.perf_counter() when the last byte arrived."""
 
 
-class LocalReceiver:
+class Served:
+    """A server of the tests' own on a LoopbackServer: ``with`` starts it and stops it."""
+
+    _server: LoopbackServer
+
+    def start(self) -> Self:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class LocalReceiver(Served):
     """Start with ``with LocalReceiver() as receiver``; ``receiver.url(path)`` is an endpoint.
 
     ``fail_next(status, times)`` makes the next requests answer ``status`` instead.
@@ -87,29 +112,25 @@ class LocalReceiver:
         with self._lock:
             self.received.append(put)
 
-    def start(self) -> LocalReceiver:
-        self._server.start()
-        return self
 
-    def stop(self) -> None:
-        self._server.stop()
+class QuietHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 with keep-alive, answers of a known length, and no access log: the tests read
+    what was received, not the log."""
 
-    def __enter__(self) -> LocalReceiver:
-        return self.start()
+    protocol_version = "HTTP/1.1"
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _answer(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
 
 
 def _handler_for(receiver: LocalReceiver) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
+    class Handler(QuietHandler):
         def do_PUT(self) -> None:
             if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
                 receiver.refused.append(self.path)
@@ -154,14 +175,5 @@ def _handler_for(receiver: LocalReceiver) -> type[BaseHTTPRequestHandler]:
                 )
             )
             self._answer(200, b"")
-
-        def _answer(self, status: int, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            """Quiet: the tests read what was received, not the access log."""
 
     return Handler

@@ -13,12 +13,11 @@ import queue
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler
-from types import TracebackType
 from typing import Any
 
 from attrs import frozen
 
-from tests.tools.receiver import LoopbackServer
+from tests.tools.receiver import LoopbackServer, QuietHandler, Served
 
 PREFIX = "/2018-06-01/runtime"
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:streaming-file-builder"
@@ -34,7 +33,7 @@ class Outcome:
     headers: dict[str, str]
 
 
-class RuntimeApi:
+class RuntimeApi(Served):
     """``with RuntimeApi() as api``: ``api.invoke(event)`` hands an event to the runtime and
     returns its outcome; ``api.address`` is what AWS_LAMBDA_RUNTIME_API names."""
 
@@ -58,18 +57,9 @@ class RuntimeApi:
         assert outcome.request_id == request_id, (outcome, request_id)
         return outcome
 
-    def __enter__(self) -> RuntimeApi:
-        self._server.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def stop(self) -> None:
         self._events.put(None)  # a poll still waiting ends, with no event
-        self._server.stop()
+        super().stop()
 
     def _next(self) -> tuple[str, bytes, dict[str, str]] | None:
         """Blocks, as Lambda's does, until an event is handed out (the runtime polls again
@@ -98,9 +88,7 @@ class RuntimeApi:
 
 
 def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             if self.path != f"{PREFIX}/invocation/next":
                 self._answer(404, b"")
@@ -122,14 +110,5 @@ def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length)
             api._posted(self.path, body, dict(self.headers.items()))
             self._answer(202, b"{}")
-
-        def _answer(self, status: int, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            """Quiet."""
 
     return Handler
