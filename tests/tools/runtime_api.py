@@ -108,7 +108,9 @@ def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
-            api._posted(self.path, body, dict(self.headers.items()))
+            # Answered before the outcome is handed to the test, which may then stop the
+            # runtime: a 202 written to its closed socket would fail in this thread.
             self._answer(202, b"{}")
+            api._posted(self.path, body, dict(self.headers.items()))
 
     return Handler
