@@ -7,12 +7,14 @@ Like S3 it refuses chunked transfer encoding (411) and needs Content-Length. It 
 from __future__ import annotations
 
 import hashlib
+import socket
+import sys
 import threading
 import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from attrs import frozen
 
@@ -42,6 +44,15 @@ class LoopbackServer(ThreadingHTTPServer):
         self.shutdown()
         self.server_close()
         self._thread.join()
+
+    def handle_error(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
+    ) -> None:
+        """A client that went away (a runtime stopped with a connection kept alive, an upload
+        given up) is routine: only other errors are printed, as socketserver does."""
+        if isinstance(sys.exc_info()[1], ConnectionResetError | BrokenPipeError):
+            return
+        super().handle_error(request, client_address)
 
 
 @frozen

@@ -25,7 +25,8 @@ FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:streaming-file-bu
 
 @frozen
 class Outcome:
-    """What the runtime posted for one invocation: ``kind`` is "response" or "error"."""
+    """What the runtime posted for one invocation: ``kind`` is "response" or "error"; or,
+    with no request id, "init-error" when the handler could not be loaded."""
 
     request_id: str
     kind: str
@@ -40,7 +41,6 @@ class RuntimeApi(Served):
     def __init__(self, timeout_seconds: float = 60.0, deadline_seconds: float = 300.0) -> None:
         self._events: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
         self._outcomes: queue.Queue[Outcome] = queue.Queue()
-        self.init_errors: queue.Queue[Any] = queue.Queue()
         self._timeout = timeout_seconds
         self._deadline = deadline_seconds
         self._server = LoopbackServer(_handler_for(self))
@@ -54,6 +54,7 @@ class RuntimeApi(Served):
         request_id = str(uuid.uuid4())
         self._events.put((request_id, json.dumps(event).encode()))
         outcome = self._outcomes.get(timeout=self._timeout)
+        assert outcome.kind != "init-error", f"the runtime did not start: {outcome.body}"
         assert outcome.request_id == request_id, (outcome, request_id)
         return outcome
 
@@ -81,7 +82,7 @@ class RuntimeApi(Served):
         rest = path.removeprefix(f"{PREFIX}/")
         parsed = json.loads(body) if body else None
         if rest == "init/error":
-            self.init_errors.put(parsed)
+            self._outcomes.put(Outcome("", "init-error", parsed, headers))
             return
         _, request_id, kind = rest.split("/")
         self._outcomes.put(Outcome(request_id, kind, parsed, headers))
