@@ -19,6 +19,7 @@ from typing import IO, Any
 
 import pytest
 
+from adapters.emf_metrics import NAMESPACE
 from entrypoints.events import kinesis_event
 from tests.assertions import assert_uploaded_once
 from tests.e2e.lambda_runtime import ROOT, functions
@@ -57,15 +58,13 @@ class Output:
         with self._lock:
             return "".join(self.lines)
 
+    def objects(self) -> list[dict[str, Any]]:
+        """Every line that is a JSON object."""
+        return [json.loads(line) for line in self.text.splitlines() if line.startswith("{")]
+
     def entries(self, logger: str) -> list[dict[str, Any]]:
         """The JSON lines of ``logger``."""
-        found = []
-        for line in self.text.splitlines():
-            if line.startswith("{"):
-                entry = json.loads(line)
-                if entry.get("logger") == logger:
-                    found.append(entry)
-        return found
+        return [entry for entry in self.objects() if entry.get("logger") == logger]
 
 
 def handler_path(logical_id: str) -> str:
@@ -157,6 +156,7 @@ def test_the_stream_handler_answers_each_batch_and_ties_every_line_to_its_invoca
         )
         second = api.invoke(kinesis_event(stack.seq.records(spread.payloads[1:])))
         entries = out.entries("sfb")
+        metrics = [o for o in out.objects() if "_aws" in o]
 
     assert (first.kind, first.body) == ("response", {"batchItemFailures": []})
     assert (second.kind, second.body) == ("response", {"batchItemFailures": []})
@@ -172,6 +172,9 @@ def test_the_stream_handler_answers_each_batch_and_ties_every_line_to_its_invoca
     [rejected] = [e for e in entries if e["message"] == "record rejected"]
     assert rejected["request_id"] == first.request_id
     assert {e.get("request_id") for e in entries} == {first.request_id, second.request_id}
+    # The metrics are EMF documents on stdout, each line whole, in either log format.
+    assert sum(m.get("FilesCompleted", 0) for m in metrics) == 2
+    assert all(m["_aws"]["CloudWatchMetrics"][0]["Namespace"] == NAMESPACE for m in metrics)
     assert SECRET not in out.text
     assert SESSION_TOKEN not in out.text
 
