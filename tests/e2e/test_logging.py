@@ -90,8 +90,8 @@ WORKER_THREAD_LINES = {
 def test_a_line_written_on_a_worker_thread_carries_the_invocations_request_id(
     stack: Stack, logs: LogLines, case: str
 ) -> None:
-    """Threads do not inherit contextvars: lanes, the prefetch and read-ahead threads wrote
-    lines without the request id, which no search could tie to their invocation."""
+    """Threads do not inherit contextvars: lines written on files' lanes and on the log's
+    prefetch had no request id, so no search could tie them to their invocation."""
     message, failing_puts = WORKER_THREAD_LINES[case]
     sources = [stack.file(f"side-{n}.bin", size=5_000, chunk_size=5_000) for n in range(3)]
     container = stack.container("a")

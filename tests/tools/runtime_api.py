@@ -31,7 +31,6 @@ class Outcome:
     request_id: str
     kind: str
     body: Any
-    headers: dict[str, str]
 
 
 class RuntimeApi(Served):
@@ -62,7 +61,7 @@ class RuntimeApi(Served):
         self._events.put(None)  # a poll still waiting ends, with no event
         super().stop()
 
-    def _next(self) -> tuple[str, bytes, dict[str, str]] | None:
+    def _next(self) -> tuple[bytes, dict[str, str]] | None:
         """Blocks, as Lambda's does, until an event is handed out (the runtime polls again
         after each answer); None once the API stops."""
         handed = self._events.get()
@@ -76,16 +75,16 @@ class RuntimeApi(Served):
             "Lambda-Runtime-Trace-Id": "Root=1-00000000-000000000000000000000000;Sampled=0",
             "Content-Type": "application/json",
         }
-        return request_id, body, headers
+        return body, headers
 
-    def _posted(self, path: str, body: bytes, headers: dict[str, str]) -> None:
+    def _posted(self, path: str, body: bytes) -> None:
         rest = path.removeprefix(f"{PREFIX}/")
         parsed = json.loads(body) if body else None
         if rest == "init/error":
-            self._outcomes.put(Outcome("", "init-error", parsed, headers))
+            self._outcomes.put(Outcome("", "init-error", parsed))
             return
         _, request_id, kind = rest.split("/")
-        self._outcomes.put(Outcome(request_id, kind, parsed, headers))
+        self._outcomes.put(Outcome(request_id, kind, parsed))
 
 
 def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
@@ -98,7 +97,7 @@ def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
             if handed is None:
                 self.close_connection = True
                 return
-            _, body, headers = handed
+            body, headers = handed
             self.send_response(200)
             for name, value in headers.items():
                 self.send_header(name, value)
@@ -112,6 +111,6 @@ def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
             # Answered before the outcome is handed to the test, which may then stop the
             # runtime: a 202 written to its closed socket would fail in this thread.
             self._answer(202, b"{}")
-            api._posted(self.path, body, dict(self.headers.items()))
+            api._posted(self.path, body)
 
     return Handler
