@@ -374,6 +374,10 @@ class LayoutRow:
     """Per file: 8-way ranged GETs of a stored copy through the proxy, then one PUT."""
     expiry_read_units: float = 0.0
     """What the items the layout left cost the expiry's runs until their TTL."""
+    durable_invocations: int = 0
+    """Invocations after which some file had only part of its chunks: each must make what it
+    took durable before it answers, in one request at least (S3 is the only store the local
+    backend has; the dynamodb backend keeps chunk bytes in S3 too)."""
 
     @property
     def requests_per_chunk(self) -> float:
@@ -399,6 +403,19 @@ class LayoutRow:
     @property
     def dollars_per_gib(self) -> float:
         return sum(self.dollars.values()) * (1024 * MIB) / self.file_bytes
+
+    @property
+    def durable_floor_per_gib(self) -> float:
+        """What no design of the layout avoids: Lambda's charge per request; for a backend
+        keeping chunk bytes in S3, one PUT an invocation that leaves a file open; for the
+        dynamodb backend, one write unit an invocation to count what it took. Nothing for
+        reads, waits or CPU."""
+        dollars = self.invocations * LAMBDA_REQUEST
+        if self.backend != BackendName.REDIS.value:
+            dollars += self.durable_invocations * S3_PUT_COPY_POST_LIST
+        if self.backend == BackendName.DYNAMODB.value:
+            dollars += self.invocations * DYNAMODB_WRITE_UNIT
+        return dollars * (1024 * MIB) / self.file_bytes
 
     @property
     def completing_median(self) -> float:
@@ -662,7 +679,7 @@ def _run_layout(
     arrived = [0] * len(specs)
     completing_start: dict[int, float] = {}
     handler_seconds = 0.0
-    count = records = largest = 0
+    count = records = largest = durable = 0
     for container, invocation in schedule:
         started = time.perf_counter()
         _handled(container, invocation)
@@ -676,6 +693,7 @@ def _run_layout(
             arrived[piece.file] += 1
             if arrived[piece.file] == specs[piece.file].partition_count:
                 completing_start[piece.file] = started
+        durable += any(0 < n < spec.partition_count for n, spec in zip(arrived, specs, strict=True))
     completing = []
     for index, spec in enumerate(specs):
         world.check_upload(spec, spec.sha256(), world.aws.receiver)
@@ -702,6 +720,7 @@ def _run_layout(
         completing_seconds=tuple(completing),
         floor_seconds=tuple(floor(world, spec) for spec in specs),
         expiry_read_units=0.0 if before is None else expiry_read_units(world, before),
+        durable_invocations=durable,
     )
 
 

@@ -25,6 +25,7 @@ from bench.realistic import (
     GOAL_LAYOUTS,
     LAMBDA_MEMORY_MB,
     PRICES_AS_OF,
+    LayoutRow,
     RealisticResults,
     SmallFilesRow,
 )
@@ -170,7 +171,8 @@ def _realistic_goals(realistic: RealisticResults) -> list[Goal]:
             Goal(
                 f"{row.backend} backend, the stream as AWS delivers it: $ per GiB moved",
                 f"<= ${target:g}",
-                f"${row.dollars_per_gib:.4f} ({row.requests_per_chunk:.2f} requests per chunk)",
+                f"${row.dollars_per_gib:.4f} ({row.requests_per_chunk:.2f} requests per chunk; "
+                f"floor ${row.durable_floor_per_gib:.4f})",
                 row.dollars_per_gib,
                 row.dollars_per_gib <= target,
             )
@@ -213,6 +215,7 @@ def _realistic_json(realistic: RealisticResults) -> dict[str, Any]:
                 "requests_per_chunk": row.requests_per_chunk,
                 "dollars": row.dollars,
                 "dollars_per_gib": row.dollars_per_gib,
+                "durable_floor_per_gib": row.durable_floor_per_gib,
                 "completing_median": row.completing_median,
                 "floor_median": row.floor_median,
                 "over_floor": row.over_floor,
@@ -290,6 +293,15 @@ def render(results: Results) -> str:
     return "\n".join(lines)
 
 
+def _floor_terms(row: LayoutRow) -> str:
+    terms = [f"{row.invocations} Lambda requests"]
+    if row.backend != "redis":
+        terms.append(f"a PUT each for the {row.durable_invocations} leaving a file open")
+    if row.backend == "dynamodb":
+        terms.append("a write unit an invocation")
+    return ", ".join(terms)
+
+
 def _layouts(realistic: RealisticResults) -> str:
     rows = realistic.layouts
     first = rows[0]
@@ -362,6 +374,7 @@ def _layouts(realistic: RealisticResults) -> str:
                 if row.write_units or row.read_units
                 else ""
             )
+            + f"; floor ${row.durable_floor_per_gib:.4f} a GiB ({_floor_terms(row)})"
         )
         for row in rows
     ]

@@ -22,6 +22,7 @@ import boto3
 from attrs import define, field
 from dependency_injector import providers
 
+from adapters.emf_metrics import EmfMetrics
 from adapters.settings import BackendName
 from application.metrics import NoMetrics
 from application.ports import Metrics
@@ -141,8 +142,11 @@ class World:
         return settings
 
     def container(self, backend: BackendName = BackendName.LOCAL) -> Container:
-        """A fresh warm container: its own cache and its own TMP_DIR."""
-        return build_container(self.settings(backend))
+        """A fresh warm container: its own cache and its own TMP_DIR. Its EMF documents are
+        made as in production, and dropped: on stdout they would go through the report."""
+        container = build_container(self.settings(backend))
+        container.metrics.override(providers.Singleton(EmfMetrics, write=_discard))
+        return container
 
     def delayed_container(self, backend: BackendName = BackendName.LOCAL) -> Container:
         """A fresh warm container whose S3, DynamoDB and Kinesis are reached through the delay
@@ -211,3 +215,7 @@ def open_world() -> Iterator[World]:
         provision(settings, world.apart_s3(), None, say=lambda _: None)
         create_state_table(world.apart_dynamodb(), TABLE)
         yield world
+
+
+def _discard(_: str) -> None:
+    pass

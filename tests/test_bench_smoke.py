@@ -102,9 +102,16 @@ def test_every_section_of_the_benchmark_produces_sane_figures(tmp_path: Path) ->
         assert layout.requests_per_chunk > 0 or layout.backend == "redis"
         assert _positive(layout.dollars_per_gib)
         assert _positive(layout.over_floor)
+        # The durable floor is one: what the layout paid holds it.
+        assert layout.durable_invocations <= layout.invocations
+        assert 0 < layout.durable_floor_per_gib <= layout.dollars_per_gib
+        if layout.backend != "redis":
+            assert layout.requests.get("s3.PutObject", 0) >= layout.durable_invocations
     dynamodb, redis = shared
     assert (stream.files, stream.chunks, len(stream.completing_seconds)) == (6, 12, 6)
     assert (large.files, large.chunks, len(large.completing_seconds)) == (1, 104, 1)
+    # One file over the shards: every invocation but the one with its last chunk leaves it open.
+    assert large.durable_invocations == large.invocations - 1 > 0
     # In segments, the file's chunks of each invocation are counted by one reservation and
     # one commit a segment: fewer write units than the two a chunk each alone would take.
     assert large.write_units < large.chunks
