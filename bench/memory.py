@@ -2,6 +2,8 @@
 
 Each file goes through its own child process (bench.rss_probe) so that no figure inherits
 another's peak; the receiver and the AWS emulator stay in this process, out of the count.
+The child runs with the allocator settings the template gives the Function (``MALLOC_*``):
+glibc reads them when a process starts, so this process's own would not tell.
 """
 
 from __future__ import annotations
@@ -14,13 +16,24 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from attrs import frozen
+from cfnlint.decode import decode  # type: ignore[import-untyped]
 
 from bench.rss_probe import RESULT
 from bench.workload import FileSpec
 from bench.world import BUCKET, BenchError, World
 
 ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "template.yaml"
 CHILD_TIMEOUT = 600.0
+
+
+def function_allocator_environment() -> dict[str, str]:
+    """The Function's ``MALLOC_*`` variables, as template.yaml sets them."""
+    loaded, problems = decode(str(TEMPLATE))
+    if problems:
+        raise BenchError(f"template.yaml does not parse: {problems}")
+    variables = loaded["Resources"]["Function"]["Properties"]["Environment"]["Variables"]
+    return {name: str(value) for name, value in variables.items() if name.startswith("MALLOC_")}
 
 
 @frozen
@@ -81,7 +94,11 @@ def probe(world: World, assembler: str, spec: FileSpec, batch_size: int) -> Prob
         str(tmp_dir),
     ]
     # The child inherits AWS_ENDPOINT_URL and the credentials local_aws() set here.
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *_pythonpath()])}
+    environment = {
+        **os.environ,
+        **function_allocator_environment(),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), *_pythonpath()]),
+    }
     with subprocess.Popen(  # noqa: S603  # our own interpreter and module, no shell
         command,
         cwd=ROOT,

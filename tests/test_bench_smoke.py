@@ -19,6 +19,7 @@ import requests
 from bench import log_volume
 from bench.delay_proxy import DelayProxy
 from bench.log_volume import LEVELS
+from bench.memory import function_allocator_environment
 from bench.realistic import (
     Piece,
     Shape,
@@ -215,6 +216,10 @@ def test_the_log_probe_counts_a_line_a_file_uploaded_at_info_and_only_metrics_at
     files = by["small files, local", "INFO"]
     assert files.units == 3 * 3  # the first invocation and the two after it, 3 files each
     assert 150 < files.bytes["file uploaded"] / files.units < 400  # one line a file
+
+
+def test_the_memory_probes_run_with_the_functions_allocator_settings() -> None:
+    assert function_allocator_environment() == {"MALLOC_MMAP_THRESHOLD_": "4194304"}
 
 
 def test_invocations_are_cut_at_lambdas_6_mb_so_700_kib_chunks_go_four_at_a_time() -> None:

@@ -538,6 +538,15 @@ def test_both_functions_share_the_settings_and_the_incomplete_file_ttl(template:
     assert template["Parameters"]["IncompleteFileTtlSeconds"]["Default"] == 86400
 
 
+def test_both_functions_fix_mallocs_mmap_threshold_so_freed_events_do_not_raise_it(
+    template: Node,
+) -> None:
+    for name in ("Function", "ExpireFunction"):
+        variables = properties(template, name)["Environment"]["Variables"]
+        # A string: Lambda takes environment values as strings only.
+        assert variables["MALLOC_MMAP_THRESHOLD_"] == "4194304"
+
+
 def test_the_expire_function_is_built_like_the_function(template: Node) -> None:
     function, expire = (template["Resources"][n] for n in ("Function", "ExpireFunction"))
 
