@@ -103,7 +103,7 @@ def test_every_section_of_the_benchmark_produces_sane_figures(tmp_path: Path) ->
         assert layout.requests_per_chunk > 0 or layout.backend == "redis"
         assert _positive(layout.dollars_per_gib)
         assert _positive(layout.over_floor)
-        # The durable floor is one: what the layout paid holds it.
+        # The durable floor is a floor: no layout pays less.
         assert layout.durable_invocations <= layout.invocations
         assert 0 < layout.durable_floor_per_gib <= layout.dollars_per_gib
         if layout.backend != "redis":
