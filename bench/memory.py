@@ -8,6 +8,7 @@ glibc reads them when a process starts, so this process's own would not tell.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -27,8 +28,9 @@ TEMPLATE = ROOT / "template.yaml"
 CHILD_TIMEOUT = 600.0
 
 
+@functools.cache
 def function_allocator_environment() -> dict[str, str]:
-    """The Function's ``MALLOC_*`` variables, as template.yaml sets them."""
+    """The Function's ``MALLOC_*`` variables, as template.yaml sets them (read once)."""
     loaded, problems = decode(str(TEMPLATE))
     if problems:
         raise BenchError(f"template.yaml does not parse: {problems}")

@@ -405,17 +405,26 @@ class LayoutRow:
         return sum(self.dollars.values()) * (1024 * MIB) / self.file_bytes
 
     @property
-    def durable_floor_per_gib(self) -> float:
-        """What no design of the layout avoids: Lambda's charge per request; for a backend
-        keeping chunk bytes in S3, one PUT an invocation that leaves a file open; for the
-        dynamodb backend, one write unit an invocation to count what it took. Nothing for
-        reads, waits or CPU."""
-        dollars = self.invocations * LAMBDA_REQUEST
+    def durable_floor(self) -> list[tuple[str, float]]:
+        """What no design of the layout avoids, term by term ($): Lambda's charge per
+        request; for a backend keeping chunk bytes in S3, one PUT an invocation that leaves a
+        file open; for the dynamodb backend, one write unit an invocation to count what it
+        took. Nothing for reads, waits or CPU."""
+        terms = [(f"{self.invocations} Lambda requests", self.invocations * LAMBDA_REQUEST)]
         if self.backend != BackendName.REDIS.value:
-            dollars += self.durable_invocations * S3_PUT_COPY_POST_LIST
+            terms.append(
+                (
+                    f"a PUT each for the {self.durable_invocations} leaving a file open",
+                    self.durable_invocations * S3_PUT_COPY_POST_LIST,
+                )
+            )
         if self.backend == BackendName.DYNAMODB.value:
-            dollars += self.invocations * DYNAMODB_WRITE_UNIT
-        return dollars * (1024 * MIB) / self.file_bytes
+            terms.append(("a write unit an invocation", self.invocations * DYNAMODB_WRITE_UNIT))
+        return terms
+
+    @property
+    def durable_floor_per_gib(self) -> float:
+        return sum(dollars for _, dollars in self.durable_floor) * (1024 * MIB) / self.file_bytes
 
     @property
     def completing_median(self) -> float:

@@ -25,7 +25,6 @@ from bench.realistic import (
     GOAL_LAYOUTS,
     LAMBDA_MEMORY_MB,
     PRICES_AS_OF,
-    LayoutRow,
     RealisticResults,
     SmallFilesRow,
 )
@@ -293,15 +292,6 @@ def render(results: Results) -> str:
     return "\n".join(lines)
 
 
-def _floor_terms(row: LayoutRow) -> str:
-    terms = [f"{row.invocations} Lambda requests"]
-    if row.backend != "redis":
-        terms.append(f"a PUT each for the {row.durable_invocations} leaving a file open")
-    if row.backend == "dynamodb":
-        terms.append("a write unit an invocation")
-    return ", ".join(terms)
-
-
 def _layouts(realistic: RealisticResults) -> str:
     rows = realistic.layouts
     first = rows[0]
@@ -374,7 +364,9 @@ def _layouts(realistic: RealisticResults) -> str:
                 if row.write_units or row.read_units
                 else ""
             )
-            + f"; floor ${row.durable_floor_per_gib:.4f} a GiB ({_floor_terms(row)})"
+            + f"; floor ${row.durable_floor_per_gib:.4f} a GiB ("
+            + ", ".join(term for term, _ in row.durable_floor)
+            + ")"
         )
         for row in rows
     ]
