@@ -40,16 +40,17 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from attrs import Factory, define, frozen
+from attrs import frozen
 from botocore.exceptions import ClientError
 
 from adapters.dynamodb_state import KEY_ATTRIBUTE, TTL_ATTRIBUTE, read_items
 from adapters.s3_storage import PENDING, delete_keys
 from application.in_context import submit
 from application.ports import ByteStream
+from application.shared_reads import Place, SharedReads
 from domain import DIGEST_PREFIX, Chunk, ChunkRef, FileId, FileStatus, PartitionSet
 
 if TYPE_CHECKING:
@@ -106,10 +107,10 @@ class S3ChunkObjects:
         read_ahead: int = 1,
     ) -> None:
         """``ttl_seconds``: a collecting file's TTL; an object's item lives GRACE_SECONDS more.
-        ``read_ahead``: chunks an assembly reads ahead (ASSEMBLY_READ_AHEAD), and the most
-        partitions one read spans: what such a read brings before the window reaches it
-        holds at most as many chunks again."""
-        self._span = read_ahead
+        ``read_ahead``: chunks an assembly reads ahead (ASSEMBLY_READ_AHEAD), the most
+        partitions of a file one read spans, and one more than the chunks read along for
+        other files held at once (application/shared_reads.py)."""
+        self._reads = SharedReads(self._range, read_ahead)
         self._s3 = s3
         self._bucket = bucket
         self._db = db
@@ -211,7 +212,7 @@ class S3ChunkObjects:
         }
         mine = _file_bytes(file_id)
         refs: dict[int, ChunkRef] = {}
-        places: dict[int, _Place] = {}
+        places: dict[int, Place] = {}
         neighbours = {
             object_id: frozenset(f.hex() for f, *_ in records if f != mine)
             for object_id, records in indexes.items()
@@ -229,51 +230,39 @@ class S3ChunkObjects:
                 return None
             offset, size, digest = found
             refs[partition] = ChunkRef(digest, size)
-            places[partition] = _Place(object_id, offset, size)
+            places[partition] = Place(object_id, offset, size)
+        remote = {p: w for p, w in places.items() if p not in held}
         with self._lock:
-            runs = _runs({p: w for p, w in places.items() if p not in held}, self._span)
-            self._places[file_id] = _Found(places, neighbours, runs)
+            self._places[file_id] = _Found(places, neighbours, frozenset(held))
             self._places.move_to_end(file_id)
             while len(self._places) > _REMEMBERED_FILES:
-                self._places.popitem(last=False)
+                self._reads.forget(self._places.popitem(last=False)[0])
+        self._reads.assembling(file_id, remote)
         return PartitionSet(partition_count, refs)
 
     def open(
         self, file_id: FileId, partition: int, partition_count: int, ref: ChunkRef
     ) -> ByteStream:
-        """One ranged GET; a chunk in a run (``_runs``) shares one with the others."""
+        """One ranged GET, shared with the chunks beside it that are read soon
+        (application/shared_reads.py); a chunk ``parts`` was told is held elsewhere (read
+        here only when that copy fails) is read alone."""
         with self._lock:
             found = self._places.get(file_id)
             place = found.places.get(partition) if found is not None else None
             if found is None or place is None:
                 raise LookupError(f"partition {partition} was not found in a chunk object here")
-            run = found.runs.get(partition)
-            if run is not None:
-                future, fetch = run.ask(partition)
+        if partition not in found.held:
+            return self._reads.open(file_id, partition)
         if ref.size == 0:
             return io.BytesIO(b"")
-        if run is None:
-            response = self._s3.get_object(
-                Bucket=self._bucket,
-                Key=object_key(place.object_id),
-                Range=f"bytes={place.offset}-{place.end - 1}",
-            )
-            return response["Body"]
-        if fetch:
-            try:
-                data = self._s3.get_object(
-                    Bucket=self._bucket,
-                    Key=object_key(place.object_id),
-                    Range=f"bytes={run.start}-{run.end - 1}",
-                )["Body"].read()
-            except BaseException as error:
-                with self._lock:
-                    run.forget(future)
-                future.set_exception(error)
-                raise
-            future.set_result(data)
-        at = place.offset - run.start
-        return io.BytesIO(future.result()[at : at + place.size])
+        return self._range(place.key, place.offset, place.end)
+
+    def _range(self, object_id: str, start: int, end: int) -> ByteStream:
+        """Bytes ``start`` to ``end`` (exclusive) of the object: one ranged GET."""
+        response = self._s3.get_object(
+            Bucket=self._bucket, Key=object_key(object_id), Range=f"bytes={start}-{end - 1}"
+        )
+        return response["Body"]
 
     def release(self, file_id: FileId, object_ids: Collection[str]) -> None:
         """Known from the indexes its assembly read, the other files in each object decide
@@ -282,6 +271,7 @@ class S3ChunkObjects:
         the others' items are read (``_sweep``)."""
         with self._lock:
             found = self._places.pop(file_id, None)
+        self._reads.forget(file_id)
         if not object_ids:
             return
         undecided = set(object_ids)
@@ -418,81 +408,13 @@ class S3ChunkObjects:
 
 
 @frozen
-class _Place:
-    object_id: str
-    offset: int
-    size: int
-
-    @property
-    def end(self) -> int:
-        return self.offset + self.size
-
-
-@define
-class _Run:
-    """A file's chunks that follow each other in one object, read by one ranged GET:
-    whichever is asked for first reads them all; the read is dropped once each was asked
-    for (a retried upload reads again), or at once if it failed."""
-
-    members: frozenset[int]
-    start: int
-    end: int
-    reading: Future[bytes] | None = None
-    unasked: set[int] = Factory(set)
-
-    def ask(self, partition: int) -> tuple[Future[bytes], bool]:
-        """The read that holds ``partition``, and whether the caller is to make it (called
-        with the lock held)."""
-        fetch = self.reading is None
-        if self.reading is None:
-            self.reading = Future()
-            self.unasked = set(self.members)
-        reading = self.reading
-        self.unasked.discard(partition)
-        if not self.unasked:
-            self.reading = None
-        return reading, fetch
-
-    def forget(self, reading: Future[bytes]) -> None:
-        if self.reading is reading:
-            self.reading = None
-
-
-@frozen
 class _Found:
-    """Where a file's chunks are, the other files in each of its objects, and its runs."""
+    """Where a file's chunks are, the other files in each of its objects, and the chunks
+    this container reads from its disk."""
 
-    places: dict[int, _Place]
+    places: dict[int, Place]
     neighbours: dict[str, frozenset[str]]
-    runs: dict[int, _Run]
-
-
-def _runs(places: Mapping[int, _Place], span: int) -> dict[int, _Run]:
-    """Group a file's chunks that follow each other in an object (the object keeps a file's
-    chunks together, in order), each group within ``span`` partitions (the read-ahead window:
-    every chunk of a group is asked for while the first is still held)."""
-    runs: dict[int, _Run] = {}
-    group: list[int] = []
-
-    def close() -> None:
-        if len(group) > 1:
-            first, last = places[group[0]], places[group[-1]]
-            run = _Run(frozenset(group), first.offset, last.end)
-            runs.update(dict.fromkeys(group, run))
-
-    for partition in sorted(places, key=lambda p: (places[p].object_id, places[p].offset)):
-        place = places[partition]
-        if group:
-            before = places[group[-1]]
-            follows = before.object_id == place.object_id and before.end == place.offset
-            # (a chunk left out, ``held``, leaves a gap: the next one does not follow)
-            if follows and partition - group[0] < span and place.size:
-                group.append(partition)
-                continue
-            close()
-        group = [partition] if place.size else []
-    close()
-    return runs
+    held: frozenset[int]
 
 
 def _closed(item: Mapping[str, Any]) -> bool:

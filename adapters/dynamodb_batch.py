@@ -3,7 +3,7 @@ BatchGetItem per 100), and their tombstones written together (one BatchWriteItem
 
 The tombstone has the attributes a file the per-file path closed keeps (``file_id``,
 ``status``, ``partition_count``, ``received_count``, ``byte_count``, ``created_at``,
-``updated_at``, ``finished_at``, ``finished_by``, ``expires_at``), so every later request
+``finished_at``, ``finished_by``, ``expires_at``), so every later request
 reads it as a closed file. It leaves out the partitions' digests and the putEndpoint:
 nothing reads them once a file is closed, and without them the item stays under 1 KB (one
 write unit).
@@ -113,7 +113,6 @@ class DynamoDbFileStateBatches:
             "received_count": {"N": str(tombstone.partition_count)},
             "byte_count": {"N": str(tombstone.size)},
             "created_at": at,
-            "updated_at": at,
             "finished_at": at,
             "finished_by": {"S": tombstone.owner},
             TTL_ATTRIBUTE: {"N": str(int(tombstone.finished_at + self._ttl))},

@@ -3,10 +3,11 @@ not grow with the file.
 
 The file's item (key ``file_id``): ``partition_count``, ``received_count``, ``byte_count``,
 ``status`` (collecting, assembling, uploaded, failed, expired), ``claim_owner``,
-``claim_until``, ``finished_by`` (the owner that closed it), ``created_at``, ``updated_at``,
-``finished_at``, ``opened`` (while open: the key of OPEN_INDEX), ``expires_at`` (the table's
-TTL attribute) and ``put_endpoint`` when it is short (a long one has an item of its own,
-``e#<file_id>``: ENDPOINT_INLINE_MOST).
+``claim_until``, ``finished_by`` (the owner that closed it), ``created_at``, ``finished_at``,
+``opened`` (while open: the key of OPEN_INDEX), ``expires_at`` (the table's TTL attribute,
+which also dates an open file's last change: no ``updated_at`` is billed in every write) and
+``put_endpoint`` when it is short (a long one has an item of its own, ``e#<file_id>``:
+ENDPOINT_INLINE_MOST).
 
 Where the digests (the first 16 bytes of each partition's sha256) live depends on the file's
 partitionCount, which its first chunk fixes:
@@ -309,7 +310,7 @@ def _state(item: dict[str, Any], held: bytes | None = None) -> FileState:
 _FIRST_SEEN = (
     "partition_count = if_not_exists(partition_count, :count), "
     "#status = if_not_exists(#status, :collecting), "
-    "created_at = if_not_exists(created_at, :now), updated_at = :now, "
+    "created_at = if_not_exists(created_at, :now), "
     f"#ttl = :expires, {OPEN_ATTRIBUTE} = if_not_exists({OPEN_ATTRIBUTE}, :opened)"
 )
 """What a chunk sets in the file's item: its first chunk leaves count and first-seen."""

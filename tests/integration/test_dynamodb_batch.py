@@ -32,7 +32,6 @@ CLOSED_ITEM = {
     "received_count",
     "byte_count",
     "created_at",
-    "updated_at",
     "finished_at",
     "finished_by",
     "expires_at",

@@ -417,6 +417,43 @@ def test_a_files_chunks_that_follow_each_other_in_an_object_are_read_together(
     assert len(gets) == 2 * reads, "reads them again: nothing is kept once each was served"
 
 
+def test_files_assembled_at_once_read_each_object_they_share_once(
+    s3_client: S3Client, dynamodb: DynamoDBClient, table: str
+) -> None:
+    """Producers interleaved: each batch's object holds a chunk of A and one of B. Once both
+    files complete, A's reads bring B's chunks along and B's body reads nothing."""
+    objects = S3ChunkObjects(s3_client, BUCKET, dynamodb, table, 86_400.0, read_ahead=8)
+    a = a_file(3)
+    b = [chunk(B, p, 3, f"b{p:03d}".encode() * 200) for p in range(3)]
+    where = [objects.store([a[p], b[p]]) for p in range(3)]
+    bodies = [body_of_file(objects, f, dict(enumerate(where)), read_ahead=8) for f in (a, b)]
+    gets = gets_of(s3_client)
+
+    assert read_all(bodies[0].open()) == b"".join(c.content for c in a)
+    assert read_all(bodies[1].open()) == b"".join(c.content for c in b)
+    assert len(gets) == 3, "one read an object"
+
+
+def test_a_chunk_read_from_disk_is_read_from_its_object_alone_when_the_disk_fails(
+    s3_client: S3Client, dynamodb: DynamoDBClient, table: str
+) -> None:
+    objects = S3ChunkObjects(s3_client, BUCKET, dynamodb, table, 86_400.0, read_ahead=8)
+    a = a_file(3)
+    object_id = objects.store(a)
+    parts = objects.parts(FILE_A, 3, stored_as(a, object_id), held={1})
+    assert parts is not None
+    gets = gets_of(s3_client)
+
+    assert read_all(objects.open(FILE_A, 1, 3, parts.parts[1])) == a[1].content
+    assert read_all(objects.open(FILE_A, 0, 3, parts.parts[0])) == a[0].content
+    assert read_all(objects.open(FILE_A, 2, 3, parts.parts[2])) == a[2].content
+    size = len(a[0].content)
+    assert gets == [
+        f"bytes={size}-{2 * size - 1}",
+        f"bytes=0-{3 * size - 1}",
+    ], "the held chunk alone; the others in one read, over the held one's bytes"
+
+
 def test_a_run_whose_read_failed_is_read_again_by_the_next_attempt(
     s3_client: S3Client, dynamodb: DynamoDBClient, table: str
 ) -> None:
