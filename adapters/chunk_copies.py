@@ -61,6 +61,12 @@ class CopiedChunkObjects:
             }
         return self._objects.parts(file_id, partition_count, stored, {*held, *copied})
 
+    def assembling(self, file_id: FileId, parts: Mapping[int, ChunkRef]) -> None:
+        """Nothing more to say: ``parts`` told the objects which chunks it reads from disk."""
+
+    def assembled(self, file_id: FileId) -> None:
+        self._objects.assembled(file_id)
+
     def open(
         self, file_id: FileId, partition: int, partition_count: int, ref: ChunkRef
     ) -> ByteStream:

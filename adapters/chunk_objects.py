@@ -264,6 +264,9 @@ class S3ChunkObjects:
         )
         return response["Body"]
 
+    def assembled(self, file_id: FileId) -> None:
+        self._reads.forget(file_id)
+
     def release(self, file_id: FileId, object_ids: Collection[str]) -> None:
         """Known from the indexes its assembly read, the other files in each object decide
         most objects from their own items alone: an object whose files are all closed goes,

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from io import BytesIO
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -138,6 +138,12 @@ class RedisChunkStore:
             counts.add(int(count))
             parts[int(partition)] = ChunkRef(digest, int(size))
         return PartitionSet(min(counts), parts)
+
+    def assembling(self, file_id: FileId, parts: Mapping[int, ChunkRef]) -> None:
+        """Nothing read together: a chunk is in Redis, or alone in its spill object."""
+
+    def assembled(self, file_id: FileId) -> None:
+        """Nothing was read along."""
 
     def open(
         self, file_id: FileId, partition: int, partition_count: int, ref: ChunkRef

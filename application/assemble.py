@@ -50,6 +50,16 @@ class AssembleAndUpload:
             entry.file_id, entry.put_endpoint, entry.partitions
         )
         body = self.body(entry, assembled)
+        remote = {p: ref for p, ref in enumerate(assembled.parts) if p not in entry.local}
+        self._remote.assembling(entry.file_id, remote)
+        try:
+            return self._upload(entry, assembled, body)
+        finally:
+            self._remote.assembled(entry.file_id)
+
+    def _upload(
+        self, entry: AssemblyPlan, assembled: AssembledFile, body: AssembledBody
+    ) -> FileOutcome:
         fields = {
             "file_id": str(entry.file_id),
             "endpoint": redact(entry.put_endpoint),

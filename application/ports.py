@@ -181,6 +181,9 @@ class ChunkObjects(Protocol):
         """Read one chunk of a file ``parts`` found: one ranged GET, or none when this
         container still has a copy of a chunk it stored (adapters/chunk_copies.py)."""
 
+    def assembled(self, file_id: FileId) -> None:
+        """An upload of a file ``parts`` found ended: what was read along for it goes."""
+
     def release(self, file_id: FileId, object_ids: Collection[str]) -> None:
         """The file is closed: delete each of these objects that no file needs any more."""
 
@@ -213,6 +216,14 @@ class ShardLedgerMoved(Exception):
 
 class ChunkSource(Protocol):
     """Where assembly reads a stored chunk that this container does not hold."""
+
+    def assembling(self, file_id: FileId, parts: Mapping[int, ChunkRef]) -> None:
+        """An upload of the file is about to read these of its chunks from here, one after
+        another: chunks that lie side by side, of this file or of others being uploaded at
+        the same time, may then come back in one read (application/shared_reads.py)."""
+
+    def assembled(self, file_id: FileId) -> None:
+        """That upload ended: whatever was read along for it and not asked for is let go."""
 
     def open(
         self, file_id: FileId, partition: int, partition_count: int, ref: ChunkRef

@@ -25,7 +25,7 @@ import logging
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 
 from attrs import evolve, field, frozen
@@ -33,7 +33,8 @@ from attrs import evolve, field, frozen
 from application.batch_state import BatchState
 from application.in_context import submit
 from application.ports import ByteStream, ShardLedgerMoved, ShardLineage, ShardLog
-from domain import ChunkRef, FileId, LogEntry, LoggedChunk, ShardLedger, redact
+from application.shared_reads import NotAssembling, Place, SharedReads
+from domain import ChunkRef, FileId, LogEntry, LoggedChunk, ShardLedger, StoredChunk, redact
 
 log = logging.getLogger("sfb")
 
@@ -83,8 +84,12 @@ class ShardBook:
         retention_seconds: float,
         snapshot_every: int = SNAPSHOT_EVERY,
         lineage: ShardLineage | None = None,
+        read_ahead: int = 1,
     ) -> None:
+        """``read_ahead``: chunks an upload reads ahead (ASSEMBLY_READ_AHEAD): how far one
+        ranged read of an entry reaches (application/shared_reads.py)."""
         self._log = log
+        self._shared = SharedReads(self._read_entry, read_ahead)
         self._lineage = lineage
         self._parents: dict[tuple[str, str], tuple[str, ...]] = {}
         self._lookup_failed: dict[tuple[str, str], float] = {}
@@ -145,19 +150,41 @@ class ShardBook:
         with self._lock:
             return self._catch_up(shard)
 
+    def assembling(self, file_id: FileId, parts: Mapping[int, ChunkRef]) -> None:
+        """Where each of these chunks is: the entries' chunks of files uploaded at once
+        (the ones a batch finishes together) are read together (ChunkSource)."""
+        with self._lock:
+            states = list(self._states.items())
+        places = {}
+        for partition, ref in parts.items():
+            where = _locate(states, file_id, partition, ref)
+            if where is not None:
+                shard, stored = where
+                places[partition] = Place(
+                    _entry_name(shard, stored.seq), stored.offset, stored.size
+                )
+        self._shared.assembling(file_id, places)
+
+    def assembled(self, file_id: FileId) -> None:
+        self._shared.forget(file_id)
+
     def open(
         self, file_id: FileId, partition: int, partition_count: int, ref: ChunkRef
     ) -> ByteStream:
         """A stored chunk, by a ranged read of the entry that holds it (ChunkSource)."""
+        with contextlib.suppress(NotAssembling):  # a disk copy's stand-in, an operator's read
+            return self._shared.open(file_id, partition)
         with self._lock:
             states = list(self._states.items())
-        for shard, state in reversed(states):
-            where = state.locate(file_id, partition, ref.digest)
-            if where is not None:
-                return self._log.open_chunk(
-                    where.shard or shard, where.seq, where.offset, where.size
-                )
-        raise FileNotFoundError(f"no entry holds partition {partition} of {file_id}")
+        where = _locate(states, file_id, partition, ref)
+        if where is None:
+            raise FileNotFoundError(f"no entry holds partition {partition} of {file_id}")
+        shard, stored = where
+        return self._log.open_chunk(shard, stored.seq, stored.offset, stored.size)
+
+    def _read_entry(self, name: str, start: int, end: int) -> ByteStream:
+        seq, shard = name.split(":", 1)
+        return self._log.open_chunk(shard, int(seq), start, end - start)
 
     def write(self, batch: BatchState, chunks: Sequence[HeldChunk]) -> None:
         """Store ``chunks`` (checked against ``batch.ledger``) and the batch's finished files
@@ -485,6 +512,22 @@ def _idle(state: ShardLedger) -> bool:
 
 def _writer() -> str:
     return uuid.uuid4().hex[:16]
+
+
+def _locate(
+    states: Sequence[tuple[str, ShardLedger]], file_id: FileId, partition: int, ref: ChunkRef
+) -> tuple[str, StoredChunk] | None:
+    """The shard whose entry holds the chunk, and where: the newest state that knows it."""
+    for shard, state in reversed(states):
+        where = state.locate(file_id, partition, ref.digest)
+        if where is not None:
+            return where.shard or shard, where
+    return None
+
+
+def _entry_name(shard: str, seq: int) -> str:
+    """An entry as SharedReads names it (ShardBook._read_entry reads it back)."""
+    return f"{seq}:{shard}"
 
 
 def _entry(

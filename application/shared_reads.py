@@ -52,6 +52,10 @@ class _Slot:
     served: bool = False
 
 
+class NotAssembling(LookupError):
+    """The chunk is not one an upload under way reads from here (``assembling``)."""
+
+
 Fetch = Callable[[str, int, int], ByteStream]
 """Open ``key``'s bytes from ``start`` to ``end`` (exclusive): one ranged GET."""
 
@@ -94,7 +98,7 @@ class SharedReads:
         with self._lock:
             slot = self._slots.get((file_id, partition))
             if slot is None:
-                raise LookupError(f"partition {partition} of {file_id} is not being assembled")
+                raise NotAssembling(f"partition {partition} of {file_id} is not being assembled")
             slot.served = True
             taken = slot.reading
             if taken is not None:

@@ -208,6 +208,7 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         retention_seconds=settings.provided.state_ttl_seconds,
         lineage=lineage,
+        read_ahead=settings.provided.assembly_read_ahead,
     )
     # Where assembly reads chunks: the shards' logs (local), S3 objects (dynamodb), Redis with
     # what it spilled to S3 (redis).

@@ -268,6 +268,12 @@ class FakeRemoteStore:
                 parts.setdefault(partition, stored.ref)
         return PartitionSet(count, parts)
 
+    def assembling(self, file_id: FileId, parts: Mapping[int, ChunkRef]) -> None:
+        """Each chunk is read alone here."""
+
+    def assembled(self, file_id: FileId) -> None:
+        """Nothing was read along."""
+
     def open(
         self, file_id: FileId, partition: int, partition_count: int, ref: ChunkRef
     ) -> ByteStream:
@@ -493,6 +499,12 @@ class FakeChunkObjects:
         with self._lock:
             self._places[file_id] = places
         return PartitionSet(partition_count, refs)
+
+    def assembling(self, file_id: FileId, parts: Mapping[int, ChunkRef]) -> None:
+        """Each chunk is read alone here."""
+
+    def assembled(self, file_id: FileId) -> None:
+        """Nothing was read along."""
 
     def open(
         self, file_id: FileId, partition: int, partition_count: int, ref: ChunkRef
@@ -1123,6 +1135,12 @@ class FakeRedisChunks:
         }
         counts = {count for partition, count, _ in stored if partition in parts}
         return PartitionSet(min(counts), parts) if parts else None
+
+    def assembling(self, file_id: FileId, parts: Mapping[int, ChunkRef]) -> None:
+        """Each chunk is read alone here."""
+
+    def assembled(self, file_id: FileId) -> None:
+        """Nothing was read along."""
 
     def open(
         self, file_id: FileId, partition: int, partition_count: int, ref: ChunkRef

@@ -17,7 +17,7 @@ from adapters.chunk_copies import CopiedChunkObjects
 from adapters.chunk_objects import S3ChunkObjects
 from adapters.tmp_storage import TmpChunkStore
 from application.body import AssembledBody, Part
-from application.ports import ChunkObjects, LocalChunkStore
+from application.ports import ChunkObjects, ChunkSource, LocalChunkStore
 from domain import Chunk, FileId
 from tests.fakes import FakeChunkObjects, FakeClock, FakeLocalStore, FakeRemoteStore, FakeStateStore
 from tests.integration.builders import BUCKET, chunk, read_all
@@ -256,12 +256,14 @@ def test_on_s3_a_completing_container_gets_none_of_its_own_chunks(
 
 
 def test_the_wrapper_fits_the_chunk_objects_port(tmp_path: Path) -> None:
-    """mypy checks the fit here: the container wires it through providers it cannot see."""
+    """mypy checks the fit here: the container wires it through providers it cannot see
+    (assembly reads the dynamodb backend's chunks through it: a ChunkSource too)."""
     fakes = Fakes(FakeLocalStore())
     port: ChunkObjects = fakes.copies
+    source: ChunkSource = fakes.copies
     disk: LocalChunkStore = TmpChunkStore(tmp_path, name="sfb-copies")
 
-    assert [port, disk]
+    assert [port, source, disk]
 
 
 def test_a_chunk_read_from_the_disk_is_stepped_over_by_the_read_of_the_others(

@@ -18,6 +18,7 @@ from adapters.redis_state import (
     state_key,
 )
 from adapters.s3_storage import PENDING, S3ChunkStore
+from application.ports import ChunkSource
 from domain import Chunk, FileId, Limits, PartitionArrival
 from tests.integration.builders import BUCKET, chunk, read_all
 
@@ -170,3 +171,12 @@ def test_chunk_keys_expire_as_a_collecting_files_state_does(
 
     for key in (chunks_key(FILE), meta_key(FILE)):
         assert 0 < client.ttl(key) <= TTL
+
+
+def test_the_store_fits_the_port_assembly_reads_chunks_through(
+    client: redis.Redis, s3_client: S3Client
+) -> None:
+    """mypy checks the fit here: the container wires it through providers it cannot see."""
+    source: ChunkSource = store(client, s3_client)
+
+    assert source

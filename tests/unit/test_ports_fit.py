@@ -119,7 +119,6 @@ def test_the_local_backends_log_fits_its_ports_and_the_operators_views() -> None
         s3 = boto3.client("s3", region_name="us-east-1")
         log: ShardLog = S3ShardLog(s3, "bucket")
         shards: ShardList = S3ShardLog(s3, "bucket")
-        chunk_objects: ChunkSource = S3ChunkStore(s3, "bucket")
 
     fake_log: ShardLog = FakeRemoteStore()
     fake_shards: ShardList = FakeRemoteStore()
@@ -129,7 +128,7 @@ def test_the_local_backends_log_fits_its_ports_and_the_operators_views() -> None
     stored: StoredFiles = files
     incomplete: IncompleteFiles = files
     pending: PendingChunks = files
-    checks: list[object] = [log, shards, chunk_objects, fake_log, fake_shards, entries]
+    checks: list[object] = [log, shards, fake_log, fake_shards, entries]
     checks += [stored, incomplete, pending]
 
-    assert len(checks) == 9
+    assert len(checks) == 8

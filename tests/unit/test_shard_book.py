@@ -14,7 +14,7 @@ from attrs import evolve
 from application.batch_state import BatchState
 from application.records import StreamRecord
 from application.shard_book import CATCH_UP_READS, SNAPSHOT_EVERY, ShardBook
-from domain import FileId, LogEntry, LoggedChunk, RejectionReason, ShardLedger
+from domain import ChunkRef, FileId, LogEntry, LoggedChunk, RejectionReason, ShardLedger
 from domain.shard_ledger import MAX_FINISHED
 from tests.factories import file_records, payload, raw_record, record
 from tests.fakes import FakeArchive, FakeContainer, FakeRemoteStore, FakeUploader
@@ -152,6 +152,42 @@ def test_a_finished_files_entries_go_with_the_periodic_snapshot_while_another_fi
 
     assert uploader.bodies_for(G) == [b"".join(g)]
     assert remote.pending() == []  # no file left open: every entry goes at once
+
+
+def test_files_uploaded_at_once_read_the_entry_they_share_once(remote: FakeRemoteStore) -> None:
+    """The other container's entry holds chunks of F and G side by side: once both files'
+    uploads say what they read from here, the first read brings the others along."""
+    book = ShardBook(remote, clock=remote.clock, retention_seconds=60.0, read_ahead=8)
+    g_id = FileId.for_endpoint(G)
+    contents = {(f, p): f"{f} {p} ".encode() * 50 for f in (FILE_F, g_id) for p in range(2)}
+    logged, offset = [], 0
+    for (file_id, partition), content in contents.items():
+        digest = _digest(content)
+        logged.append(LoggedChunk(file_id, partition, 2, digest, offset, len(content)))
+        offset += len(content)
+    entry = LogEntry(1, 1.0, "them", tuple(logged), {FILE_F: F, g_id: G})
+    remote.log[("", 1)] = (entry, b"".join(contents.values()))
+    book.state("")
+    refs = {
+        file_id: {
+            p: ChunkRef(_digest(contents[(file_id, p)]), len(contents[(file_id, p)]))
+            for p in range(2)
+        }
+        for file_id in (FILE_F, g_id)
+    }
+    for file_id, parts_of in refs.items():
+        book.assembling(file_id, parts_of)
+    before = remote.operations["open"]
+
+    for (file_id, partition), content in contents.items():
+        assert book.open(file_id, partition, 2, refs[file_id][partition]).read() == content
+
+    assert remote.operations["open"] - before == 1
+    for file_id in refs:
+        book.assembled(file_id)
+    ref = refs[FILE_F][1]
+    assert book.open(FILE_F, 1, 2, ref).read() == contents[(FILE_F, 1)], "read alone"
+    assert remote.operations["open"] - before == 2
 
 
 def _digest(content: bytes) -> str:
