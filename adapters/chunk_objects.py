@@ -32,6 +32,7 @@ costs a read of the object's item.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import secrets
@@ -50,7 +51,7 @@ from adapters.dynamodb_state import KEY_ATTRIBUTE, TTL_ATTRIBUTE, read_items
 from adapters.s3_storage import PENDING, delete_keys
 from application.in_context import submit
 from application.ports import ByteStream
-from application.shared_reads import Place, SharedReads
+from application.shared_reads import NotAssembling, Place, SharedReads
 from domain import DIGEST_PREFIX, Chunk, ChunkRef, FileId, FileStatus, PartitionSet
 
 if TYPE_CHECKING:
@@ -245,14 +246,15 @@ class S3ChunkObjects:
     ) -> ByteStream:
         """One ranged GET, shared with the chunks beside it that are read soon
         (application/shared_reads.py); a chunk ``parts`` was told is held elsewhere (read
-        here only when that copy fails) is read alone."""
+        here only when that copy fails), or read once its upload ended, is read alone."""
         with self._lock:
             found = self._places.get(file_id)
             place = found.places.get(partition) if found is not None else None
             if found is None or place is None:
                 raise LookupError(f"partition {partition} was not found in a chunk object here")
         if partition not in found.held:
-            return self._reads.open(file_id, partition)
+            with contextlib.suppress(NotAssembling):
+                return self._reads.open(file_id, partition)
         if ref.size == 0:
             return io.BytesIO(b"")
         return self._range(place.key, place.offset, place.end)

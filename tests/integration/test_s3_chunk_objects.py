@@ -452,6 +452,9 @@ def test_a_chunk_read_from_disk_is_read_from_its_object_alone_when_the_disk_fail
         f"bytes={size}-{2 * size - 1}",
         f"bytes=0-{3 * size - 1}",
     ], "the held chunk alone; the others in one read, over the held one's bytes"
+    objects.assembled(FILE_A)
+    assert read_all(objects.open(FILE_A, 2, 3, parts.parts[2])) == a[2].content
+    assert gets[-1] == f"bytes={2 * size}-{3 * size - 1}", "once its upload ended: alone"
 
 
 def test_a_run_whose_read_failed_is_read_again_by_the_next_attempt(
