@@ -3,6 +3,7 @@ assembled at once, come back in one read; memory stays within the window and the
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -11,7 +12,7 @@ import pytest
 from attrs import frozen
 
 from application.ports import ByteStream
-from application.shared_reads import Place, SharedReads
+from application.shared_reads import NotAssembling, Place, SharedReads
 from domain import FileId
 
 A, B, C = (FileId.for_endpoint(f"https://uploads.example.com/{n}.bin") for n in "abc")
@@ -56,8 +57,6 @@ class Objects:
             assert self.gate.wait(10)
         if self.failures:
             raise self.failures.pop()
-        import io
-
         return io.BytesIO(self.data[start:end])
 
     def of(self, file: FileId) -> dict[int, Place]:
@@ -252,8 +251,8 @@ def test_a_chunk_not_being_assembled_is_not_served() -> None:
     objects = Objects(interleaved(A, B))
     shared = reads_for(objects, 8, [A])
 
-    with pytest.raises(LookupError):
+    with pytest.raises(NotAssembling):
         shared.open(B, 0)
     shared.forget(A)
-    with pytest.raises(LookupError):
+    with pytest.raises(NotAssembling):
         shared.open(A, 0)
