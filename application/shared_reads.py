@@ -50,6 +50,7 @@ class _Slot:
     along: bool = False
     """``reading`` was started for another file: counted against the read-along bound."""
     served: bool = False
+    """Asked for by the file's current upload attempt."""
 
 
 class NotAssembling(LookupError):
@@ -99,6 +100,9 @@ class SharedReads:
             slot = self._slots.get((file_id, partition))
             if slot is None:
                 raise NotAssembling(f"partition {partition} of {file_id} is not being assembled")
+            if slot.served:  # asked again: the upload started over, and reads every chunk anew
+                for mine in self._files[file_id]:
+                    mine.served = False
             slot.served = True
             taken = slot.reading
             if taken is not None:
@@ -153,10 +157,10 @@ class SharedReads:
 
     def _group(self, slot: _Slot) -> list[_Slot]:
         """``slot`` and the chunks on either side of it, in offset order, that one read can
-        take: the same file's next ones within the window, and other files' not served yet,
-        within the read-along bound. A read may step over one stretch nobody asks for (a
-        finished file's chunks, a chunk read from disk) no longer than the chunk asked for:
-        S3 bills the request, not the bytes."""
+        take: the same file's next ones within the window, and other files' within the
+        read-along bound; none that its upload already read. A read may step over one
+        stretch nobody asks for (a finished file's chunks, a chunk read from disk) no longer
+        than the chunk asked for: S3 bills the request, not the bytes."""
         if slot.place.size == 0:
             return [slot]
         row = self._by_key[slot.place.key]
@@ -183,9 +187,11 @@ class SharedReads:
     def _joins(self, slot: _Slot, other: _Slot, gap: int, skip: int, room: int) -> bool:
         if not 0 <= gap <= max(skip, 0) or other.reading is not None or other.place.size == 0:
             return False
+        if other.served:  # its upload read it already (the window's threads ask in any order)
+            return False
         if other.file_id == slot.file_id:
             return 0 < other.partition - slot.partition < self._span
-        return room > 0 and not other.served
+        return room > 0
 
     def _remove(self, file_id: FileId) -> None:
         for slot in self._files.pop(file_id, ()):

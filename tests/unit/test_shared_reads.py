@@ -3,17 +3,22 @@ assembled at once, come back in one read; memory stays within the window and the
 
 from __future__ import annotations
 
+import hashlib
 import io
+import random
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import pytest
 from attrs import frozen
 
+from application.body import AssembledBody, Part
 from application.ports import ByteStream
 from application.shared_reads import NotAssembling, Place, SharedReads
-from domain import FileId
+from domain import ChunkRef, FileId
+from tests.integration.builders import read_all
 
 A, B, C = (FileId.for_endpoint(f"https://uploads.example.com/{n}.bin") for n in "abc")
 NAMES = {A: "A", B: "B", C: "C"}
@@ -182,6 +187,29 @@ def test_chunks_side_by_side_share_a_read(
     assert len(objects.reads) == reads
 
 
+def test_chunks_asked_out_of_order_are_each_read_once() -> None:
+    """The window's threads may ask a later chunk first: an earlier one's read does not take
+    it again (its bytes would wait, never asked for, until the upload ends)."""
+    objects = Objects(interleaved(A, chunks=4))
+    shared = reads_for(objects, 8, [A])
+
+    for partition in (2, 0, 1, 3):
+        ask(shared, objects, A, partition)
+
+    assert objects.reads == [(200, 400), (0, 200)]
+
+
+def test_an_upload_tried_again_reads_its_chunks_together_again() -> None:
+    objects = Objects(interleaved(A, chunks=3))
+    shared = reads_for(objects, 8, [A])
+
+    for _attempt in (1, 2):
+        for partition in (1, 0, 2):
+            ask(shared, objects, A, partition)
+
+    assert objects.reads == [(100, 300), (0, 100)] * 2
+
+
 def test_chunks_read_along_never_number_more_than_the_window_allows() -> None:
     """A window of 3: two chunks of other files along at most."""
     objects = Objects([Stored(A, 0), Stored(B, 0), Stored(B, 1), Stored(C, 0)])
@@ -256,3 +284,49 @@ def test_a_chunk_not_being_assembled_is_not_served() -> None:
     shared.forget(A)
     with pytest.raises(NotAssembling):
         shared.open(A, 0)
+
+
+def _random_object(seed: int) -> tuple[list[Stored], list[FileId]]:
+    """A batch's object as many batches make them: a few files' chunks, each file's together
+    and in order, sizes uneven, with finished files' bytes between some of them."""
+    rng = random.Random(seed)
+    files = [FileId.for_endpoint(f"https://uploads.example.com/{seed}-{n}.bin") for n in range(4)]
+    layout: list[Stored] = []
+    for file in files:
+        for partition in range(rng.randint(1, 6)):
+            if rng.random() < 0.2:
+                layout.append(Stored(None, 0, rng.randint(1, 150)))
+            layout.append(Stored(file, partition, rng.randint(0, 150)))
+    return layout, files
+
+
+@pytest.mark.parametrize("span", [1, 2, 8])
+@pytest.mark.parametrize("seed", range(12))
+def test_bodies_read_at_once_get_every_chunk_whole_and_read_each_at_most_once(
+    seed: int, span: int
+) -> None:
+    """Several files' uploads read side by side, each with its own read-ahead threads:
+    every body is the file's bytes in order, and no chunk is read twice."""
+    layout, files = _random_object(seed)
+    objects = Objects(layout)
+    shared = reads_for(objects, span, files)
+
+    def body_of(file: FileId) -> bytes:
+        parts = sorted(p for f, p in objects.places if f == file)
+        contents = [objects.content[(file, p)] for p in parts]
+        refs = [ChunkRef(hashlib.sha256(c).hexdigest(), len(c)) for c in contents]
+        opens = [partial(shared.open, file, p) for p in parts]
+        body = AssembledBody(tuple(map(Part, refs, opens)), read_ahead=span)
+        return read_all(body.open())  # read_all closes the reader
+
+    with ThreadPoolExecutor(len(files)) as pool:
+        bodies = dict(zip(files, pool.map(body_of, files), strict=True))
+
+    for file, got in bodies.items():
+        parts = sorted(p for f, p in objects.places if f == file)
+        assert got == b"".join(objects.content[(file, p)] for p in parts)
+    for key, place in objects.places.items():
+        if not place.size:
+            continue  # an empty chunk is never read
+        covering = [r for r in objects.reads if r[0] <= place.offset and place.end <= r[1]]
+        assert len(covering) <= 1, f"{key} read {len(covering)} times"
