@@ -159,14 +159,15 @@ class SharedReads:
         """``slot`` and the chunks on either side of it, in offset order, that one read can
         take: the same file's next ones within the window, and other files' within the
         read-along bound; none that its upload already read. A read may step over one
-        stretch nobody asks for (a finished file's chunks, a chunk read from disk) no longer
-        than the chunk asked for: S3 bills the request, not the bytes."""
+        stretch nobody asks for (a finished file's chunks, a chunk read from disk) as long as
+        two chunks the size of the one asked for at most: S3 bills the request, not the
+        bytes, and such bytes are let go as soon as the read is cut up."""
         if slot.place.size == 0:
             return [slot]
         row = self._by_key[slot.place.key]
         at = row.index(slot)
         room = self._along_most - self._along
-        skip = slot.place.size
+        skip = 2 * slot.place.size
         after: list[_Slot] = []
         for other in row[at + 1 :]:
             gap = other.place.offset - (after[-1] if after else slot).place.end

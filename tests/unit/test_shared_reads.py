@@ -123,15 +123,15 @@ CASES: dict[str, tuple[list[Stored], list[FileId], int, list[tuple[FileId, int]]
         [(A, p) for p in range(5)],
         3,
     ),
-    "over a finished file's chunk as long as the one asked for": (
-        [Stored(A, 0), Stored(None, 0), Stored(B, 0)],
+    "over a finished file's chunks, twice as long as the one asked for": (
+        [Stored(A, 0), Stored(None, 0), Stored(None, 1), Stored(B, 0)],
         [A, B],
         8,
         [(A, 0), (B, 0)],
         1,
     ),
     "not over a longer stretch": (
-        [Stored(A, 0), Stored(None, 0, 101), Stored(B, 0)],
+        [Stored(A, 0), Stored(None, 0, 201), Stored(B, 0)],
         [A, B],
         8,
         [(A, 0), (B, 0)],
