@@ -234,7 +234,7 @@ class S3ChunkObjects:
             places[partition] = Place(object_id, offset, size)
         remote = {p: w for p, w in places.items() if p not in held}
         with self._lock:
-            self._places[file_id] = _Found(places, neighbours, frozenset(held))
+            self._places[file_id] = _Found(places, neighbours)
             self._places.move_to_end(file_id)
             while len(self._places) > _REMEMBERED_FILES:
                 self._reads.forget(self._places.popitem(last=False)[0])
@@ -252,9 +252,8 @@ class S3ChunkObjects:
             place = found.places.get(partition) if found is not None else None
             if found is None or place is None:
                 raise LookupError(f"partition {partition} was not found in a chunk object here")
-        if partition not in found.held:
-            with contextlib.suppress(NotAssembling):
-                return self._reads.open(file_id, partition)
+        with contextlib.suppress(NotAssembling):
+            return self._reads.open(file_id, partition)
         if ref.size == 0:
             return io.BytesIO(b"")
         return self._range(place.key, place.offset, place.end)
@@ -414,12 +413,10 @@ class S3ChunkObjects:
 
 @frozen
 class _Found:
-    """Where a file's chunks are, the other files in each of its objects, and the chunks
-    this container reads from its disk."""
+    """Where a file's chunks are, and the other files in each of its objects."""
 
     places: dict[int, Place]
     neighbours: dict[str, frozenset[str]]
-    held: frozenset[int]
 
 
 def _closed(item: Mapping[str, Any]) -> bool:

@@ -16,12 +16,13 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from io import BytesIO
 from typing import TYPE_CHECKING, Any, Protocol
 
 from adapters.redis_state import PREFIX, chunks_key, digests_key, meta_key
 from application.ports import ByteStream, RemoteChunkStore
+from application.shared_reads import ReadsAlone
 from application.views import PendingChunks
 from domain import Chunk, ChunkRef, FileId, PartitionSet
 
@@ -85,7 +86,7 @@ class SpillStore(RemoteChunkStore, PendingChunks, Protocol):
     """Where chunks go past the budget: S3, as the dynamodb backend keeps them."""
 
 
-class RedisChunkStore:
+class RedisChunkStore(ReadsAlone):
     def __init__(
         self,
         client: Redis,
@@ -138,12 +139,6 @@ class RedisChunkStore:
             counts.add(int(count))
             parts[int(partition)] = ChunkRef(digest, int(size))
         return PartitionSet(min(counts), parts)
-
-    def assembling(self, file_id: FileId, parts: Mapping[int, ChunkRef]) -> None:
-        """Nothing read together: a chunk is in Redis, or alone in its spill object."""
-
-    def assembled(self, file_id: FileId) -> None:
-        """Nothing was read along."""
 
     def open(
         self, file_id: FileId, partition: int, partition_count: int, ref: ChunkRef

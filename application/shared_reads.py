@@ -23,7 +23,7 @@ from concurrent.futures import Future
 from attrs import define, frozen
 
 from application.ports import ByteStream
-from domain import FileId
+from domain import ChunkRef, FileId
 
 
 @frozen
@@ -51,6 +51,17 @@ class _Slot:
     """``reading`` was started for another file: counted against the read-along bound."""
     served: bool = False
     """Asked for by the file's current upload attempt."""
+
+
+class ReadsAlone:
+    """A ChunkSource whose chunks are each read alone (a chunk in Redis, a spilled chunk's own
+    object): an upload's ``assembling`` and ``assembled`` have nothing to share or let go."""
+
+    def assembling(self, file_id: FileId, parts: Mapping[int, ChunkRef]) -> None:
+        """Nothing to read together."""
+
+    def assembled(self, file_id: FileId) -> None:
+        """Nothing was read along."""
 
 
 class NotAssembling(LookupError):
@@ -105,9 +116,10 @@ class SharedReads:
                     mine.served = False
             slot.served = True
             taken = slot.reading
+            group: list[_Slot] = [slot]
+            others: list[tuple[_Slot, Future[bytes]]] = []
             if taken is not None:
                 self._release(slot)
-                group = [slot]
             else:
                 group = self._group(slot)
                 for member in group:
@@ -115,35 +127,35 @@ class SharedReads:
                         member.reading = Future()
                         member.along = member.file_id != file_id
                         self._along += member.along
+                        others.append((member, member.reading))
         if taken is not None:
             try:
                 return io.BytesIO(taken.result())
             except Exception:
                 return self._alone(slot.place)  # the read that failed was reported by its reader
-        if len(group) == 1:
+        if not others:
             return self._alone(slot.place)
-        return self._read(slot, group)
+        return self._read(slot, group, others)
 
-    def _read(self, slot: _Slot, group: list[_Slot]) -> ByteStream:
-        """One read for ``group``: each other member gets its own bytes, the rest goes."""
+    def _read(
+        self, slot: _Slot, group: list[_Slot], others: list[tuple[_Slot, Future[bytes]]]
+    ) -> ByteStream:
+        """One read for ``group``: each of the ``others`` gets its own bytes, the rest goes."""
         start, end = group[0].place.offset, group[-1].place.end
-        futures = [(m, m.reading) for m in group if m is not slot]
         try:
             data = self._fetch(slot.place.key, start, end).read()
             if len(data) != end - start:
                 raise OSError(f"a ranged read returned {len(data)} bytes of {end - start}")
         except BaseException as error:
             with self._lock:
-                for member, future in futures:
+                for member, future in others:
                     if member.reading is future:
                         self._release(member)
-            for _, future in futures:
-                if future is not None:
-                    future.set_exception(error)
+            for _, future in others:
+                future.set_exception(error)
             raise
-        for member, future in futures:
-            if future is not None:
-                future.set_result(_bytes(data, start, member.place))
+        for member, future in others:
+            future.set_result(_bytes(data, start, member.place))
         return io.BytesIO(_bytes(data, start, slot.place))
 
     def _alone(self, place: Place) -> ByteStream:

@@ -32,6 +32,7 @@ from application.ports import (
 )
 from application.process_batch import ProcessBatch
 from application.records import StreamRecord
+from application.shared_reads import ReadsAlone
 from application.tombstones import Tombstone
 from application.views import FileSummary
 from domain import (
@@ -194,7 +195,7 @@ class FakeLineage:
         self.parents_of[child] = parents
 
 
-class FakeRemoteStore:
+class FakeRemoteStore(ReadsAlone):
     """One store shared by every fake container, like S3; counts requests as S3 would bill.
 
     ``clock`` is the time the fake containers of a run read (FakeContainer's clock).
@@ -267,12 +268,6 @@ class FakeRemoteStore:
             if stored.partition_count == count:
                 parts.setdefault(partition, stored.ref)
         return PartitionSet(count, parts)
-
-    def assembling(self, file_id: FileId, parts: Mapping[int, ChunkRef]) -> None:
-        """Each chunk is read alone here."""
-
-    def assembled(self, file_id: FileId) -> None:
-        """Nothing was read along."""
 
     def open(
         self, file_id: FileId, partition: int, partition_count: int, ref: ChunkRef
@@ -421,7 +416,7 @@ class _ObjectItem:
 OBJECT_WRITER_SECONDS = 960.0
 
 
-class FakeChunkObjects:
+class FakeChunkObjects(ReadsAlone):
     """The ChunkObjects port: bytes in the shared FakeRemoteStore (its faults and counts:
     "put", "open", "delete"), each object's item in the shared FakeStateStore (its
     ``failing``), with the real adapter's rule: an object goes once every file in its item
@@ -499,12 +494,6 @@ class FakeChunkObjects:
         with self._lock:
             self._places[file_id] = places
         return PartitionSet(partition_count, refs)
-
-    def assembling(self, file_id: FileId, parts: Mapping[int, ChunkRef]) -> None:
-        """Each chunk is read alone here."""
-
-    def assembled(self, file_id: FileId) -> None:
-        """Nothing was read along."""
 
     def open(
         self, file_id: FileId, partition: int, partition_count: int, ref: ChunkRef
@@ -1079,7 +1068,7 @@ class FakeClock:
         return self.now
 
 
-class FakeRedisChunks:
+class FakeRedisChunks(ReadsAlone):
     """The redis backend's chunk bytes with the server's semantics: held up to ``budget``
     bytes, the rest spilled to the shared remote store (S3); a listing names only the chunks
     the state admitted (the real store reads both in one script). Redis being down is the
@@ -1135,12 +1124,6 @@ class FakeRedisChunks:
         }
         counts = {count for partition, count, _ in stored if partition in parts}
         return PartitionSet(min(counts), parts) if parts else None
-
-    def assembling(self, file_id: FileId, parts: Mapping[int, ChunkRef]) -> None:
-        """Each chunk is read alone here."""
-
-    def assembled(self, file_id: FileId) -> None:
-        """Nothing was read along."""
 
     def open(
         self, file_id: FileId, partition: int, partition_count: int, ref: ChunkRef
